@@ -1,0 +1,20 @@
+/* moert.h - libmoert, the thin runtime every generated trainer links against.
+ *
+ * For now: version, fatal errors that name where they happened, and a monotonic clock.
+ * Device (cuda/cpu), collectives (nccl/mpi/single), data loading, checkpoints and logging
+ * join it as the trainer is built (see ../shared/DESIGN.md, "Runtime").
+ */
+#ifndef MOERT_H
+#define MOERT_H
+
+#define MOERT_VERSION "0.1.0"
+
+/* Print "moert: file:line: message" and exit(1). Runtime errors name the file, tensor or
+ * rank involved and what to do about it. */
+void moert_fatal_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
+#define moert_fatal(...) moert_fatal_at(__FILE__, __LINE__, __VA_ARGS__)
+
+/* Seconds on a monotonic clock (for step timings). */
+double moert_seconds(void);
+
+#endif

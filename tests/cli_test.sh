@@ -1,0 +1,32 @@
+#!/bin/sh
+# The command line contract: help and version exit 0, usage errors exit 2 with the usage,
+# spec errors exit 1.
+moec=$1
+fails=0
+passes=0
+expect() { # expect CODE DESCRIPTION -- COMMAND...
+  want=$1; what=$2; shift 3
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" -eq "$want" ]; then passes=$((passes + 1)); else
+    fails=$((fails + 1)); echo "FAIL: $what: '$*' exited $rc, want $want"; echo "$out" | head -n 5; fi
+}
+expect 0 "--version" -- "$moec" --version
+expect 0 "--help" -- "$moec" --help
+expect 0 "help plan" -- "$moec" help plan
+expect 0 "check --help" -- "$moec" check --help
+expect 0 "plan --help" -- "$moec" plan --help
+expect 0 "check --keys" -- "$moec" check --keys
+expect 2 "no command" -- "$moec"
+expect 2 "unknown command" -- "$moec" frobnicate
+expect 2 "unknown option" -- "$moec" check examples/tiny_qwen3_moe.yaml --frob
+expect 2 "missing spec" -- "$moec" plan
+expect 2 "--set without a value" -- "$moec" check examples/tiny_qwen3_moe.yaml --set
+expect 2 "two specs" -- "$moec" check examples/tiny_qwen3_moe.yaml examples/tiny_qwen3_moe.yaml
+expect 1 "missing file" -- "$moec" check no/such/spec.yaml
+expect 1 "bad --set" -- "$moec" check examples/tiny_qwen3_moe.yaml --set moe.top_k=0
+expect 0 "good --set" -- "$moec" check examples/tiny_qwen3_moe.yaml --set moe.top_k=4
+expect 0 "plan --json" -- "$moec" plan examples/tiny_qwen3_moe.yaml --json
+"$moec" --version | grep -q '^moec [0-9]' || { fails=$((fails + 1)); echo "FAIL: --version output"; }
+"$moec" check --keys | grep -q '^moe.top_k ' || { fails=$((fails + 1)); echo "FAIL: --keys lists moe.top_k"; }
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
