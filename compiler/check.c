@@ -203,6 +203,10 @@ static void check_moe(struct spec *s)
 		         schema_enum_name(drop_names, e->drop_policy));
 	if (e->capacity_factor > 0 && e->capacity_factor < 1)
 		warning_at(s, "moe.capacity_factor", "capacity_factor %g is below 1: even perfectly balanced routing drops tokens", e->capacity_factor);
+	if ((e->expert_bias || e->router_bias || e->activation == ACTIVATION_SWIGLU_CLAMPED) && s->model.family != FAMILY_GPT_OSS)
+		error_at(s, e->expert_bias ? "moe.expert_bias" : e->router_bias ? "moe.router_bias" : "moe.activation",
+		         "expert biases, router bias and the clamped SwiGLU are GPT-OSS's (family gpt_oss); %s models have none",
+		         schema_enum_name(family_names, s->model.family));
 	if (e->router_dtype != DTYPE_FP32 && e->router_dtype != DTYPE_BF16)
 		error_at(s, "moe.router_dtype", "router_dtype must be fp32 or bf16; top-k over %s scores is not stable", schema_enum_name(dtype_names, e->router_dtype));
 	if (e->norm_topk_prob && e->top_k == 1 && e->router == ROUTER_SOFTMAX_TOPK && user_set(s, "moe.norm_topk_prob"))

@@ -38,6 +38,7 @@
 /* Knobs the memory model depends on, so hints can re-plan with one of them changed. */
 struct plan_knobs {
 	int64_t tp, dp, ep, edp;
+	int64_t kv_heads;         /* below tp, kv heads are replicated: tp / kv_heads ranks share one */
 	bool shard_optimizer;
 	int recompute;            /* enum recompute_policy */
 };
@@ -189,6 +190,9 @@ static int64_t plan_shard_numel(const struct ir_tensor *t, const struct plan_kno
 	int64_t n = ir_tensor_numel(t), parts = 1;
 	if (t->shard == IR_SHARD_TP_COLUMN || t->shard == IR_SHARD_TP_ROW || t->shard == IR_SHARD_VOCAB)
 		parts = k->tp;
+	int kv = t->role == IR_ROLE_K || t->role == IR_ROLE_V || t->role == IR_ROLE_K_BIAS || t->role == IR_ROLE_V_BIAS;
+	if (kv && k->kv_heads > 0 && parts > k->kv_heads)
+		parts = k->kv_heads; /* each rank holds one whole, replicated kv head */
 	else if (t->shard == IR_SHARD_EP)
 		parts = k->ep;
 	if (parts <= 1 || t->shard_dim < 0)
@@ -616,6 +620,7 @@ struct plan *plan_build(const struct spec *s, const struct ir *ir)
 		goto out_free_plan;
 	struct plan_knobs k = {
 		.tp = p->layout.tp,
+		.kv_heads = s->model.attention == ATTENTION_GQA ? s->model.num_kv_heads : 0,
 		.dp = p->layout.dp,
 		.ep = p->layout.ep,
 		.edp = p->layout.edp,
