@@ -6,6 +6,14 @@
  *   plan   (plan.c)    rank layout, parameter counts, per-rank memory, FLOPs, communication
  *   report (report.c)  the plan as text or JSON
  *
+ * and for `moec build`, after plan:
+ *   kernels (kernels.c)  the kernel instances one training step needs, their constants
+ *   emit    (emit.c)     DIR/gen: instance sources, twins, model.h; plan.txt
+ *   lint    (lint.c)     libclang over every instance: template errors, signatures
+ *                        (sigcache.c reuses clean results); emit writes launch.h from them
+ *   jit     (jit.c)      NVRTC -> DIR/cubin, through the kernel cache (cache.c)
+ *           (emit.c)     manifest.json
+ *
  * Exit codes: 0 ok, 1 the spec (or a file it names) is wrong or the job does not fit,
  * 2 usage error.
  */
@@ -13,15 +21,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "cache.h"
 #include "check.h"
 #include "diag.h"
+#include "emit.h"
+#include "files.h"
+#include "inspect.h"
+#include "jit.h"
+#include "kernels.h"
 #include "lower.h"
 #include "parse.h"
 #include "plan.h"
 #include "report.h"
 #include "resolved.h"
 #include "schema.h"
+#include "sigcache.h"
 
 #define EXIT_SPEC 1
 #define EXIT_USAGE 2
@@ -36,6 +52,8 @@ static const char usage_main[] =
 	"  check SPEC   validate the spec and prove the job fits the GPUs' memory\n"
 	"  plan SPEC    print the resolved spec, rank layout, parameter counts, per-rank\n"
 	"               memory, FLOPs and communication volume\n"
+	"  build SPEC   check, then generate and compile the job's kernels into a build dir\n"
+	"  inspect DIR  a build's kernels: constants, registers, smem, spills, source, PTX, SASS\n"
 	"  help [CMD]   show help for a command\n"
 	"\n"
 	"options:\n"
@@ -69,12 +87,54 @@ static const char usage_plan[] =
 	"  --json           machine-readable output\n"
 	"  --ranks N        list at most N ranks in the layout (default 64; 0 = all)\n";
 
+static const char usage_build[] =
+	"usage: moec build SPEC [-o DIR] [--arch ARCH] [-j N] [--set KEY=VALUE]... [--cluster FILE]\n"
+	"\n"
+	"Check SPEC and prove the job fits (as `moec check`), select the kernels one training\n"
+	"step needs, write them specialized to the spec (DIR/gen/: one .cu per kernel, its CPU\n"
+	"twin, model.h, launch.h), lint them with libclang, and compile each with NVRTC to\n"
+	"DIR/cubin/<kernel>.<arch>.cubin (PTX in DIR/ptx/). Also writes DIR/plan.txt and\n"
+	"DIR/manifest.json. Compiled kernels are cached by content, so a rebuild compiles only\n"
+	"what changed. Fails on a template error, a kernel that spills registers (unless\n"
+	"train.allow_spills), or a spec feature without kernels yet.\n"
+	"\n"
+	"  -o DIR           output directory (default: build/<spec file name>)\n"
+	"  --arch ARCH      GPU architecture: sm_90a (default), sm_80, sm_100a (also sm_86,\n"
+	"                   sm_89, sm_90, sm_100, sm_120)\n"
+	"  -j N             compile N kernels at once (default: the number of CPUs)\n"
+	"  --set KEY=VALUE  override a value\n"
+	"  --cluster FILE   cluster file; replaces parallel.cluster\n"
+	"\n"
+	"environment:\n"
+	"  MOEC_CACHE_DIR   kernel cache (default $XDG_CACHE_HOME/moec or ~/.cache/moec)\n"
+	"  MOEC_KERNELS_DIR kernel templates (default: the source tree's kernels/)\n"
+	"  MOEC_DEBUG       1: stage timings, cache hit or miss per kernel; 2: also print every\n"
+	"                   generated source on stderr\n";
+
+static const char usage_inspect[] =
+	"usage: moec inspect DIR [KERNEL] [--src | --twin | --ptx | --sass]\n"
+	"\n"
+	"Show what `moec build` made in DIR. Without KERNEL: one row per kernel with its\n"
+	"registers, static shared memory, stack frame, spills, constants and launch geometry.\n"
+	"KERNEL is an instance name or any part of one that names a single kernel\n"
+	"(e.g. router_fwd); alone it prints the kernel's details.\n"
+	"\n"
+	"  --src            the generated CUDA source (DIR/gen/KERNEL.cu)\n"
+	"  --twin           the generated CPU twin (DIR/gen/cpu/KERNEL.c)\n"
+	"  --ptx            the PTX NVRTC produced\n"
+	"  --sass           the SASS of the cubin (needs cuobjdump or nvdisasm)\n";
+
+enum command { CMD_CHECK, CMD_PLAN, CMD_BUILD };
+
 struct args {
 	const char *spec;
 	const char *sets[64];
 	int nsets;
 	const char *cluster;
 	int json, print, keys, ranks;
+	const char *out;  /* build: -o */
+	const char *arch; /* build: --arch */
+	int jobs;         /* build: -j */
 };
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
@@ -85,13 +145,60 @@ static int usage_error(const char *usage, const char *fmt, const char *arg)
 	return EXIT_USAGE;
 }
 
-/* Parse a command's options; returns -1 to go on, or an exit code. */
-static int parse_args(int argc, char **argv, const char *usage, int is_plan, struct args *a)
+/* build's own options (-o, --arch, -j); returns 1 when arg was one, -2 on a usage error
+ * (printed), 0 when arg is not a build option. */
+static int parse_build_option(int argc, char **argv, int *i, struct args *a)
 {
+	const char *arg = argv[*i], *v = NULL;
+	int which = 0; /* 1 -o, 2 --arch, 3 -j */
+	if (!strcmp(arg, "-o") || !strcmp(arg, "--output"))
+		which = 1;
+	else if (!strcmp(arg, "--arch"))
+		which = 2;
+	else if (!strcmp(arg, "-j") || !strcmp(arg, "--jobs"))
+		which = 3;
+	else if (!strncmp(arg, "--arch=", 7))
+		which = 2, v = arg + 7;
+	else if (!strncmp(arg, "-j", 2) && arg[2] >= '0' && arg[2] <= '9')
+		which = 3, v = arg + 2;
+	else if (!strncmp(arg, "-o", 2) && arg[2])
+		which = 1, v = arg + 2;
+	if (!which)
+		return 0;
+	if (!v) {
+		if (*i + 1 >= argc)
+			return usage_error(usage_build, "%s needs a value", arg), -2;
+		v = argv[++*i];
+	}
+	if (which == 1) {
+		a->out = v;
+	} else if (which == 2) {
+		if (!jit_arch_valid(v))
+			return usage_error(usage_build, "unknown --arch '%s': use sm_80, sm_90a or sm_100a", v), -2;
+		a->arch = v;
+	} else {
+		char *end;
+		long n = strtol(v, &end, 10);
+		if (*end || n < 1 || n > 256)
+			return usage_error(usage_build, "-j takes a count from 1 to 256, got '%s'", v), -2;
+		a->jobs = (int)n;
+	}
+	return 1;
+}
+
+/* Parse a command's options; returns -1 to go on, or an exit code. */
+static int parse_args(int argc, char **argv, const char *usage, enum command cmd, struct args *a)
+{
+	int is_plan = cmd == CMD_PLAN;
 	memset(a, 0, sizeof *a);
 	a->ranks = 64;
 	for (int i = 0; i < argc; i++) {
 		const char *arg = argv[i];
+		int b = cmd == CMD_BUILD ? parse_build_option(argc, argv, &i, a) : 0;
+		if (b < 0)
+			return EXIT_USAGE;
+		if (b > 0)
+			continue;
 		if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
 			fputs(usage, stdout);
 			return 0;
@@ -117,9 +224,9 @@ static int parse_args(int argc, char **argv, const char *usage, int is_plan, str
 				a->sets[a->nsets++] = arg + 6;
 		} else if (is_plan && !strcmp(arg, "--json")) {
 			a->json = 1;
-		} else if (!is_plan && !strcmp(arg, "--print")) {
+		} else if (cmd == CMD_CHECK && !strcmp(arg, "--print")) {
 			a->print = 1;
-		} else if (!is_plan && !strcmp(arg, "--keys")) {
+		} else if (cmd == CMD_CHECK && !strcmp(arg, "--keys")) {
 			a->keys = 1;
 		} else if (arg[0] == '-' && arg[1]) {
 			return usage_error(usage, "unknown option '%s'", arg);
@@ -217,7 +324,7 @@ static void print_keys(void)
 static int cmd_check(int argc, char **argv)
 {
 	struct args a;
-	int rc = parse_args(argc, argv, usage_check, 0, &a);
+	int rc = parse_args(argc, argv, usage_check, CMD_CHECK, &a);
 	if (rc >= 0)
 		return rc;
 	if (a.keys) {
@@ -240,7 +347,7 @@ static int cmd_check(int argc, char **argv)
 static int cmd_plan(int argc, char **argv)
 {
 	struct args a;
-	int rc = parse_args(argc, argv, usage_plan, 1, &a);
+	int rc = parse_args(argc, argv, usage_plan, CMD_PLAN, &a);
 	if (rc >= 0)
 		return rc;
 	struct job j;
@@ -261,6 +368,149 @@ static int cmd_plan(int argc, char **argv)
 	}
 	job_free(&j);
 	return rc;
+}
+
+/* build's default output: build/<spec file name without .yaml> */
+static void build_default_out(const char *spec, char *buf, size_t n)
+{
+	const char *base = strrchr(spec, '/');
+	base = base ? base + 1 : spec;
+	size_t len = strcspn(base, ".");
+	snprintf(buf, n, "build/%.*s", (int)(len ? len : strlen(base)), base);
+}
+
+static void build_poll_jit(void *run)
+{
+	jit_poll(run);
+}
+
+/* The passes after plan: kernels, emit, lint, jit, and the manifest. */
+static int build_run(struct job *j, const struct args *a, const char *out)
+{
+	struct kernel_set ks;
+	struct cache cache;
+	struct kernel_sig *sigs = NULL, *twin_sigs = NULL;
+	struct jit_result *res = NULL;
+	char nvrtc[32], cuda[32];
+	int rc = EXIT_SPEC, debug = debug_level();
+	double t = now(), t0 = t;
+	struct emit_context ec = {.dir = out, .spec_path = a->spec, .spec = &j->spec, .ir = j->ir, .plan = j->plan,
+				  .arch = a->arch ? a->arch : "sm_90a", .debug = debug};
+
+	if (kernels_select(&j->spec, j->ir, j->plan, kernels_default_dir(), &ks))
+		goto out_kernels;
+	stage_done("kernels", &t);
+	int err = file_make_dirs(out);
+	if (err) {
+		fprintf(stderr, "moec: error: cannot create %s: %s\n", out, strerror(err));
+		goto out_kernels;
+	}
+	/* A failed build must not leave an older build's manifest describing the new gen/. */
+	char manifest[4200];
+	snprintf(manifest, sizeof manifest, "%s/manifest.json", out);
+	unlink(manifest);
+	if (emit_compose_instances(&ec, &ks) || emit_write_sources(&ec, &ks))
+		goto out_kernels;
+	stage_done("emit", &t);
+	if (cache_open(&cache))
+		goto out_kernels;
+	sigs = calloc((size_t)ks.n + 1, sizeof *sigs);
+	twin_sigs = calloc((size_t)ks.n + 1, sizeof *twin_sigs);
+	res = calloc((size_t)ks.n + 1, sizeof *res);
+	if (!sigs || !twin_sigs || !res) {
+		fprintf(stderr, "moec: error: out of memory\n");
+		goto out_free;
+	}
+	/* jit's worker processes compile while this one lints; a lint error stops them. The
+	 * "lint" timing below therefore overlaps the compiles, and "jit" is the wait after. */
+	struct jit_options jo = {.dir = out, .arch = ec.arch, .jobs = a->jobs, .allow_spills = j->spec.train.allow_spills,
+				 .debug = debug, .progress_line = isatty(2) && !debug};
+	struct jit_run *run = jit_start(&ks, &jo, &cache, res);
+	if (!run) {
+		fprintf(stderr, "moec: error: out of memory\n");
+		goto out_free;
+	}
+	if (sigcache_lint_all(&ks, out, &cache, sigs, twin_sigs, debug, build_poll_jit, run) ||
+	    emit_write_launch(&ec, &ks, sigs, twin_sigs)) {
+		jit_finish(run, true);
+		goto out_free;
+	}
+	stage_done("lint", &t);
+	int jit_errors = jit_finish(run, false);
+	stage_done("jit", &t);
+	if (jit_errors)
+		goto out_free;
+	jit_nvrtc_version(nvrtc, sizeof nvrtc);
+	jit_cuda_version(cuda, sizeof cuda);
+	if (emit_write_manifest(&ec, &ks, res, nvrtc, cuda, cache.dir))
+		goto out_free;
+	int hits = 0;
+	for (int i = 0; i < ks.n; i++)
+		hits += res[i].cache_hit;
+	printf("%s: %d kernels for %s (%d compiled, %d from the cache) in %.2f s\n", out, ks.n, ec.arch, ks.n - hits, hits, now() - t0);
+	rc = 0;
+out_free:
+	free(res);
+	free(twin_sigs);
+	free(sigs);
+out_kernels:
+	kernels_free(&ks);
+	return rc;
+}
+
+static int cmd_build(int argc, char **argv)
+{
+	struct args a;
+	char out[4096];
+	int rc = parse_args(argc, argv, usage_build, CMD_BUILD, &a);
+	if (rc >= 0)
+		return rc;
+	if (a.out)
+		snprintf(out, sizeof out, "%s", a.out);
+	else
+		build_default_out(a.spec, out, sizeof out);
+	struct job j;
+	rc = job_compile(&j, &a);
+	if (!rc && !report_verdict(&j.spec, j.plan))
+		rc = EXIT_SPEC;
+	if (!rc)
+		rc = build_run(&j, &a, out);
+	job_free(&j);
+	return rc;
+}
+
+static int cmd_inspect(int argc, char **argv)
+{
+	const char *dir = NULL, *kernel = NULL;
+	enum inspect_what what = INSPECT_TABLE;
+	for (int i = 0; i < argc; i++) {
+		const char *arg = argv[i];
+		if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+			fputs(usage_inspect, stdout);
+			return 0;
+		} else if (!strcmp(arg, "--src")) {
+			what = INSPECT_SRC;
+		} else if (!strcmp(arg, "--twin")) {
+			what = INSPECT_TWIN;
+		} else if (!strcmp(arg, "--ptx")) {
+			what = INSPECT_PTX;
+		} else if (!strcmp(arg, "--sass")) {
+			what = INSPECT_SASS;
+		} else if (arg[0] == '-' && arg[1]) {
+			return usage_error(usage_inspect, "unknown option '%s'", arg);
+		} else if (!dir) {
+			dir = arg;
+		} else if (!kernel) {
+			kernel = arg;
+		} else {
+			return usage_error(usage_inspect, "one kernel at a time (got '%s' too)", arg);
+		}
+	}
+	if (!dir)
+		return usage_error(usage_inspect, "%s", "missing DIR");
+	if (what != INSPECT_TABLE && !kernel)
+		return usage_error(usage_inspect, "%s", "--src, --twin, --ptx and --sass need a KERNEL");
+	return inspect_build(dir, kernel, kernel && what == INSPECT_TABLE ? INSPECT_DETAILS : what);
 }
 
 int main(int argc, char **argv)
@@ -284,6 +534,10 @@ int main(int argc, char **argv)
 			fputs(usage_check, stdout);
 		else if (!strcmp(topic, "plan"))
 			fputs(usage_plan, stdout);
+		else if (!strcmp(topic, "build"))
+			fputs(usage_build, stdout);
+		else if (!strcmp(topic, "inspect"))
+			fputs(usage_inspect, stdout);
 		else
 			return usage_error(usage_main, "no command '%s'", topic);
 		return 0;
@@ -292,5 +546,9 @@ int main(int argc, char **argv)
 		return cmd_check(argc - 2, argv + 2);
 	if (!strcmp(cmd, "plan"))
 		return cmd_plan(argc - 2, argv + 2);
+	if (!strcmp(cmd, "build"))
+		return cmd_build(argc - 2, argv + 2);
+	if (!strcmp(cmd, "inspect"))
+		return cmd_inspect(argc - 2, argv + 2);
 	return usage_error(usage_main, "unknown command '%s'", cmd);
 }

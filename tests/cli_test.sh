@@ -26,6 +26,26 @@ expect 1 "missing file" -- "$moec" check no/such/spec.yaml
 expect 1 "bad --set" -- "$moec" check examples/tiny_qwen3_moe.yaml --set moe.top_k=0
 expect 0 "good --set" -- "$moec" check examples/tiny_qwen3_moe.yaml --set moe.top_k=4
 expect 0 "plan --json" -- "$moec" plan examples/tiny_qwen3_moe.yaml --json
+expect 0 "help build" -- "$moec" help build
+expect 0 "build --help" -- "$moec" build --help
+expect 0 "help inspect" -- "$moec" help inspect
+expect 0 "inspect --help" -- "$moec" inspect --help
+expect 2 "build: missing spec" -- "$moec" build
+expect 2 "build: unknown arch" -- "$moec" build examples/tiny_qwen3_moe.yaml --arch sm_99
+expect 2 "build: -j 0" -- "$moec" build examples/tiny_qwen3_moe.yaml -j 0
+expect 2 "build: -o without a value" -- "$moec" build examples/tiny_qwen3_moe.yaml -o
+expect 2 "build: check's --print" -- "$moec" build examples/tiny_qwen3_moe.yaml --print
+expect 2 "inspect: missing DIR" -- "$moec" inspect
+expect 2 "inspect: --src without a kernel" -- "$moec" inspect build --src
+expect 1 "inspect: not a build dir" -- "$moec" inspect no/such/dir
+expect 1 "build: bad --set" -- "$moec" build examples/tiny_qwen3_moe.yaml --set moe.top_k=0
+# Families without kernels yet fail with a clear message, before writing anything.
+for spec in examples/deepseek_v3.yaml models/gpt_oss_20b.yaml; do
+  out=$("$moec" build "$spec" -o no/such/out 2>&1); rc=$?
+  if [ "$rc" -eq 1 ] && echo "$out" | grep -q 'not supported yet' && [ ! -e no/such/out ]; then passes=$((passes + 1)); else
+    fails=$((fails + 1)); echo "FAIL: build $spec: exit $rc, want 1 with 'not supported yet'"; echo "$out" | head -n 5; fi
+done
+"$moec" help build | grep -q -- '--arch' || { fails=$((fails + 1)); echo "FAIL: help build lists --arch"; }
 "$moec" --version | grep -q '^moec [0-9]' || { fails=$((fails + 1)); echo "FAIL: --version output"; }
 "$moec" check --keys | grep -q '^moe.top_k ' || { fails=$((fails + 1)); echo "FAIL: --keys lists moe.top_k"; }
 echo "$passes passed, $fails failed"

@@ -1,0 +1,79 @@
+/* test_moe_gemm_f32.c - the expert-GEMM twins (kernels/cpu/moe_*.c), fp32 path: each against
+ * a double reference on ragged and empty experts, and the backward twins, chained as in
+ * training, against central finite differences of the forward. See moe_gemm_test.h. */
+#define ACT_BF16 0
+#include "moec_host.h"
+#include "testing.h"
+#include "moe_gemm_test.h"
+
+/* Shapes. C is the dense-MLP reuse (E_LOCAL = 1, I = the dense intermediate size); D the
+ * tiny example's MoE layer (H 128, I 128, 8 experts). */
+#define SUF a
+#define E_LOCAL 4
+#define H 24
+#define I 16
+#include "moe_gemm_twins.h"
+#undef SUF
+#undef E_LOCAL
+#undef H
+#undef I
+
+#define SUF b
+#define E_LOCAL 6
+#define H 40
+#define I 8
+#include "moe_gemm_twins.h"
+#undef SUF
+#undef E_LOCAL
+#undef H
+#undef I
+
+#define SUF c
+#define E_LOCAL 1
+#define H 16
+#define I 24
+#include "moe_gemm_twins.h"
+#undef SUF
+#undef E_LOCAL
+#undef H
+#undef I
+
+#define SUF d
+#define E_LOCAL 8
+#define H 128
+#define I 128
+#include "moe_gemm_twins.h"
+#undef SUF
+#undef E_LOCAL
+#undef H
+#undef I
+
+#define SUF e
+#define E_LOCAL 16
+#define H 16
+#define I 8
+#include "moe_gemm_twins.h"
+#undef SUF
+#undef E_LOCAL
+#undef H
+#undef I
+
+static const struct moe_case cases[] = {
+	{"e4 h24 i16, empty middle, one-row tail", &twins_a, {5, 0, 13, 1}, 3, 1},
+	{"e6 h40 i8, empty head/middle", &twins_b, {0, 7, 0, 0, 9, 2}, 1, 1},
+	{"e1 h16 i24 (dense mlp)", &twins_c, {9}, 0, 1},
+	{"e8 h128 i128 (tiny example)", &twins_d, {37, 0, 64, 129, 1, 0, 20, 5}, 2, 0},
+	{"e16 h16 i8, only the last expert", &twins_e, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3}, 4, 1},
+};
+
+int main(void)
+{
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		run_case(&cases[i]);
+		if (cases[i].fd)
+			run_fd(&cases[i]);
+	}
+	run_empty(&twins_a);
+	run_empty(&twins_e);
+	return testing_report();
+}
