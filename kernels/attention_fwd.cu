@@ -37,6 +37,7 @@
 // down and stops at the first one that ends before the document of the tile's first row
 // begins. Tiles that are wholly visible (below the diagonal, one document) skip the mask.
 #include "moec_device.cuh"
+#include "mma_sm80.cuh"
 
 #define ATTN_G (NH / NKV)
 #define ATTN_WARPS (BLOCK_M / 16)
@@ -47,13 +48,6 @@
 static_assert(NH % NKV == 0, "attention_fwd: NH must be a multiple of NKV");
 static_assert(HD % 16 == 0 && HD <= 256, "attention_fwd: HD must be a multiple of 16, at most 256");
 static_assert(BLOCK_M % 16 == 0 && BLOCK_M >= 16 && BLOCK_M <= 256, "attention_fwd: BLOCK_M must be 16..256, a multiple of 16");
-
-__device__ __forceinline__ float attn_exp2(float x)
-{
-	float y;
-	asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-	return y;
-}
 
 __device__ __forceinline__ float attn_neg_inf(void)
 {
@@ -91,60 +85,6 @@ __device__ __forceinline__ int attn_first_live_key_tile(const int *doc, int m0, 
 #define ATTN_SMEM_ROWS (BLOCK_M > 2 * BLOCK_N ? BLOCK_M : 2 * BLOCK_N)
 static_assert(BLOCK_N % 16 == 0 && BLOCK_N >= 16, "attention_fwd: BLOCK_N must be a multiple of 16");
 static_assert(ATTN_SMEM_ROWS * ATTN_LDS * 2 <= 48 * 1024, "attention_fwd: tiles need more than 48 KB of static smem");
-
-__device__ __forceinline__ unsigned attn_smem_addr(const void *p)
-{
-	return (unsigned)__cvta_generic_to_shared(p);
-}
-
-// 16 bytes global -> shared, asynchronously; src_bytes 0 writes zeros (rows past T).
-__device__ __forceinline__ void attn_cp_async16(void *dst, const void *src, int src_bytes)
-{
-	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(attn_smem_addr(dst)), "l"(src), "r"(src_bytes)
-		     : "memory");
-}
-
-__device__ __forceinline__ void attn_cp_async_commit(void)
-{
-	asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-__device__ __forceinline__ void attn_cp_async_wait_all(void)
-{
-	asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-}
-
-// Four 8x8 b16 matrices; lane l supplies the row address of matrix l / 8, row l % 8.
-__device__ __forceinline__ void attn_ldsm_x4(unsigned r[4], const bf16 *p)
-{
-	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-		     : "r"(attn_smem_addr(p)));
-}
-
-__device__ __forceinline__ void attn_ldsm_x4_trans(unsigned r[4], const bf16 *p)
-{
-	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-		     : "r"(attn_smem_addr(p)));
-}
-
-// c (16x8 fp32) += a (16x16 bf16, row) * b (16x8 bf16, col).
-__device__ __forceinline__ void attn_mma(float c[4], const unsigned a[4], unsigned b0, unsigned b1)
-{
-	asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-	    "{%0, %1, %2, %3};\n"
-	    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-	    : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Two floats -> bf16x2, lo in the low half (the lower column of a fragment pair).
-__device__ __forceinline__ unsigned attn_pack(float lo, float hi)
-{
-	unsigned r;
-	asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-	return r;
-}
 
 // Rows [r0, r0 + NROWS) of one head of a [T, heads, HD] tensor (g points at row 0 of the
 // head; row_stride = heads * HD) into smem rows of ATTN_LDS elements; rows >= T get zeros.

@@ -18,31 +18,19 @@
 // first occurrence; a frequent id is summed by one block, which is fine at T*H sizes
 // (the whole op is well under a millisecond at T = 32k, H = 4096).
 #include "moec_device.cuh"
+#include "vec.cuh"
 
-#if ACT_BF16
-#define EMB_VEC 8
-#else
-#define EMB_VEC 4
-#endif
+#define EMB_VEC SLOT_ACT // act_t per 16-byte slot (vec.cuh)
 #define EMB_NV ((H + EMB_VEC - 1) / EMB_VEC)   // 16-byte slots of dout per row
 #define EMB_NPT ((EMB_NV + 255) / 256)         // slots per thread
 #define EMB_SCAN 1024                          // ids compared per step (4 per thread)
 
-__device__ __forceinline__ void slot_load(const act_t *row, int s, bool vec, float *f)
+// Slot s of a dout row as floats: raw bits unpacked when aligned (vec), else element loads
+// with zeros past H.
+__device__ __forceinline__ void emb_slot_load(const act_t *row, int s, bool vec, float *f)
 {
 	if (vec) {
-		const uint4 u = *reinterpret_cast<const uint4 *>(row + s * EMB_VEC);
-#if ACT_BF16
-		const unsigned int w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-		for (int i = 0; i < 4; i++) {
-			f[2 * i] = __uint_as_float(w[i] << 16);
-			f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-		}
-#else
-		f[0] = __uint_as_float(u.x), f[1] = __uint_as_float(u.y);
-		f[2] = __uint_as_float(u.z), f[3] = __uint_as_float(u.w);
-#endif
+		slot_unpack(*reinterpret_cast<const uint4 *>(row + s * EMB_VEC), f);
 		return;
 	}
 #pragma unroll
@@ -133,7 +121,7 @@ MOEC_KERNEL(float *dtable, const act_t *dout, const int *ids, int tokens, int v0
 					const int s = tid + i * 256;
 					if (EMB_NV % 256 == 0 || s < EMB_NV) {
 						float f[EMB_VEC];
-						slot_load(src, s, vec, f);
+						emb_slot_load(src, s, vec, f);
 #pragma unroll
 						for (int e = 0; e < EMB_VEC; e++)
 							acc[i][e] += f[e];

@@ -12,40 +12,9 @@
 // One warp per token: dy[t] is read once per 16-byte piece, each of the K rows is read and
 // written once; the K dot products accumulate in fp32 per lane, then one warp sum each.
 #include "moec_device.cuh"
-
-#define CBB_VEC (16 / (int)sizeof(act_t))
+#include "moe_gather.cuh"
 
 static_assert(K >= 1 && K <= 32 && H >= 1, "moe_combine_bwd: need 1 <= K <= 32");
-
-__device__ __forceinline__ void cbb_load(const act_t *p, float (&f)[CBB_VEC])
-{
-	const uint4 u = *(const uint4 *)p;
-	const unsigned int w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-#if ACT_BF16
-		f[2 * i] = __uint_as_float(w[i] << 16);
-		f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-#else
-		f[i] = __uint_as_float(w[i]);
-#endif
-	}
-}
-
-__device__ __forceinline__ void cbb_store(act_t *p, const float (&f)[CBB_VEC])
-{
-	unsigned int w[4];
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-#if ACT_BF16
-		w[i] = (unsigned int)__bfloat16_as_ushort(__float2bfloat16_rn(f[2 * i])) |
-		       ((unsigned int)__bfloat16_as_ushort(__float2bfloat16_rn(f[2 * i + 1])) << 16);
-#else
-		w[i] = __float_as_uint(f[i]);
-#endif
-	}
-	*(uint4 *)p = make_uint4(w[0], w[1], w[2], w[3]);
-}
 
 extern "C" __global__ void __launch_bounds__(256)
 MOEC_KERNEL(const act_t *dy, const act_t *y_perm, const int *dest, const float *topk_w, act_t *dy_perm,
@@ -66,21 +35,21 @@ MOEC_KERNEL(const act_t *dy, const act_t *y_perm, const int *dest, const float *
 		dot[k] = 0.f;
 	}
 
-	if (H % CBB_VEC == 0) {
-		for (int v = lane; v < H / CBB_VEC; v += 32) {
-			float g[CBB_VEC];
-			cbb_load(dy + (size_t)t * H + v * CBB_VEC, g);
+	if (H % MG_VEC == 0) {
+		for (int v = lane; v < H / MG_VEC; v += 32) {
+			float g[MG_VEC];
+			mg_load(dy + (size_t)t * H + v * MG_VEC, g);
 #pragma unroll
 			for (int k = 0; k < K; k++) {
 				if (d[k] >= 0) {
-					float f[CBB_VEC], o[CBB_VEC];
-					cbb_load(y_perm + (size_t)d[k] * H + v * CBB_VEC, f);
+					float f[MG_VEC], o[MG_VEC];
+					mg_load(y_perm + (size_t)d[k] * H + v * MG_VEC, f);
 #pragma unroll
-					for (int q = 0; q < CBB_VEC; q++) {
+					for (int q = 0; q < MG_VEC; q++) {
 						dot[k] += g[q] * f[q];
 						o[q] = w[k] * g[q];
 					}
-					cbb_store(dy_perm + (size_t)d[k] * H + v * CBB_VEC, o);
+					mg_store(dy_perm + (size_t)d[k] * H + v * MG_VEC, o);
 				}
 			}
 		}

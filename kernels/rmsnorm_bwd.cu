@@ -28,12 +28,9 @@
 // given grid the result is bitwise reproducible. One ws/count pair per launch in flight
 // (launches on one stream may share them).
 #include "moec_device.cuh"
+#include "vec.cuh"
 
-#if ACT_BF16
-#define RMS_VEC 8
-#else
-#define RMS_VEC 4
-#endif
+#define RMS_VEC SLOT_ACT // act_t per 16-byte slot (vec.cuh)
 #define RMS_NV ((DIM + RMS_VEC - 1) / RMS_VEC)
 #define RMS_G                                                                                   \
 	(RMS_NV <= 1 ? 1 : RMS_NV <= 2 ? 2 : RMS_NV <= 4 ? 4 : RMS_NV <= 8 ? 8 : RMS_NV <= 16 ? 16 \
@@ -46,79 +43,6 @@
 // The groups of a block reduce their dw through [RMS_ROWS, DIM] floats of shared memory:
 // at most 256 * 4 slots * RMS_VEC floats = 32 KB by the choice of RMS_G above.
 static_assert(RMS_ROWS == 1 || RMS_ROWS * DIM * 4 <= 32768, "rmsnorm_bwd: dw staging exceeds 32 KB");
-
-// ---- 16-byte activation slots (as in rmsnorm_fwd.cu) ----
-
-__device__ __forceinline__ void slot_unpack(uint4 u, float *f)
-{
-#if ACT_BF16
-	const unsigned int w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-		f[2 * i] = __uint_as_float(w[i] << 16);
-		f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-	}
-#else
-	f[0] = __uint_as_float(u.x);
-	f[1] = __uint_as_float(u.y);
-	f[2] = __uint_as_float(u.z);
-	f[3] = __uint_as_float(u.w);
-#endif
-}
-
-__device__ __forceinline__ uint4 slot_pack(const float *f)
-{
-#if ACT_BF16
-	unsigned int w[4];
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-		__nv_bfloat162 h = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
-		w[i] = *reinterpret_cast<unsigned int *>(&h);
-	}
-	return make_uint4(w[0], w[1], w[2], w[3]);
-#else
-	return make_uint4(__float_as_uint(f[0]), __float_as_uint(f[1]), __float_as_uint(f[2]),
-	                  __float_as_uint(f[3]));
-#endif
-}
-
-__device__ __forceinline__ uint4 slot_load(const act_t *row, int s, bool vec)
-{
-	if (vec)
-		return *reinterpret_cast<const uint4 *>(row + s * RMS_VEC);
-	float f[RMS_VEC];
-#pragma unroll
-	for (int e = 0; e < RMS_VEC; e++)
-		f[e] = s * RMS_VEC + e < DIM ? act_load(row + s * RMS_VEC + e) : 0.0f;
-	return slot_pack(f);
-}
-
-__device__ __forceinline__ void slot_store(act_t *row, int s, const float *f, bool vec)
-{
-	if (vec) {
-		*reinterpret_cast<uint4 *>(row + s * RMS_VEC) = slot_pack(f);
-		return;
-	}
-#pragma unroll
-	for (int e = 0; e < RMS_VEC; e++)
-		if (s * RMS_VEC + e < DIM)
-			act_store(row + s * RMS_VEC + e, f[e]);
-}
-
-__device__ __forceinline__ void w_load(const float *w, int s, bool vec, float *f)
-{
-	if (vec) {
-#pragma unroll
-		for (int q = 0; q < RMS_VEC / 4; q++) {
-			float4 t = __ldg(reinterpret_cast<const float4 *>(w + s * RMS_VEC) + q);
-			f[4 * q] = t.x, f[4 * q + 1] = t.y, f[4 * q + 2] = t.z, f[4 * q + 3] = t.w;
-		}
-		return;
-	}
-#pragma unroll
-	for (int e = 0; e < RMS_VEC; e++)
-		f[e] = s * RMS_VEC + e < DIM ? __ldg(w + s * RMS_VEC + e) : 0.0f;
-}
 
 __device__ __forceinline__ float row_sum(float v, float *s_red)
 {
@@ -204,12 +128,12 @@ MOEC_KERNEL(act_t *dx, float *dw, float *ws, unsigned int *count, const act_t *d
 			const int s = lane + i * RMS_G;
 			rx[i] = rdy[i] = make_uint4(0, 0, 0, 0);
 			if (live && (RMS_NV % RMS_G == 0 || s < RMS_NV)) {
-				rx[i] = slot_load(x + r * DIM, s, vec);
-				rdy[i] = slot_load(dy + r * DIM, s, vec);
+				rx[i] = slot_load(x + r * DIM, s, vec, DIM);
+				rdy[i] = slot_load(dy + r * DIM, s, vec, DIM);
 				float fx[RMS_VEC], fdy[RMS_VEC], wf[RMS_VEC];
 				slot_unpack(rx[i], fx);
 				slot_unpack(rdy[i], fdy);
-				w_load(w, s, vec, wf);
+				slot_ldg_f32(w, s, vec, DIM, wf);
 #pragma unroll
 				for (int e = 0; e < RMS_VEC; e++)
 					dot += (wf[e] * fdy[e]) * (fx[e] * rs);
@@ -227,9 +151,9 @@ MOEC_KERNEL(act_t *dx, float *dw, float *ws, unsigned int *count, const act_t *d
 			float fx[RMS_VEC], fdy[RMS_VEC], wf[RMS_VEC], o[RMS_VEC];
 			slot_unpack(rx[i], fx);
 			slot_unpack(rdy[i], fdy);
-			w_load(w, s, vec, wf);
+			slot_ldg_f32(w, s, vec, DIM, wf);
 			if (accumulate) {
-				uint4 old = slot_load(dxr, s, vec);
+				uint4 old = slot_load(dxr, s, vec, DIM);
 				slot_unpack(old, o);
 			}
 #pragma unroll
@@ -239,7 +163,7 @@ MOEC_KERNEL(act_t *dx, float *dw, float *ws, unsigned int *count, const act_t *d
 				o[e] = accumulate ? o[e] + d : d;
 				dwacc[i][e] += fdy[e] * xh;
 			}
-			slot_store(dxr, s, o, vec);
+			slot_store(dxr, s, o, vec, DIM);
 		}
 	}
 

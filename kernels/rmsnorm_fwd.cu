@@ -20,12 +20,9 @@
 // (at most 1024 blocks, ~8 per SM) and the blocks stride over the rows, so any grid >= 1 is
 // correct; blocks past the last row (small inputs) return at once.
 #include "moec_device.cuh"
+#include "vec.cuh"
 
-#if ACT_BF16
-#define RMS_VEC 8 // bf16 per 16 bytes
-#else
-#define RMS_VEC 4 // fp32 per 16 bytes
-#endif
+#define RMS_VEC SLOT_ACT // act_t per 16-byte slot (vec.cuh)
 #define RMS_NV ((DIM + RMS_VEC - 1) / RMS_VEC) // 16-byte slots per row (last may be partial)
 #define RMS_G                                                                                   \
 	(RMS_NV <= 1 ? 1 : RMS_NV <= 2 ? 2 : RMS_NV <= 4 ? 4 : RMS_NV <= 8 ? 8 : RMS_NV <= 16 ? 16 \
@@ -33,81 +30,6 @@
 #define RMS_ROWS (256 / RMS_G)                       // rows per block
 #define RMS_NPT ((RMS_NV + RMS_G - 1) / RMS_G)       // slots per thread
 #define RMS_WARPS_PER_ROW (RMS_G > 32 ? RMS_G / 32 : 1)
-
-// ---- 16-byte activation slots: RMS_VEC elements as raw bits in a uint4 ----
-
-__device__ __forceinline__ void slot_unpack(uint4 u, float *f)
-{
-#if ACT_BF16
-	const unsigned int w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-		f[2 * i] = __uint_as_float(w[i] << 16);
-		f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-	}
-#else
-	f[0] = __uint_as_float(u.x);
-	f[1] = __uint_as_float(u.y);
-	f[2] = __uint_as_float(u.z);
-	f[3] = __uint_as_float(u.w);
-#endif
-}
-
-__device__ __forceinline__ uint4 slot_pack(const float *f)
-{
-#if ACT_BF16
-	unsigned int w[4];
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-		__nv_bfloat162 h = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
-		w[i] = *reinterpret_cast<unsigned int *>(&h);
-	}
-	return make_uint4(w[0], w[1], w[2], w[3]);
-#else
-	return make_uint4(__float_as_uint(f[0]), __float_as_uint(f[1]), __float_as_uint(f[2]),
-	                  __float_as_uint(f[3]));
-#endif
-}
-
-// Slot s of a row: one 16-byte load when the row is aligned (vec), else element loads of
-// the n = DIM - s*RMS_VEC valid elements with zeros after them.
-__device__ __forceinline__ uint4 slot_load(const act_t *row, int s, bool vec)
-{
-	if (vec)
-		return *reinterpret_cast<const uint4 *>(row + s * RMS_VEC);
-	float f[RMS_VEC];
-#pragma unroll
-	for (int e = 0; e < RMS_VEC; e++)
-		f[e] = s * RMS_VEC + e < DIM ? act_load(row + s * RMS_VEC + e) : 0.0f;
-	return slot_pack(f); // exact: the values are already representable in act_t
-}
-
-__device__ __forceinline__ void slot_store(act_t *row, int s, const float *f, bool vec)
-{
-	if (vec) {
-		*reinterpret_cast<uint4 *>(row + s * RMS_VEC) = slot_pack(f);
-		return;
-	}
-#pragma unroll
-	for (int e = 0; e < RMS_VEC; e++)
-		if (s * RMS_VEC + e < DIM)
-			act_store(row + s * RMS_VEC + e, f[e]);
-}
-
-__device__ __forceinline__ void w_load(const float *w, int s, bool vec, float *f)
-{
-	if (vec) {
-#pragma unroll
-		for (int q = 0; q < RMS_VEC / 4; q++) {
-			float4 t = __ldg(reinterpret_cast<const float4 *>(w + s * RMS_VEC) + q);
-			f[4 * q] = t.x, f[4 * q + 1] = t.y, f[4 * q + 2] = t.z, f[4 * q + 3] = t.w;
-		}
-		return;
-	}
-#pragma unroll
-	for (int e = 0; e < RMS_VEC; e++)
-		f[e] = s * RMS_VEC + e < DIM ? __ldg(w + s * RMS_VEC + e) : 0.0f;
-}
 
 // Sum over the RMS_G threads of a row. Every thread of the block calls it (the row loop is
 // block-uniform), so the barriers of the multi-warp case are safe.
@@ -151,7 +73,7 @@ MOEC_KERNEL(act_t *y, float *rstd, const act_t *x, const float *w, int rows)
 			const int s = lane + i * RMS_G;
 			raw[i] = make_uint4(0, 0, 0, 0);
 			if (live && (RMS_NV % RMS_G == 0 || s < RMS_NV))
-				raw[i] = slot_load(xr, s, vec);
+				raw[i] = slot_load(xr, s, vec, DIM);
 			float f[RMS_VEC];
 			slot_unpack(raw[i], f);
 #pragma unroll
@@ -172,11 +94,11 @@ MOEC_KERNEL(act_t *y, float *rstd, const act_t *x, const float *w, int rows)
 				break;
 			float f[RMS_VEC], wf[RMS_VEC];
 			slot_unpack(raw[i], f);
-			w_load(w, s, vec, wf);
+			slot_ldg_f32(w, s, vec, DIM, wf);
 #pragma unroll
 			for (int e = 0; e < RMS_VEC; e++)
 				f[e] = wf[e] * (f[e] * rs);
-			slot_store(yr, s, f, vec);
+			slot_store(yr, s, f, vec, DIM);
 		}
 	}
 }

@@ -18,6 +18,8 @@ for h in helpers:
             if depth == 0: break
         j += 1
     src = src[:m.start()] + "/* " + h + ": emulated */" + src[j + 1:]
+# the helpers that moved to kernels/mma_sm80.cuh: emu.h supplies them all
+src = src.replace('#include "mma_sm80.cuh"', "/* mma_sm80.cuh: emulated */")
 src = src.replace("extern __shared__ __align__(16) unsigned char attn_smem[];", "unsigned char *attn_smem = emu_dyn_smem;")
 src = src.replace('asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn));', "dyn = emu_dyn_smem_size;")
 src = src.replace('asm volatile("trap;");', "emu_trap();")
