@@ -12,69 +12,7 @@
 #define BLOCK_M 64 /* GPU tile sizes: part of every instance's constants, unused by twins */
 #define BLOCK_N 32
 
-#define NH 2
-#define NKV 2
-#define HD 16
-#define MOEC_KERNEL_CPU attn_fwd_h2_kv2_d16
-#include "attention_fwd.c"
-#undef MOEC_KERNEL_CPU
-#define MOEC_KERNEL_CPU attn_pre_h2_kv2_d16
-#include "attention_bwd_pre.c"
-#undef MOEC_KERNEL_CPU
-#define MOEC_KERNEL_CPU attn_bwd_h2_kv2_d16
-#include "attention_bwd.c"
-#undef MOEC_KERNEL_CPU
-#undef NH
-#undef NKV
-#undef HD
-
-#define NH 4
-#define NKV 2
-#define HD 32
-#define MOEC_KERNEL_CPU attn_fwd_h4_kv2_d32
-#include "attention_fwd.c"
-#undef MOEC_KERNEL_CPU
-#define MOEC_KERNEL_CPU attn_pre_h4_kv2_d32
-#include "attention_bwd_pre.c"
-#undef MOEC_KERNEL_CPU
-#define MOEC_KERNEL_CPU attn_bwd_h4_kv2_d32
-#include "attention_bwd.c"
-#undef MOEC_KERNEL_CPU
-#undef NH
-#undef NKV
-#undef HD
-
-#define NH 4
-#define NKV 1
-#define HD 64
-#define MOEC_KERNEL_CPU attn_fwd_h4_kv1_d64
-#include "attention_fwd.c"
-#undef MOEC_KERNEL_CPU
-#define MOEC_KERNEL_CPU attn_pre_h4_kv1_d64
-#include "attention_bwd_pre.c"
-#undef MOEC_KERNEL_CPU
-#define MOEC_KERNEL_CPU attn_bwd_h4_kv1_d64
-#include "attention_bwd.c"
-#undef MOEC_KERNEL_CPU
-#undef NH
-#undef NKV
-#undef HD
-
-#define NH 8
-#define NKV 2
-#define HD 16
-#define MOEC_KERNEL_CPU attn_fwd_h8_kv2_d16
-#include "attention_fwd.c"
-#undef MOEC_KERNEL_CPU
-#define MOEC_KERNEL_CPU attn_pre_h8_kv2_d16
-#include "attention_bwd_pre.c"
-#undef MOEC_KERNEL_CPU
-#define MOEC_KERNEL_CPU attn_bwd_h8_kv2_d16
-#include "attention_bwd.c"
-#undef MOEC_KERNEL_CPU
-#undef NH
-#undef NKV
-#undef HD
+#include "attention_instances.h"
 
 /* Tolerances, fp32 twins against double math. The scores are fp32 dot products of length
  * HD <= 64 (relative rounding ~ sqrt(HD) * 2^-24 ~ 5e-7 of sum |q_d k_d|), the softmax

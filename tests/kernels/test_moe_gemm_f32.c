@@ -6,57 +6,7 @@
 #include "testing.h"
 #include "moe_gemm_test.h"
 
-/* Shapes. C is the dense-MLP reuse (E_LOCAL = 1, I = the dense intermediate size); D the
- * tiny example's MoE layer (H 128, I 128, 8 experts). */
-#define SUF a
-#define E_LOCAL 4
-#define H 24
-#define I 16
-#include "moe_gemm_twins.h"
-#undef SUF
-#undef E_LOCAL
-#undef H
-#undef I
-
-#define SUF b
-#define E_LOCAL 6
-#define H 40
-#define I 8
-#include "moe_gemm_twins.h"
-#undef SUF
-#undef E_LOCAL
-#undef H
-#undef I
-
-#define SUF c
-#define E_LOCAL 1
-#define H 16
-#define I 24
-#include "moe_gemm_twins.h"
-#undef SUF
-#undef E_LOCAL
-#undef H
-#undef I
-
-#define SUF d
-#define E_LOCAL 8
-#define H 128
-#define I 128
-#include "moe_gemm_twins.h"
-#undef SUF
-#undef E_LOCAL
-#undef H
-#undef I
-
-#define SUF e
-#define E_LOCAL 16
-#define H 16
-#define I 8
-#include "moe_gemm_twins.h"
-#undef SUF
-#undef E_LOCAL
-#undef H
-#undef I
+#include "moe_gemm_instances.h"
 
 static const struct moe_case cases[] = {
 	{"e4 h24 i16, empty middle, one-row tail", &twins_a, {5, 0, 13, 1}, 3, 1},
