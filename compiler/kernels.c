@@ -321,10 +321,10 @@ static void kernels_want_step(const struct spec *s, const struct ir *ir, const s
 		kernels_want(w, "embedding_bwd", "embedding gradient", NULL);
 
 	/* optimizer */
-	if (s->train.max_grad_norm > 0) {
-		kernels_want(w, "grad_sumsq", "gradient norm", NULL);
+	/* The gradient norm is computed every step: it is logged, and NaN/Inf checks read it. */
+	kernels_want(w, "grad_sumsq", "gradient norm", NULL);
+	if (s->train.max_grad_norm > 0)
 		kernels_want(w, "scale", "gradient clipping", NULL);
-	}
 	kernels_want(w, "adamw", "AdamW on fp32 masters", NULL);
 	if (bf16) {
 		kernels_want(w, "cast_f32_bf16", "fp32 masters -> bf16 weights", NULL);

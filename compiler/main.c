@@ -13,6 +13,9 @@
  *                        (sigcache.c reuses clean results); emit writes launch.h from them
  *   jit     (jit.c)      NVRTC -> DIR/cubin, through the kernel cache (cache.c)
  *           (emit.c)     manifest.json
+ *           (hfconfig.c) config.json, the model for Hugging Face transformers
+ *
+ * and `moec export` (export.c): a trainer's checkpoint as a Hugging Face model directory.
  *
  * Exit codes: 0 ok, 1 the spec (or a file it names) is wrong or the job does not fit,
  * 2 usage error.
@@ -27,10 +30,13 @@
 #include "check.h"
 #include "diag.h"
 #include "emit.h"
+#include "export.h"
 #include "files.h"
+#include "hfconfig.h"
 #include "inspect.h"
 #include "jit.h"
 #include "kernels.h"
+#include "link.h"
 #include "lower.h"
 #include "parse.h"
 #include "plan.h"
@@ -38,6 +44,7 @@
 #include "resolved.h"
 #include "schema.h"
 #include "sigcache.h"
+#include "step.h"
 
 #define EXIT_SPEC 1
 #define EXIT_USAGE 2
@@ -54,6 +61,8 @@ static const char usage_main[] =
 	"               memory, FLOPs and communication volume\n"
 	"  build SPEC   check, then generate and compile the job's kernels into a build dir\n"
 	"  inspect DIR  a build's kernels: constants, registers, smem, spills, source, PTX, SASS\n"
+	"  export BUILD CKPT -o OUT\n"
+	"               a trainer's checkpoint as a Hugging Face model directory\n"
 	"  help [CMD]   show help for a command\n"
 	"\n"
 	"options:\n"
@@ -88,20 +97,27 @@ static const char usage_plan[] =
 	"  --ranks N        list at most N ranks in the layout (default 64; 0 = all)\n";
 
 static const char usage_build[] =
-	"usage: moec build SPEC [-o DIR] [--arch ARCH] [-j N] [--set KEY=VALUE]... [--cluster FILE]\n"
+	"usage: moec build SPEC [-o DIR] [--arch ARCH] [-j N] [--kernels-only] [--set KEY=VALUE]...\n"
+	"                  [--cluster FILE]\n"
 	"\n"
 	"Check SPEC and prove the job fits (as `moec check`), select the kernels one training\n"
 	"step needs, write them specialized to the spec (DIR/gen/: one .cu per kernel, its CPU\n"
 	"twin, model.h, launch.h), lint them with libclang, and compile each with NVRTC to\n"
-	"DIR/cubin/<kernel>.<arch>.cubin (PTX in DIR/ptx/). Also writes DIR/plan.txt and\n"
-	"DIR/manifest.json. Compiled kernels are cached by content, so a rebuild compiles only\n"
-	"what changed. Fails on a template error, a kernel that spills registers (unless\n"
-	"train.allow_spills), or a spec feature without kernels yet.\n"
+	"DIR/cubin/<kernel>.<arch>.cubin (PTX in DIR/ptx/). Also writes DIR/plan.txt,\n"
+	"DIR/manifest.json and, for Qwen3-MoE and Mixtral, DIR/config.json (the model for\n"
+	"Hugging Face transformers; `moec export` puts it beside a checkpoint's weights).\n"
+	"Compiled kernels are cached by content, so a rebuild compiles only\n"
+	"what changed. Then generates the training step (DIR/gen/model.c) and links the\n"
+	"trainer DIR/train with the machine's C compiler (DIR/Makefile; CC and\n"
+	"MOEC_TRAIN_CFLAGS are honoured). Fails on a template error, a kernel that spills\n"
+	"registers (unless train.allow_spills), or a spec feature without kernels yet; a spec\n"
+	"the step code does not cover yet gets its kernels and a note saying why no trainer.\n"
 	"\n"
 	"  -o DIR           output directory (default: build/<spec file name>)\n"
 	"  --arch ARCH      GPU architecture: sm_90a (default), sm_80, sm_100a (also sm_86,\n"
 	"                   sm_89, sm_90, sm_100, sm_120)\n"
 	"  -j N             compile N kernels at once (default: the number of CPUs)\n"
+	"  --kernels-only   stop after the kernels: no model.c, no trainer\n"
 	"  --set KEY=VALUE  override a value\n"
 	"  --cluster FILE   cluster file; replaces parallel.cluster\n"
 	"\n"
@@ -124,6 +140,23 @@ static const char usage_inspect[] =
 	"  --ptx            the PTX NVRTC produced\n"
 	"  --sass           the SASS of the cubin (needs cuobjdump or nvdisasm)\n";
 
+static const char usage_export[] =
+	"usage: moec export BUILD CKPT -o OUT [--dtype fp32|bf16] [--force]\n"
+	"\n"
+	"Write a checkpoint of BUILD's trainer as a Hugging Face model directory: OUT/config.json\n"
+	"(BUILD's, which `moec build` writes for Qwen3-MoE and Mixtral specs) and\n"
+	"OUT/model.safetensors (every weight of the checkpoint, by its HF name), which\n"
+	"transformers' from_pretrained loads and `train --init-from OUT` reads back. CKPT is a\n"
+	"step_XXXXXXXX directory, or the trainer's checkpoint directory (then its newest complete\n"
+	"checkpoint). The checkpoint must come from BUILD's spec: its spec_hash must equal\n"
+	"BUILD/manifest.json's.\n"
+	"\n"
+	"  -o DIR           output directory (created; its config.json and model.safetensors\n"
+	"                   are replaced)\n"
+	"  --dtype D        fp32 (default: the checkpoint's weights bit for bit) or bf16 (rounded\n"
+	"                   to nearest even; torch_dtype bfloat16)\n"
+	"  --force          export even when the checkpoint's spec_hash is not BUILD's\n";
+
 enum command { CMD_CHECK, CMD_PLAN, CMD_BUILD };
 
 struct args {
@@ -135,6 +168,7 @@ struct args {
 	const char *out;  /* build: -o */
 	const char *arch; /* build: --arch */
 	int jobs;         /* build: -j */
+	int kernels_only; /* build: --kernels-only */
 };
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
@@ -163,6 +197,10 @@ static int parse_build_option(int argc, char **argv, int *i, struct args *a)
 		which = 3, v = arg + 2;
 	else if (!strncmp(arg, "-o", 2) && arg[2])
 		which = 1, v = arg + 2;
+	if (!which && !strcmp(arg, "--kernels-only")) {
+		a->kernels_only = 1;
+		return 1;
+	}
 	if (!which)
 		return 0;
 	if (!v) {
@@ -385,6 +423,26 @@ static void build_poll_jit(void *run)
 }
 
 /* The passes after plan: kernels, emit, lint, jit, and the manifest. */
+/* Passes 5c and 8: gen/model.c and DIR/train, or a note saying why this spec gets none yet. */
+static int build_trainer(const struct emit_context *ec, const struct kernel_set *ks, int jobs, double *t)
+{
+	const char *why = step_unsupported(ec->spec, ec->ir, ec->plan);
+	if (why) {
+		link_remove_trainer(ec->dir);
+		printf("%s: no trainer yet: %s\n", ec->dir, why);
+		return 0;
+	}
+	double t0 = now();
+	if (step_write_model_c(ec, ks))
+		return 1;
+	stage_done("step", t);
+	if (link_trainer(ec, ks, jobs))
+		return 1;
+	stage_done("link", t);
+	printf("%s/train: the trainer, linked in %.2f s\n", ec->dir, now() - t0);
+	return 0;
+}
+
 static int build_run(struct job *j, const struct args *a, const char *out)
 {
 	struct kernel_set ks;
@@ -442,12 +500,14 @@ static int build_run(struct job *j, const struct args *a, const char *out)
 		goto out_free;
 	jit_nvrtc_version(nvrtc, sizeof nvrtc);
 	jit_cuda_version(cuda, sizeof cuda);
-	if (emit_write_manifest(&ec, &ks, res, nvrtc, cuda, cache.dir))
+	if (emit_write_manifest(&ec, &ks, res, nvrtc, cuda, cache.dir) || hfconfig_write_build(out, &j->spec, j->ir))
 		goto out_free;
 	int hits = 0;
 	for (int i = 0; i < ks.n; i++)
 		hits += res[i].cache_hit;
 	printf("%s: %d kernels for %s (%d compiled, %d from the cache) in %.2f s\n", out, ks.n, ec.arch, ks.n - hits, hits, now() - t0);
+	if (!a->kernels_only && build_trainer(&ec, &ks, a->jobs, &t))
+		goto out_free;
 	rc = 0;
 out_free:
 	free(res);
@@ -513,6 +573,63 @@ static int cmd_inspect(int argc, char **argv)
 	return inspect_build(dir, kernel, kernel && what == INSPECT_TABLE ? INSPECT_DETAILS : what);
 }
 
+/* export's value options: -o DIR, --dtype D (also -oDIR, --output, --dtype=D). Returns 1
+ * when argv[*i] was one, 0 when not, -2 after a usage error. */
+static int parse_export_option(int argc, char **argv, int *i, struct export_options *o)
+{
+	const char *arg = argv[*i], *v = NULL;
+	int dtype = !strcmp(arg, "--dtype") || !strncmp(arg, "--dtype=", 8);
+	if (!dtype && strcmp(arg, "-o") && strcmp(arg, "--output") && strncmp(arg, "-o", 2))
+		return 0;
+	if (!strncmp(arg, "--dtype=", 8))
+		v = arg + 8;
+	else if (!dtype && arg[2] && strcmp(arg, "--output"))
+		v = arg + 2;
+	else if (*i + 1 < argc)
+		v = argv[++*i];
+	else
+		return usage_error(usage_export, "%s needs a value", arg), -2;
+	if (!dtype)
+		o->out = v;
+	else if (!strcmp(v, "fp32") || !strcmp(v, "float32") || !strcmp(v, "bf16") || !strcmp(v, "bfloat16"))
+		o->bf16 = v[0] == 'b';
+	else
+		return usage_error(usage_export, "--dtype is fp32 or bf16, got '%s'", v), -2;
+	return 1;
+}
+
+static int cmd_export(int argc, char **argv)
+{
+	struct export_options o = {0};
+	for (int i = 0; i < argc; i++) {
+		const char *arg = argv[i];
+		int r = parse_export_option(argc, argv, &i, &o);
+		if (r < 0)
+			return EXIT_USAGE;
+		if (r > 0)
+			continue;
+		if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+			fputs(usage_export, stdout);
+			return 0;
+		} else if (!strcmp(arg, "--force")) {
+			o.force = true;
+		} else if (arg[0] == '-' && arg[1]) {
+			return usage_error(usage_export, "unknown option '%s'", arg);
+		} else if (!o.build) {
+			o.build = arg;
+		} else if (!o.ckpt) {
+			o.ckpt = arg;
+		} else {
+			return usage_error(usage_export, "one checkpoint at a time (got '%s' too)", arg);
+		}
+	}
+	if (!o.ckpt)
+		return usage_error(usage_export, "%s", o.build ? "missing CKPT" : "missing BUILD and CKPT");
+	if (!o.out)
+		return usage_error(usage_export, "%s", "missing -o OUT");
+	return export_run(&o) ? EXIT_SPEC : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -538,6 +655,8 @@ int main(int argc, char **argv)
 			fputs(usage_build, stdout);
 		else if (!strcmp(topic, "inspect"))
 			fputs(usage_inspect, stdout);
+		else if (!strcmp(topic, "export"))
+			fputs(usage_export, stdout);
 		else
 			return usage_error(usage_main, "no command '%s'", topic);
 		return 0;
@@ -550,5 +669,7 @@ int main(int argc, char **argv)
 		return cmd_build(argc - 2, argv + 2);
 	if (!strcmp(cmd, "inspect"))
 		return cmd_inspect(argc - 2, argv + 2);
+	if (!strcmp(cmd, "export"))
+		return cmd_export(argc - 2, argv + 2);
 	return usage_error(usage_main, "unknown command '%s'", cmd);
 }

@@ -4,13 +4,22 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 void moert_fatal_at(const char *file, int line, const char *fmt, ...)
 {
 	va_list ap;
 	fflush(stdout);
-	fprintf(stderr, "moert: %s:%d: ", file, line);
+	/* The message names the user's file and what to do; the runtime's own source line
+	 * only helps a developer, so it is shown with MOEC_DEBUG set. */
+	const char *debug = getenv("MOEC_DEBUG");
+	if (debug && *debug && strcmp(debug, "0"))
+		fprintf(stderr, "train: error (%s:%d): ", file, line);
+	else
+		fprintf(stderr, "train: error: ");
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -23,4 +32,24 @@ double moert_seconds(void)
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int moert_make_dirs(const char *path)
+{
+	char buf[4096];
+	if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *p = buf + 1;; p++) {
+		if (*p == '/' || !*p) {
+			char c = *p;
+			*p = 0;
+			if (mkdir(buf, 0777) && errno != EEXIST)
+				return -1;
+			*p = c;
+			if (!c)
+				return 0;
+		}
+	}
 }

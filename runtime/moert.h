@@ -9,12 +9,14 @@
 
 #define MOERT_VERSION "0.1.0"
 
-/* Print "moert: file:line: message" and exit(1). Runtime errors name the file, tensor or
- * rank involved and what to do about it. */
+/* Print "train: error: message" and exit(1); MOEC_DEBUG adds the runtime's source line.
+ * Runtime errors name the file, tensor or rank involved and what to do about it. */
 void moert_fatal_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
 #define moert_fatal(...) moert_fatal_at(__FILE__, __LINE__, __VA_ARGS__)
 
 /* Seconds on a monotonic clock (for step timings). */
 double moert_seconds(void);
+/* mkdir -p; 0 or -1 with errno. */
+int moert_make_dirs(const char *path);
 
 #endif

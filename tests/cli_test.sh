@@ -39,6 +39,15 @@ expect 2 "inspect: missing DIR" -- "$moec" inspect
 expect 2 "inspect: --src without a kernel" -- "$moec" inspect build --src
 expect 1 "inspect: not a build dir" -- "$moec" inspect no/such/dir
 expect 1 "build: bad --set" -- "$moec" build examples/tiny_qwen3_moe.yaml --set moe.top_k=0
+expect 0 "help export" -- "$moec" help export
+expect 0 "export --help" -- "$moec" export --help
+expect 2 "export: missing BUILD and CKPT" -- "$moec" export
+expect 2 "export: missing CKPT" -- "$moec" export build/tiny -o out
+expect 2 "export: missing -o" -- "$moec" export build/tiny ckpt
+expect 2 "export: -o without a value" -- "$moec" export build/tiny ckpt -o
+expect 2 "export: bad --dtype" -- "$moec" export build/tiny ckpt -o out --dtype fp8
+expect 2 "export: three positionals" -- "$moec" export build/tiny ckpt other -o out
+expect 1 "export: not a build dir" -- "$moec" export no/such/build no/such/ckpt -o no/such/out
 # Families without kernels yet fail with a clear message, before writing anything.
 for spec in examples/deepseek_v3.yaml models/gpt_oss_20b.yaml; do
   out=$("$moec" build "$spec" -o no/such/out 2>&1); rc=$?

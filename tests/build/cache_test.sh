@@ -19,7 +19,7 @@ export MOEC_KERNELS_DIR="$work/kernels" MOEC_CACHE_DIR="$work/cache" MOEC_DEBUG=
 # that were compiled, $work/NAME.names every kernel of the build.
 build() {
 	name=$1 out=$2; shift 2
-	if ! "$moec" build $spec -o "$work/$out" "$@" >"$work/$name.out" 2>"$work/$name.err"; then
+	if ! "$moec" build $spec -o "$work/$out" --kernels-only "$@" >"$work/$name.out" 2>"$work/$name.err"; then
 		fail "moec build $* ($name)"; tail -n 20 "$work/$name.err"; return 1
 	fi
 	sed -n 's/^moec: jit \([^ ]*\) compiled in .*/\1/p' "$work/$name.err" | sort >"$work/$name.compiled"

@@ -5,7 +5,7 @@
 # fresh clone). Prints the build's summary line.
 moec=$1 spec=$2 arch=$3 out=$4
 rm -rf "$out"
-"$moec" build "$spec" -o "$out" --arch "$arch" || { echo "FAIL: moec build $spec --arch $arch"; exit 1; }
+"$moec" build "$spec" -o "$out" --arch "$arch" --kernels-only || { echo "FAIL: moec build $spec --arch $arch"; exit 1; }
 n=$(grep -c '"name":' "$out/manifest.json")
 cubins=$(ls "$out/cubin" | grep -c "\.$arch\.cubin$")
 [ "$n" -gt 0 ] && [ "$n" -eq "$cubins" ] || { echo "FAIL: $n kernels in manifest.json, $cubins cubins for $arch"; exit 1; }

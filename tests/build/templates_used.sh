@@ -7,9 +7,9 @@
 # build/<spec>_<arch> tests' business. The builds go through the shared kernel cache.
 moec=$1 out=$2
 selected() { grep -Eq '^moec: kernels +[0-9.]+ ms' "$1"; }
-MOEC_DEBUG=1 "$moec" build examples/tiny_qwen3_moe.yaml -o "$out/f32" >/dev/null 2>"$out.f32.err"
+MOEC_DEBUG=1 "$moec" build examples/tiny_qwen3_moe.yaml -o "$out/f32" --kernels-only >/dev/null 2>"$out.f32.err"
 selected "$out.f32.err" || { echo "FAIL: kernel selection, fp32"; tail -n 20 "$out.f32.err"; exit 1; }
-MOEC_DEBUG=1 "$moec" build examples/tiny_qwen3_moe.yaml -o "$out/bf16" --set train.precision=bf16 \
+MOEC_DEBUG=1 "$moec" build examples/tiny_qwen3_moe.yaml -o "$out/bf16" --kernels-only --set train.precision=bf16 \
 	--set moe.capacity_factor=1.25 --set moe.drop_policy=low_prob >/dev/null 2>"$out.bf16.err"
 selected "$out.bf16.err" || { echo "FAIL: kernel selection, bf16"; tail -n 20 "$out.bf16.err"; exit 1; }
 unused=$(sed -n 's/^moec: kernels: .*\/\([^/]*\.cu\) is not used.*/\1/p' "$out.f32.err" "$out.bf16.err" | sort | uniq -d)

@@ -1,0 +1,768 @@
+/* step.c - pass 5c: gen/model.c, the training step as straight-line calls. See step.h.
+ *
+ * The file is written in four parts, each from one function here:
+ *   1. layout    the parameter arena (W_* offsets) and the tensor table by HF name;
+ *   2. arena     the activation arena (A_* offsets), every buffer the step touches;
+ *   3. step      moec_micro_step: forward layer by layer, the loss, backward in reverse;
+ *   4. optimizer moec_optimizer_step and the struct moert_model handed to the trainer.
+ * Shapes in the generated code use the enum at its top (T tokens, H hidden, QD = NH*HD,
+ * KD = NKV*HD, E experts, K top-k, TK = T*K routed rows, I expert width, D dense width).
+ */
+#include "step.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "files.h"
+
+/* Activation buffers start on 64-byte boundaries. */
+#define STEP_ALIGN 16
+/* Vocabulary columns of the LM head computed at once: at most this many floats of logits. */
+#define STEP_LOGIT_FLOATS (1 << 24)
+
+const char *step_unsupported(const struct spec *s, const struct ir *ir, const struct plan *p)
+{
+	if (p->layout.world != 1)
+		return "the step code runs one rank so far (multi-rank layouts come with distributed training)";
+	if (s->train.mode != TRAIN_FULL)
+		return "the step code covers full training so far, not LoRA";
+	if (s->train.precision != DTYPE_FP32)
+		return "the CPU step code computes in fp32 so far (set train.precision: fp32)";
+	if (s->model.attention != ATTENTION_GQA || s->model.attention_bias || s->model.attention_sinks ||
+	    s->model.sliding_window)
+		return "the step code covers plain GQA attention so far (no MLA, biases, sinks or sliding windows)";
+	if (s->moe.num_shared_experts || s->moe.expert_bias || s->moe.router_bias || s->moe.activation != ACTIVATION_SWIGLU)
+		return "the step code covers routed SwiGLU experts without biases or shared experts so far";
+	if (s->moe.router != ROUTER_SOFTMAX_TOPK || s->moe.seq_aux_loss_coef != 0 || s->moe.bias_update_rate != 0)
+		return "the step code covers the softmax top-k router so far";
+	if (s->moe.capacity_factor > 0)
+		return "the step code covers dropless routing so far (moe.capacity_factor: 0)";
+	for (int i = 0; i < ir->ntensors; i++)
+		if (!ir_tensor_trainable(&ir->tensors[i]))
+			return "the step code trains every tensor so far (no frozen tensors)";
+	return NULL;
+}
+
+/* ---- part 1: the parameter arena and the tensor table ---- */
+
+struct step_param {
+	char macro[48];      /* W_L3_Q */
+	int64_t off, numel;
+	bool decay;
+};
+
+struct step_writer {
+	FILE *f;
+	const struct emit_context *c;
+	const struct spec *s;
+	const struct ir *ir;
+	const struct kernel_set *ks;
+	int64_t T, H, V, NH, NKV, HD, QD, KD, E, K, I, D, TK, chunk, nblk;
+	struct step_param *blocks; /* storage blocks in arena order: AdamW's tensor list */
+	int nblocks;
+	int64_t param_floats, act_floats;
+	uint64_t model_hash;
+	const char *err;           /* a kernel the step needs is missing from the set */
+};
+
+static const char *step_role_macro(enum ir_role r)
+{
+	switch (r) {
+	case IR_ROLE_EMBED: return "EMBED";
+	case IR_ROLE_LM_HEAD: return "LM_HEAD";
+	case IR_ROLE_FINAL_NORM: return "FINAL_NORM";
+	case IR_ROLE_INPUT_NORM: return "INPUT_NORM";
+	case IR_ROLE_POST_ATTN_NORM: return "POST_ATTN_NORM";
+	case IR_ROLE_Q: return "Q";
+	case IR_ROLE_K: return "K";
+	case IR_ROLE_V: return "V";
+	case IR_ROLE_O: return "O";
+	case IR_ROLE_Q_NORM: return "Q_NORM";
+	case IR_ROLE_K_NORM: return "K_NORM";
+	case IR_ROLE_ROUTER: return "ROUTER";
+	case IR_ROLE_EXPERT_GATE:
+	case IR_ROLE_EXPERT_UP: return "EXPERTS_GATE_UP";
+	case IR_ROLE_EXPERT_DOWN: return "EXPERTS_DOWN";
+	case IR_ROLE_MLP_GATE:
+	case IR_ROLE_MLP_UP: return "MLP_GATE_UP";
+	case IR_ROLE_MLP_DOWN: return "MLP_DOWN";
+	default: return NULL;
+	}
+}
+
+static void step_param_macro(const struct ir_tensor *t, char *buf, size_t n)
+{
+	if (t->layer < 0)
+		snprintf(buf, n, "W_%s", step_role_macro(t->role));
+	else
+		snprintf(buf, n, "W_L%d_%s", t->layer, step_role_macro(t->role));
+}
+
+static uint64_t step_fnv(uint64_t h, const char *s)
+{
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+	return h;
+}
+
+/* One tensor table row: an HF tensor of ndim dims at macro + delta. */
+static void step_table_row(struct step_writer *w, FILE *tab, const struct ir_tensor *t, const char *name,
+			   const char *macro, int64_t delta, int ndim, const int64_t *shape)
+{
+	char shape_text[96] = "", hash_text[256];
+	int n = 0;
+	for (int d = 0; d < ndim; d++)
+		n += snprintf(shape_text + n, sizeof shape_text - (size_t)n, "%s%lld", d ? ", " : "", (long long)shape[d]);
+	bool norm = t->role == IR_ROLE_INPUT_NORM || t->role == IR_ROLE_POST_ATTN_NORM || t->role == IR_ROLE_FINAL_NORM ||
+		    t->role == IR_ROLE_Q_NORM || t->role == IR_ROLE_K_NORM;
+	fprintf(tab, "\t{\"%s\", %s + %lld, %d, {%s}, %d, %d, %s},\n", name, macro, (long long)delta, ndim, shape_text,
+		t->layer, ndim >= 2, norm ? "MOERT_INIT_ONES" : "MOERT_INIT_NORMAL");
+	snprintf(hash_text, sizeof hash_text, "%s[%s];", name, shape_text);
+	w->model_hash = step_fnv(w->model_hash, hash_text);
+}
+
+/* Storage blocks: one per IR tensor, except that an expert's (or the dense MLP's) gate and
+ * up projections share one [.., 2I, H] block, gate rows first, as the grouped GEMMs read it. */
+static int step_layout_params(struct step_writer *w, FILE *defs, FILE *tab)
+{
+	const struct ir *ir = w->ir;
+	w->blocks = calloc((size_t)ir->ntensors, sizeof *w->blocks);
+	if (!w->blocks)
+		return -1;
+	w->model_hash = 0xcbf29ce484222325ull;
+	for (int i = 0; i < ir->ntensors; i++) {
+		const struct ir_tensor *t = &ir->tensors[i];
+		char macro[48];
+		step_param_macro(t, macro, sizeof macro);
+		bool pair = t->role == IR_ROLE_EXPERT_GATE || t->role == IR_ROLE_EXPERT_UP || t->role == IR_ROLE_MLP_GATE ||
+			    t->role == IR_ROLE_MLP_UP;
+		struct step_param *b = NULL;
+		for (int j = 0; j < w->nblocks; j++)
+			if (!strcmp(w->blocks[j].macro, macro))
+				b = &w->blocks[j];
+		if (!b) {
+			b = &w->blocks[w->nblocks++];
+			snprintf(b->macro, sizeof b->macro, "%s", macro);
+			b->off = w->param_floats;
+			b->numel = ir_tensor_numel(t) * (pair ? 2 : 1);
+			b->decay = t->ndim >= 2;
+			w->param_floats += b->numel;
+			/* the block's shape: the tensor's, with a gate/up pair's rows doubled */
+			char shape[96] = "";
+			int n = 0, rows = t->stacked ? 1 : 0;
+			for (int d = 0; d < t->ndim; d++)
+				n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%lld", d ? ", " : "",
+					      (long long)(t->shape[d] * (pair && d == rows ? 2 : 1)));
+			fprintf(defs, "#define %-28s %lld /* [%s] */\n", macro, (long long)b->off, shape);
+		}
+		bool up = t->role == IR_ROLE_EXPERT_UP || t->role == IR_ROLE_MLP_UP;
+		if (!t->stacked) {
+			step_table_row(w, tab, t, t->name, macro, up ? ir_tensor_numel(t) : 0, t->ndim, t->shape);
+			continue;
+		}
+		/* Expert e of a stacked tensor: [E, rows, cols] -> rows*cols floats per expert, doubled in a gate/up block. */
+		int64_t per = t->shape[1] * t->shape[2];
+		for (int64_t e = 0; e < t->shape[0]; e++) {
+			char name[IR_NAME_MAX];
+			ir_expert_name(t, e, name, sizeof name);
+			int64_t delta = pair ? e * 2 * per + (up ? per : 0) : e * per;
+			step_table_row(w, tab, t, name, macro, delta, t->ndim - 1, t->shape + 1);
+		}
+	}
+	return 0;
+}
+
+/* ---- part 2: the activation arena ---- */
+
+static void step_act(struct step_writer *w, FILE *defs, int64_t floats, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void step_act(struct step_writer *w, FILE *defs, int64_t floats, const char *fmt, ...)
+{
+	char name[64];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof name, fmt, ap);
+	va_end(ap);
+	fprintf(defs, "#define %-24s %lld\n", name, (long long)w->act_floats);
+	w->act_floats += (floats + STEP_ALIGN - 1) / STEP_ALIGN * STEP_ALIGN;
+}
+
+static void step_layout_acts(struct step_writer *w, FILE *defs)
+{
+	const int64_t T = w->T, H = w->H, E = w->E, TK = w->TK;
+	fprintf(defs, "\n/* Activation arena offsets (floats; int buffers are 4-byte ints at the same offsets).\n"
+		      " * Saved for backward: the residual stream A_X<l> and each layer's A_L<l>_* buffers.\n"
+		      " * Reused by every layer: the A_S_* scratch. */\n");
+	for (int l = 0; l <= w->ir->nlayers; l++)
+		step_act(w, defs, T * H, "A_X%d", l);
+	for (int l = 0; l < w->ir->nlayers; l++) {
+		step_act(w, defs, T * H, "A_L%d_XN1", l);
+		step_act(w, defs, T, "A_L%d_RSTD1", l);
+		step_act(w, defs, T * w->QD, "A_L%d_Q", l);
+		step_act(w, defs, T * w->KD, "A_L%d_K", l);
+		step_act(w, defs, T * w->KD, "A_L%d_V", l);
+		if (w->s->model.qk_norm) {
+			step_act(w, defs, T * w->NH, "A_L%d_RSTD_Q", l);
+			step_act(w, defs, T * w->NKV, "A_L%d_RSTD_K", l);
+		}
+		step_act(w, defs, T * w->QD, "A_L%d_QR", l);
+		step_act(w, defs, T * w->KD, "A_L%d_KR", l);
+		step_act(w, defs, T * w->QD, "A_L%d_ATT", l);
+		step_act(w, defs, w->NH * T, "A_L%d_LSE", l);
+		step_act(w, defs, T * H, "A_L%d_XMID", l);
+		step_act(w, defs, T * H, "A_L%d_XN2", l);
+		step_act(w, defs, T, "A_L%d_RSTD2", l);
+		if (w->ir->layers[l].moe) {
+			step_act(w, defs, T * E, "A_L%d_LOGITS", l);
+			step_act(w, defs, TK, "A_L%d_TOPK_IDS", l);
+			step_act(w, defs, TK, "A_L%d_TOPK_W", l);
+			step_act(w, defs, w->nblk * E, "A_L%d_BLK", l);
+			step_act(w, defs, E, "A_L%d_COUNTS", l);
+			step_act(w, defs, E + 1, "A_L%d_OFFSETS", l);
+			step_act(w, defs, TK, "A_L%d_DEST", l);
+			step_act(w, defs, TK, "A_L%d_ROW_SRC", l);
+			step_act(w, defs, TK * H, "A_L%d_XPERM", l);
+			step_act(w, defs, TK * 2 * w->I, "A_L%d_GU", l);
+			step_act(w, defs, TK * w->I, "A_L%d_HID", l);
+			step_act(w, defs, TK * H, "A_L%d_YPERM", l);
+			step_act(w, defs, E, "A_L%d_PROB_SUM", l);
+			step_act(w, defs, w->K * E, "A_L%d_SEL_COUNT", l);
+			step_act(w, defs, E, "A_L%d_EXPERT_COUNT", l);
+			step_act(w, defs, 1, "A_L%d_Z_SUM", l);
+			step_act(w, defs, 1, "A_L%d_DROPPED", l);
+		} else {
+			step_act(w, defs, T * 2 * w->D, "A_L%d_GU", l);
+			step_act(w, defs, T * w->D, "A_L%d_HID", l);
+		}
+	}
+	step_act(w, defs, T * H, "A_XF");
+	step_act(w, defs, T, "A_RSTDF");
+	step_act(w, defs, T * w->chunk, "A_LOGITS");
+	step_act(w, defs, T, "A_ROW_MAX");
+	step_act(w, defs, T, "A_ROW_SUM");
+	step_act(w, defs, T, "A_TARGET");
+	step_act(w, defs, T, "A_CE_LSE");
+	step_act(w, defs, 4, "A_CE_TOTALS");
+	step_act(w, defs, T * H, "A_S_Y");
+	step_act(w, defs, T * H, "A_S_DX");
+	step_act(w, defs, T * H, "A_S_DXN");
+	step_act(w, defs, T * w->QD, "A_S_DATT");
+	step_act(w, defs, w->NH * T, "A_S_DELTA");
+	step_act(w, defs, T * w->QD, "A_S_DQ");
+	step_act(w, defs, T * w->KD, "A_S_DK");
+	step_act(w, defs, T * w->KD, "A_S_DV");
+	step_act(w, defs, T * w->QD, "A_S_DQ_RAW");
+	step_act(w, defs, T * w->KD, "A_S_DK_RAW");
+	int64_t rows = TK > T ? TK : T, width = 2 * (w->I > w->D ? w->I : w->D);
+	step_act(w, defs, rows * H, "A_S_DY_PERM");
+	step_act(w, defs, rows * H, "A_S_DX_PERM");
+	step_act(w, defs, rows * width, "A_S_DGU");
+	step_act(w, defs, TK, "A_S_DTOPK_W");
+	step_act(w, defs, T * E, "A_S_DLOGITS");
+	step_act(w, defs, E * (w->ir->n_moe_layers > 0 ? w->ir->n_moe_layers : 1), "A_S_DPROB_SUM");
+	step_act(w, defs, 2, "A_S_DENSE_OFFSETS");
+	fprintf(defs, "#define MOEC_ACT_FLOATS %lld\n", (long long)w->act_floats);
+}
+
+/* ---- part 3: the step ---- */
+
+/* The instance of tmpl (with constant name == value when name is given). */
+static const char *step_kernel(struct step_writer *w, const char *tmpl, const char *name, int64_t value)
+{
+	char v[32];
+	snprintf(v, sizeof v, "%lld", (long long)value);
+	for (int i = 0; i < w->ks->n; i++) {
+		const struct kernel_inst *k = &w->ks->v[i];
+		if (strcmp(k->tmpl, tmpl))
+			continue;
+		const char *cv = name ? kernels_dict_get(&k->consts, name) : NULL;
+		if (!name || (cv && !strcmp(cv, v)))
+			return k->name;
+	}
+	w->err = tmpl;
+	return "missing_kernel";
+}
+
+#define OUT(...) fprintf(w->f, __VA_ARGS__)
+
+static void step_fwd_attention(struct step_writer *w, int l)
+{
+	const char *norm_h = step_kernel(w, "rmsnorm_fwd", "DIM", w->H);
+	OUT("\t/* layer %d attention: x_mid = x + o_proj(attention(rope(norm(q)), rope(norm(k)), v)) */\n", l);
+	OUT("\t%s_cpu(A(A_L%d_XN1), A(A_L%d_RSTD1), A(A_X%d), P(W_L%d_INPUT_NORM), T);\n", norm_h, l, l, l, l);
+	OUT("\tmoert_mm_nt(T, QD, H, A(A_L%d_XN1), P(W_L%d_Q), A(A_L%d_Q), 0);\n", l, l, l);
+	OUT("\tmoert_mm_nt(T, KD, H, A(A_L%d_XN1), P(W_L%d_K), A(A_L%d_K), 0);\n", l, l, l);
+	OUT("\tmoert_mm_nt(T, KD, H, A(A_L%d_XN1), P(W_L%d_V), A(A_L%d_V), 0);\n", l, l, l);
+	const char *rope = step_kernel(w, "rope_fwd", NULL, 0);
+	if (w->s->model.qk_norm) {
+		const char *norm_hd = step_kernel(w, "rmsnorm_fwd", "DIM", w->HD);
+		OUT("\t%s_cpu(A(A_L%d_QR), A(A_L%d_RSTD_Q), A(A_L%d_Q), P(W_L%d_Q_NORM), T * NH);\n", norm_hd, l, l, l, l);
+		OUT("\t%s_cpu(A(A_L%d_KR), A(A_L%d_RSTD_K), A(A_L%d_K), P(W_L%d_K_NORM), T * NKV);\n", norm_hd, l, l, l, l);
+		OUT("\t%s_cpu(A(A_L%d_QR), A(A_L%d_QR), pos, T, NH);\n", rope, l, l);
+		OUT("\t%s_cpu(A(A_L%d_KR), A(A_L%d_KR), pos, T, NKV);\n", rope, l, l);
+	} else {
+		OUT("\t%s_cpu(A(A_L%d_QR), A(A_L%d_Q), pos, T, NH);\n", rope, l, l);
+		OUT("\t%s_cpu(A(A_L%d_KR), A(A_L%d_K), pos, T, NKV);\n", rope, l, l);
+	}
+	OUT("\t%s_cpu(A(A_L%d_QR), A(A_L%d_KR), A(A_L%d_V), doc, A(A_L%d_ATT), A(A_L%d_LSE), T);\n",
+	    step_kernel(w, "attention_fwd", NULL, 0), l, l, l, l, l);
+	OUT("\tmoert_mm_nt(T, H, QD, A(A_L%d_ATT), P(W_L%d_O), A(A_S_Y), 0);\n", l, l);
+	OUT("\t%s_cpu(A(A_L%d_XMID), A(A_X%d), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l, l);
+	OUT("\t%s_cpu(A(A_L%d_XN2), A(A_L%d_RSTD2), A(A_L%d_XMID), P(W_L%d_POST_ATTN_NORM), T);\n", norm_h, l, l, l, l);
+}
+
+static void step_fwd_moe(struct step_writer *w, int l, int m)
+{
+	OUT("\t/* layer %d experts: route each token to K of E experts, y = sum_k w_k expert_k(xn2) */\n", l);
+	OUT("\tmoert_mm_nt(T, E, H, A(A_L%d_XN2), P(W_L%d_ROUTER), A(A_L%d_LOGITS), 0);\n", l, l, l);
+	OUT("\t%s_cpu(A(A_L%d_LOGITS), NULL, AI(A_L%d_TOPK_IDS), A(A_L%d_TOPK_W), A(A_L%d_PROB_SUM), AI(A_L%d_SEL_COUNT),\n"
+	    "\t\tAI(A_L%d_EXPERT_COUNT), A(A_L%d_Z_SUM), NULL, T);\n",
+	    step_kernel(w, "router_fwd", NULL, 0), l, l, l, l, l, l, l);
+	OUT("\t%s_cpu(AI(A_L%d_TOPK_IDS), AI(A_L%d_BLK), T);\n", step_kernel(w, "moe_count", NULL, 0), l, l);
+	OUT("\t%s_cpu(AI(A_L%d_BLK), AI(A_L%d_COUNTS), AI(A_L%d_OFFSETS), AI(A_L%d_DROPPED), T);\n",
+	    step_kernel(w, "moe_scan", NULL, 0), l, l, l, l);
+	OUT("\t%s_cpu(AI(A_L%d_TOPK_IDS), AI(A_L%d_BLK), AI(A_L%d_COUNTS), AI(A_L%d_OFFSETS), AI(A_L%d_DEST),\n"
+	    "\t\tAI(A_L%d_ROW_SRC), NULL, T);\n",
+	    step_kernel(w, "moe_route", NULL, 0), l, l, l, l, l, l);
+	OUT("\t%s_cpu(A(A_L%d_XN2), AI(A_L%d_DEST), A(A_L%d_XPERM), T);\n", step_kernel(w, "moe_permute", NULL, 0), l, l, l);
+	OUT("\t%s_cpu(A(A_L%d_XPERM), P(W_L%d_EXPERTS_GATE_UP), AI(A_L%d_OFFSETS), A(A_L%d_HID), A(A_L%d_GU), TK);\n",
+	    step_kernel(w, "moe_gate_up_fwd", "E_LOCAL", w->E), l, l, l, l, l);
+	OUT("\t%s_cpu(A(A_L%d_HID), P(W_L%d_EXPERTS_DOWN), AI(A_L%d_OFFSETS), A(A_L%d_YPERM), TK);\n",
+	    step_kernel(w, "moe_down_fwd", "E_LOCAL", w->E), l, l, l, l);
+	OUT("\t%s_cpu(A(A_L%d_YPERM), AI(A_L%d_DEST), A(A_L%d_TOPK_W), A(A_S_Y), T);\n", step_kernel(w, "moe_combine", NULL, 0),
+	    l, l, l);
+	OUT("\t%s_cpu(A(A_X%d), A(A_L%d_XMID), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l + 1, l);
+	OUT("\tmoec_router_stats(&rs, %d, A(A_L%d_PROB_SUM), AI(A_L%d_EXPERT_COUNT), A(A_L%d_Z_SUM), AI(A_L%d_DROPPED), st);\n",
+	    m, l, l, l, l);
+}
+
+static void step_fwd_dense(struct step_writer *w, int l)
+{
+	OUT("\t/* layer %d dense MLP: y = down(silu(gate(xn2)) * up(xn2)), the grouped GEMMs with one group */\n", l);
+	OUT("\t%s_cpu(A(A_L%d_XN2), P(W_L%d_MLP_GATE_UP), AI(A_S_DENSE_OFFSETS), A(A_L%d_HID), A(A_L%d_GU), T);\n",
+	    step_kernel(w, "moe_gate_up_fwd", "E_LOCAL", 1), l, l, l, l);
+	OUT("\t%s_cpu(A(A_L%d_HID), P(W_L%d_MLP_DOWN), AI(A_S_DENSE_OFFSETS), A(A_S_Y), T);\n",
+	    step_kernel(w, "moe_down_fwd", "E_LOCAL", 1), l, l);
+	OUT("\t%s_cpu(A(A_X%d), A(A_L%d_XMID), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l + 1, l);
+}
+
+/* The LM head weight: its own, or the embedding when tied. */
+static const char *step_lm_head(const struct step_writer *w)
+{
+	return w->s->model.tie_embeddings ? "W_EMBED" : "W_LM_HEAD";
+}
+
+static void step_head(struct step_writer *w)
+{
+	int L = w->ir->nlayers;
+	const char *lm = step_lm_head(w);
+	OUT("\t/* loss: final norm, then the LM head and cross-entropy one vocabulary chunk at a time */\n");
+	OUT("\t%s_cpu(A(A_XF), A(A_RSTDF), A(A_X%d), P(W_FINAL_NORM), T);\n", step_kernel(w, "rmsnorm_fwd", "DIM", w->H), L);
+	OUT("\tfor (int v0 = 0; v0 < V; v0 += CHUNK) {\n");
+	OUT("\t\tconst int c = V - v0 < CHUNK ? V - v0 : CHUNK;\n");
+	OUT("\t\tmoert_mm_nt(T, c, H, A(A_XF), P(%s) + (long)v0 * H, A(A_LOGITS), 0);\n", lm);
+	OUT("\t\tif (r->logits_out)\n");
+	OUT("\t\t\tmoert_copy_cols(r->logits_out, V, v0, A(A_LOGITS), T, c);\n");
+	OUT("\t\t%s_cpu(A(A_ROW_MAX), A(A_ROW_SUM), A(A_TARGET), A(A_LOGITS), labels, T, c, v0);\n",
+	    step_kernel(w, "ce_chunk_fwd", NULL, 0));
+	OUT("\t}\n");
+	OUT("\t%s_cpu(NULL, A(A_CE_LSE), A(A_CE_TOTALS), A(A_ROW_MAX), A(A_ROW_SUM), A(A_TARGET), labels, T);\n",
+	    step_kernel(w, "ce_finish", NULL, 0));
+	OUT("\tmoec_losses(&rs, A(A_CE_TOTALS), dloss, A(A_S_DPROB_SUM), &dz_sum, st);\n\n");
+	OUT("\t/* ---- backward ---- */\n");
+	OUT("\tfor (int v0 = 0; v0 < V; v0 += CHUNK) {\n");
+	OUT("\t\tconst int c = V - v0 < CHUNK ? V - v0 : CHUNK;\n");
+	OUT("\t\tif (V > CHUNK) /* one chunk: the forward's logits are still there */\n");
+	OUT("\t\t\tmoert_mm_nt(T, c, H, A(A_XF), P(%s) + (long)v0 * H, A(A_LOGITS), 0);\n", lm);
+	OUT("\t\t%s_cpu(A(A_LOGITS), A(A_CE_LSE), labels, A(A_CE_TOTALS), dloss, T, c, v0);\n",
+	    step_kernel(w, "ce_chunk_bwd", NULL, 0));
+	OUT("\t\tmoert_mm_nn(T, H, c, A(A_LOGITS), P(%s) + (long)v0 * H, A(A_S_DXN), v0 ? 1 : 0);\n", lm);
+	OUT("\t\tmoert_mm_tn(c, H, T, A(A_LOGITS), A(A_XF), G(%s) + (long)v0 * H, 1);\n", lm);
+	OUT("\t}\n");
+	OUT("\t%s_cpu(A(A_S_DX), G(W_FINAL_NORM), NULL, NULL, A(A_S_DXN), A(A_X%d), P(W_FINAL_NORM), A(A_RSTDF), T, 0);\n",
+	    step_kernel(w, "rmsnorm_bwd", "DIM", w->H), L);
+}
+
+static void step_bwd_moe(struct step_writer *w, int l, int m)
+{
+	OUT("\t/* layer %d experts backward (dx holds d x_%d) */\n", l, l + 1);
+	OUT("\t%s_cpu(A(A_S_DX), A(A_L%d_YPERM), AI(A_L%d_DEST), A(A_L%d_TOPK_W), A(A_S_DY_PERM), A(A_S_DTOPK_W), T);\n",
+	    step_kernel(w, "moe_combine_bwd", NULL, 0), l, l, l);
+	OUT("\t%s_cpu(A(A_S_DY_PERM), P(W_L%d_EXPERTS_DOWN), A(A_L%d_GU), AI(A_L%d_OFFSETS), A(A_S_DGU), TK);\n",
+	    step_kernel(w, "moe_down_bwd_data", "E_LOCAL", w->E), l, l, l);
+	OUT("\t%s_cpu(A(A_S_DY_PERM), A(A_L%d_HID), AI(A_L%d_OFFSETS), G(W_L%d_EXPERTS_DOWN), TK);\n",
+	    step_kernel(w, "moe_down_bwd_weight", "E_LOCAL", w->E), l, l, l);
+	OUT("\t%s_cpu(A(A_S_DGU), P(W_L%d_EXPERTS_GATE_UP), AI(A_L%d_OFFSETS), A(A_S_DX_PERM), TK);\n",
+	    step_kernel(w, "moe_gate_up_bwd_data", "E_LOCAL", w->E), l, l);
+	OUT("\t%s_cpu(A(A_S_DGU), A(A_L%d_XPERM), AI(A_L%d_OFFSETS), G(W_L%d_EXPERTS_GATE_UP), TK);\n",
+	    step_kernel(w, "moe_gate_up_bwd_weight", "E_LOCAL", w->E), l, l, l);
+	OUT("\t%s_cpu(A(A_S_DX_PERM), AI(A_L%d_DEST), A(A_S_DXN), T);\n", step_kernel(w, "moe_permute_bwd", NULL, 0), l);
+	OUT("\t%s_cpu(A(A_L%d_LOGITS), AI(A_L%d_TOPK_IDS), A(A_S_DTOPK_W), DPROB_SUM(%d), dz_sum, A(A_S_DLOGITS), T);\n",
+	    step_kernel(w, "router_bwd", NULL, 0), l, l, m);
+	OUT("\tmoert_mm_nn(T, H, E, A(A_S_DLOGITS), P(W_L%d_ROUTER), A(A_S_DXN), 1);\n", l);
+	OUT("\tmoert_mm_tn(E, H, T, A(A_S_DLOGITS), A(A_L%d_XN2), G(W_L%d_ROUTER), 1);\n", l, l);
+}
+
+static void step_bwd_dense(struct step_writer *w, int l)
+{
+	OUT("\t/* layer %d dense MLP backward (dx holds d x_%d) */\n", l, l + 1);
+	OUT("\t%s_cpu(A(A_S_DX), P(W_L%d_MLP_DOWN), A(A_L%d_GU), AI(A_S_DENSE_OFFSETS), A(A_S_DGU), T);\n",
+	    step_kernel(w, "moe_down_bwd_data", "E_LOCAL", 1), l, l);
+	OUT("\t%s_cpu(A(A_S_DX), A(A_L%d_HID), AI(A_S_DENSE_OFFSETS), G(W_L%d_MLP_DOWN), T);\n",
+	    step_kernel(w, "moe_down_bwd_weight", "E_LOCAL", 1), l, l);
+	OUT("\t%s_cpu(A(A_S_DGU), P(W_L%d_MLP_GATE_UP), AI(A_S_DENSE_OFFSETS), A(A_S_DXN), T);\n",
+	    step_kernel(w, "moe_gate_up_bwd_data", "E_LOCAL", 1), l);
+	OUT("\t%s_cpu(A(A_S_DGU), A(A_L%d_XN2), AI(A_S_DENSE_OFFSETS), G(W_L%d_MLP_GATE_UP), T);\n",
+	    step_kernel(w, "moe_gate_up_bwd_weight", "E_LOCAL", 1), l, l);
+}
+
+static void step_bwd_attention(struct step_writer *w, int l)
+{
+	const char *norm_bwd = step_kernel(w, "rmsnorm_bwd", "DIM", w->H);
+	OUT("\t%s_cpu(A(A_S_DX), G(W_L%d_POST_ATTN_NORM), NULL, NULL, A(A_S_DXN), A(A_L%d_XMID), P(W_L%d_POST_ATTN_NORM),\n"
+	    "\t\tA(A_L%d_RSTD2), T, 1);\n", norm_bwd, l, l, l, l);
+	OUT("\t/* layer %d attention backward (dx holds d x_mid) */\n", l);
+	OUT("\tmoert_mm_nn(T, QD, H, A(A_S_DX), P(W_L%d_O), A(A_S_DATT), 0);\n", l);
+	OUT("\tmoert_mm_tn(H, QD, T, A(A_S_DX), A(A_L%d_ATT), G(W_L%d_O), 1);\n", l, l);
+	OUT("\t%s_cpu(A(A_L%d_ATT), A(A_S_DATT), A(A_S_DELTA), T);\n", step_kernel(w, "attention_bwd_pre", NULL, 0), l);
+	OUT("\t%s_cpu(A(A_L%d_QR), A(A_L%d_KR), A(A_L%d_V), doc, A(A_S_DATT), A(A_L%d_LSE), A(A_S_DELTA),\n"
+	    "\t\tA(A_S_DQ), A(A_S_DK), A(A_S_DV), T);\n", step_kernel(w, "attention_bwd", NULL, 0), l, l, l, l);
+	const char *rope = step_kernel(w, "rope_bwd", NULL, 0);
+	const char *dq = "A_S_DQ", *dk = "A_S_DK";
+	if (w->s->model.qk_norm) {
+		const char *norm_hd = step_kernel(w, "rmsnorm_bwd", "DIM", w->HD);
+		OUT("\t%s_cpu(A(A_S_DQ), A(A_S_DQ), pos, T, NH);\n", rope);
+		OUT("\t%s_cpu(A(A_S_DK), A(A_S_DK), pos, T, NKV);\n", rope);
+		OUT("\t%s_cpu(A(A_S_DQ_RAW), G(W_L%d_Q_NORM), NULL, NULL, A(A_S_DQ), A(A_L%d_Q), P(W_L%d_Q_NORM),\n"
+		    "\t\tA(A_L%d_RSTD_Q), T * NH, 0);\n", norm_hd, l, l, l, l);
+		OUT("\t%s_cpu(A(A_S_DK_RAW), G(W_L%d_K_NORM), NULL, NULL, A(A_S_DK), A(A_L%d_K), P(W_L%d_K_NORM),\n"
+		    "\t\tA(A_L%d_RSTD_K), T * NKV, 0);\n", norm_hd, l, l, l, l);
+		dq = "A_S_DQ_RAW";
+		dk = "A_S_DK_RAW";
+	} else {
+		OUT("\t%s_cpu(A(A_S_DQ), A(A_S_DQ), pos, T, NH);\n", rope);
+		OUT("\t%s_cpu(A(A_S_DK), A(A_S_DK), pos, T, NKV);\n", rope);
+	}
+	OUT("\tmoert_mm_nn(T, H, QD, A(%s), P(W_L%d_Q), A(A_S_DXN), 0);\n", dq, l);
+	OUT("\tmoert_mm_nn(T, H, KD, A(%s), P(W_L%d_K), A(A_S_DXN), 1);\n", dk, l);
+	OUT("\tmoert_mm_nn(T, H, KD, A(A_S_DV), P(W_L%d_V), A(A_S_DXN), 1);\n", l);
+	OUT("\tmoert_mm_tn(QD, H, T, A(%s), A(A_L%d_XN1), G(W_L%d_Q), 1);\n", dq, l, l);
+	OUT("\tmoert_mm_tn(KD, H, T, A(%s), A(A_L%d_XN1), G(W_L%d_K), 1);\n", dk, l, l);
+	OUT("\tmoert_mm_tn(KD, H, T, A(A_S_DV), A(A_L%d_XN1), G(W_L%d_V), 1);\n", l, l);
+	OUT("\t%s_cpu(A(A_S_DX), G(W_L%d_INPUT_NORM), NULL, NULL, A(A_S_DXN), A(A_X%d), P(W_L%d_INPUT_NORM),\n"
+	    "\t\tA(A_L%d_RSTD1), T, 1);\n", norm_bwd, l, l, l, l);
+}
+
+static void step_micro_step(struct step_writer *w)
+{
+	const struct ir *ir = w->ir;
+	OUT("/* One micro-batch: forward, loss, backward. Gradients accumulate into r->grads (the\n"
+	    " * trainer zeroes them before an optimizer step's first micro-batch); dloss scales the\n"
+	    " * whole gradient (1 / grad_accum). */\n");
+	OUT("static void moec_micro_step(const struct moert_run *r, const struct moert_batch *b, float dloss,\n"
+	    "\t\t\t    struct moert_stats *st)\n{\n");
+	OUT("\tconst int *ids = b->input_ids, *labels = b->labels, *pos = b->positions, *doc = b->doc_ids;\n");
+	OUT("\tstruct moec_router_totals rs;\n\tfloat dz_sum = 0;\n");
+	OUT("\tmoec_router_begin(&rs, st);\n");
+	OUT("\tAI(A_S_DENSE_OFFSETS)[0] = 0;\n\tAI(A_S_DENSE_OFFSETS)[1] = T;\n\n");
+	OUT("\t/* ---- forward ---- */\n");
+	OUT("\t%s_cpu(A(A_X0), P(W_EMBED), ids, T, 0, V);\n", step_kernel(w, "embedding_fwd", NULL, 0));
+	int m = 0;
+	for (int l = 0; l < ir->nlayers; l++) {
+		step_fwd_attention(w, l);
+		if (ir->layers[l].moe)
+			step_fwd_moe(w, l, m++);
+		else
+			step_fwd_dense(w, l);
+		OUT("\n");
+	}
+	step_head(w);
+	m = ir->n_moe_layers;
+	for (int l = ir->nlayers - 1; l >= 0; l--) {
+		OUT("\n");
+		if (ir->layers[l].moe)
+			step_bwd_moe(w, l, --m);
+		else
+			step_bwd_dense(w, l);
+		step_bwd_attention(w, l);
+	}
+	OUT("\n\t%s_cpu(G(W_EMBED), A(A_S_DX), ids, T, 0, V);\n}\n\n", step_kernel(w, "embedding_bwd", NULL, 0));
+}
+
+/* The router statistics and the loss terms built from them (kernels/router_bwd.cu says what
+ * the host passes down): HF's balance loss over all MoE layers' rows, or Megatron's per layer. */
+static void step_losses(struct step_writer *w)
+{
+	bool per_layer = w->s->moe.aux_loss_scope == AUX_SCOPE_PER_LAYER;
+	OUT("struct moec_router_totals {\n"
+	    "\tdouble prob_sum[MOE_LAYERS > 0 ? MOE_LAYERS : 1][E]; /* sum over tokens of the routing probabilities */\n"
+	    "\tdouble count[MOE_LAYERS > 0 ? MOE_LAYERS : 1][E];    /* (token, k) picks per expert */\n"
+	    "\tdouble z_sum;                                          /* sum over layers and tokens of lse^2 */\n"
+	    "};\n\n");
+	OUT("static void moec_router_begin(struct moec_router_totals *rs, struct moert_stats *st)\n{\n"
+	    "\tmemset(rs, 0, sizeof *rs);\n\tst->dropped = 0;\n}\n\n");
+	OUT("static void moec_router_stats(struct moec_router_totals *rs, int m, const float *prob_sum, const int *count,\n"
+	    "\t\t\t      const float *z_sum, const int *dropped, struct moert_stats *st)\n{\n"
+	    "\tfor (int e = 0; e < E; e++) {\n"
+	    "\t\trs->prob_sum[m][e] = prob_sum[e];\n"
+	    "\t\trs->count[m][e] = count[e];\n"
+	    "\t\tst->expert_count[m * E + e] = count[e];\n"
+	    "\t}\n"
+	    "\trs->z_sum += z_sum[0];\n"
+	    "\tst->dropped += dropped[0];\n}\n\n");
+	OUT("/* Loss values into st, and the gradients of the router terms for router_bwd:\n"
+	    " * dprob_sum[m][e] = d(aux_coef * aux) / d prob_sum_m[e], dz_sum = d(z_coef * z) / d z_sum. */\n");
+	OUT("static void moec_losses(const struct moec_router_totals *rs, const float *totals, float dloss, float *dprob_sum,\n"
+	    "\t\t\tfloat *dz_sum, struct moert_stats *st)\n{\n");
+	OUT("\tst->ce_loss = totals[2];\n\tst->counted = totals[1];\n\tst->aux_loss = 0;\n");
+	OUT("\tst->z_loss = MOE_LAYERS ? rs->z_sum / ((double)MOE_LAYERS * T) : 0;\n");
+	if (per_layer) {
+		OUT("\t/* per_layer: aux = mean over layers of E * sum_e (C_l[e] / T) (S_l[e] / T) */\n");
+		OUT("\tfor (int m = 0; m < MOE_LAYERS; m++)\n"
+		    "\t\tfor (int e = 0; e < E; e++) {\n"
+		    "\t\t\tst->aux_loss += E * (rs->count[m][e] / T) * (rs->prob_sum[m][e] / T) / MOE_LAYERS;\n"
+		    "\t\t\tdprob_sum[m * E + e] = (float)(dloss * AUX_COEF * E * rs->count[m][e] / ((double)T * T * MOE_LAYERS));\n"
+		    "\t\t}\n");
+	} else {
+		OUT("\t/* all_layers (HF): R = rows of all layers, C[e] = picks, S[e] = probabilities, summed\n"
+		    "\t * over layers; aux = E * sum_e (C[e] / R) (S[e] / R); the same gradient for every layer. */\n");
+		OUT("\tconst double R = (double)MOE_LAYERS * T;\n");
+		OUT("\tfor (int e = 0; e < E && MOE_LAYERS; e++) {\n"
+		    "\t\tdouble c = 0, s = 0;\n"
+		    "\t\tfor (int m = 0; m < MOE_LAYERS; m++) {\n"
+		    "\t\t\tc += rs->count[m][e];\n"
+		    "\t\t\ts += rs->prob_sum[m][e];\n"
+		    "\t\t}\n"
+		    "\t\tst->aux_loss += E * (c / R) * (s / R);\n"
+		    "\t\tdprob_sum[e] = (float)(dloss * AUX_COEF * E * c / (R * R));\n"
+		    "\t}\n");
+	}
+	OUT("\t*dz_sum = MOE_LAYERS ? (float)(dloss * Z_COEF / ((double)MOE_LAYERS * T)) : 0;\n");
+	OUT("\tst->loss = st->ce_loss + AUX_COEF * st->aux_loss + Z_COEF * st->z_loss;\n}\n\n");
+	OUT("#define DPROB_SUM(m) %s\n\n", per_layer ? "(A(A_S_DPROB_SUM) + (m) * E)" : "A(A_S_DPROB_SUM)");
+}
+
+/* ---- part 4: optimizer and the model description ---- */
+
+static void step_optimizer(struct step_writer *w)
+{
+	OUT("/* AdamW's tensor list: the storage blocks of the parameter arena, and which decay. */\n");
+	OUT("#define NBLOCKS %d\n", w->nblocks);
+	OUT("static const long moec_block_offsets[NBLOCKS + 1] = {");
+	for (int i = 0; i <= w->nblocks; i++)
+		OUT("%s%s%lld", i ? ", " : "", i % 8 ? "" : "\n\t", (long long)(i < w->nblocks ? w->blocks[i].off : w->param_floats));
+	OUT("\n};\nstatic const int moec_block_decay[NBLOCKS] = {");
+	for (int i = 0; i < w->nblocks; i++)
+		OUT("%s%s%d", i ? ", " : "", i % 16 ? "" : "\n\t", w->blocks[i].decay);
+	OUT("\n};\n\n");
+	OUT("/* The global gradient norm (returned), then clip_grad_norm_ and AdamW fused, as torch. */\n");
+	OUT("static double moec_optimizer_step(const struct moert_run *r, double lr, int step)\n{\n");
+	OUT("\tfloat *p[NBLOCKS], *g[NBLOCKS], *m[NBLOCKS], *v[NBLOCKS];\n");
+	OUT("\tfor (int i = 0; i < NBLOCKS; i++) {\n"
+	    "\t\tp[i] = r->params + moec_block_offsets[i];\n"
+	    "\t\tg[i] = r->grads + moec_block_offsets[i];\n"
+	    "\t\tm[i] = r->exp_avg + moec_block_offsets[i];\n"
+	    "\t\tv[i] = r->exp_avg_sq + moec_block_offsets[i];\n"
+	    "\t}\n");
+	OUT("\t/* the kernels take offsets relative to each pointer's block: prefix sums of the sizes */\n");
+	OUT("\tfloat sumsq = 0;\n");
+	OUT("\t%s_cpu(&sumsq, NULL, NULL, g, moec_block_offsets, NBLOCKS);\n", step_kernel(w, "grad_sumsq", NULL, 0));
+	OUT("\t%s_cpu(p, g, m, v, NULL, moec_block_offsets, moec_block_decay, NBLOCKS, lr, %.17g, %.17g, %.17g, %.17g,\n"
+	    "\t\tstep, &sumsq, (float)%.17g);\n",
+	    step_kernel(w, "adamw", NULL, 0), w->s->train.adam_beta1, w->s->train.adam_beta2, w->s->train.adam_eps,
+	    w->s->train.weight_decay, w->s->train.max_grad_norm);
+	OUT("\treturn sqrt((double)sumsq);\n}\n\n");
+}
+
+static void step_c_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; s && *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+/* A data path the trainer can open from any working directory. */
+static void step_absolute(const char *path, char *out, size_t n)
+{
+	char cwd[PATH_MAX];
+	if (realpath(path, out))
+		return;
+	if (path[0] == '/' || !getcwd(cwd, sizeof cwd) || snprintf(out, n, "%s/%s", cwd, path) >= (int)n)
+		snprintf(out, n, "%s", path);
+}
+
+static void step_model_struct(struct step_writer *w)
+{
+	const struct spec *s = w->s;
+	static const char *schedules[] = {"cosine", "linear", "constant"};
+	static const char *formats[] = {"auto", "megatron", "llmc", "raw"};
+	char gen[PATH_MAX + 128];
+	emit_generated_line(w->c, gen, sizeof gen);
+	OUT("static const char *const moec_data_paths[] = {");
+	for (int i = 0; i < s->data.paths.n; i++) {
+		char abs[PATH_MAX];
+		step_absolute(s->data.paths.v[i], abs, sizeof abs);
+		OUT("%s", i ? ", " : "");
+		step_c_string(w->f, abs);
+	}
+	OUT("%s};\n\n", s->data.paths.n ? "" : "NULL");
+	OUT("static const struct moert_model moec_model = {\n");
+	OUT("\t.name = ");
+	step_c_string(w->f, s->name ? s->name : w->c->spec_path);
+	OUT(",\n\t.generated_by = ");
+	step_c_string(w->f, gen);
+	OUT(",\n\t.spec_hash = MOEC_SPEC_HASH,\n\t.model_hash = 0x%016llxull,\n", (unsigned long long)w->model_hash);
+	OUT("\t.seq_len = MOEC_SEQ, .micro_batch = MOEC_MICRO_BATCH, .grad_accum = MOEC_GRAD_ACCUM,\n");
+	OUT("\t.vocab = V, .hidden = H, .layers = MOEC_LAYERS, .moe_layers = MOE_LAYERS, .experts = E, .top_k = K,\n");
+	OUT("\t.tokens = T, .param_floats = MOEC_PARAM_FLOATS, .act_floats = MOEC_ACT_FLOATS, .n_params = %lld,\n",
+	    (long long)w->param_floats);
+	OUT("\t.flops_per_token = %.17g,\n", w->c->plan->compute.flops_per_token);
+	OUT("\t.n_tensors = sizeof moec_tensor_table / sizeof moec_tensor_table[0], .tensors = moec_tensor_table,\n");
+	OUT("\t.steps = %lld, .lr = %.17g, .min_lr = %.17g, .beta1 = %.17g, .beta2 = %.17g, .eps = %.17g,\n",
+	    (long long)s->train.steps, s->train.lr, s->train.min_lr, s->train.adam_beta1, s->train.adam_beta2,
+	    s->train.adam_eps);
+	OUT("\t.weight_decay = %.17g, .max_grad_norm = %.17g, .init_std = 0.02,\n", s->train.weight_decay,
+	    s->train.max_grad_norm);
+	OUT("\t.aux_coef = AUX_COEF, .z_coef = Z_COEF, .warmup_steps = %lld, .schedule = \"%s\", .seed = %lldull,\n",
+	    (long long)s->train.warmup_steps, schedules[s->train.schedule], (long long)s->train.seed);
+	OUT("\t.n_data_paths = %d, .data_paths = moec_data_paths, .data_format = \"%s\", .eod_token = %lld,\n",
+	    s->data.paths.n, formats[s->data.format], (long long)s->data.eod_token);
+	OUT("\t.shuffle = %d,\n\t.ckpt_dir = ", s->data.shuffle);
+	step_c_string(w->f, s->checkpoint.dir ? s->checkpoint.dir : "checkpoints");
+	OUT(", .ckpt_every = %lld, .ckpt_keep = %lld, .ckpt_resume = %d,\n", (long long)s->checkpoint.every,
+	    (long long)s->checkpoint.keep, s->checkpoint.resume);
+	OUT("\t.init_from = ");
+	if (s->checkpoint.init_from) {
+		char abs[PATH_MAX];
+		step_absolute(s->checkpoint.init_from, abs, sizeof abs);
+		step_c_string(w->f, abs);
+	} else {
+		OUT("NULL");
+	}
+	OUT(",\n\t.micro_step = moec_micro_step,\n\t.optimizer_step = moec_optimizer_step,\n};\n\n");
+	OUT("int main(int argc, char **argv)\n{\n\treturn moert_train_main(&moec_model, argc, argv);\n}\n");
+}
+
+static void step_prologue(struct step_writer *w, const char *defs, const char *table)
+{
+	char gen[PATH_MAX + 128];
+	emit_generated_line(w->c, gen, sizeof gen);
+	const struct spec *s = w->s;
+	OUT("// %s\n", gen);
+	OUT("/* model.c - %s: one training step as straight-line calls of the CPU twins\n"
+	    " * (gen/cpu/) and the runtime's GEMMs, layer by layer. Weights, gradients and AdamW moments\n"
+	    " * live in arenas of MOEC_PARAM_FLOATS floats at the W_* offsets; activations in one arena\n"
+	    " * at the A_* offsets. Nothing is allocated here. */\n",
+	    s->name ? s->name : w->c->spec_path);
+	OUT("#include <math.h>\n#include <stddef.h>\n#include <string.h>\n\n");
+	OUT("#include \"model.h\"\n#include \"launch.h\"\n#include \"trainer.h\"\n#include \"gemm.h\"\n\n");
+	OUT("/* Shapes (per rank). */\n");
+	OUT("enum {\n\tT = MOEC_TOKENS, H = MOEC_H, V = MOEC_V, NH = MOEC_NH, NKV = MOEC_NKV, HD = MOEC_HD,\n"
+	    "\tQD = NH * HD, KD = NKV * HD, E = MOEC_E, K = MOEC_K, TK = T * K, I = MOEC_I, D = MOEC_D,\n"
+	    "\tMOE_LAYERS = MOEC_MOE_LAYERS,\n"
+	    "\tCHUNK = %lld, /* LM-head vocabulary columns per chunk: T * CHUNK floats of logits at once */\n};\n",
+	    (long long)w->chunk);
+	OUT("#define AUX_COEF %.17g\n#define Z_COEF %.17g\n\n", s->moe.router_aux_loss_coef, s->moe.router_z_loss_coef);
+	OUT("#define P(off) (r->params + (off))\n#define G(off) (r->grads + (off))\n"
+	    "#define A(off) (r->acts + (off))\n#define AI(off) ((int *)(r->acts + (off)))\n\n");
+	OUT("/* Parameter arena offsets (floats). */\n%s", defs);
+	OUT("#define MOEC_PARAM_FLOATS %lld\n\n", (long long)w->param_floats);
+	OUT("/* Every tensor by its Hugging Face name: where it lives, its shape, decay and init. */\n");
+	OUT("static const struct moert_tensor moec_tensor_table[] = {\n%s};\n\n", table);
+}
+
+static int step_sizes(struct step_writer *w)
+{
+	const struct ir_dims *d = &w->ir->dims;
+	w->T = w->s->train.micro_batch * w->s->train.seq_len;
+	w->H = d->hidden;
+	w->V = d->vocab;
+	w->NH = d->heads;
+	w->NKV = d->kv_heads;
+	w->HD = d->head_dim;
+	w->QD = w->NH * w->HD;
+	w->KD = w->NKV * w->HD;
+	w->E = d->experts;
+	w->K = d->top_k;
+	w->I = d->expert_inter;
+	w->D = d->dense_inter;
+	w->TK = w->T * w->K;
+	w->nblk = (w->T + 255) / 256;
+	w->chunk = STEP_LOGIT_FLOATS / (w->T > 0 ? w->T : 1);
+	if (w->chunk < 1)
+		w->chunk = 1;
+	if (w->chunk >= w->V)
+		w->chunk = w->V;
+	else if (w->chunk > 128)
+		w->chunk = w->chunk / 128 * 128;
+	return 0;
+}
+
+int step_write_model_c(const struct emit_context *c, const struct kernel_set *ks)
+{
+	struct step_writer w = {.c = c, .s = c->spec, .ir = c->ir, .ks = ks};
+	char *defs_text = NULL, *tab_text = NULL, *body_text = NULL;
+	size_t defs_len = 0, tab_len = 0, body_len = 0;
+	FILE *defs = open_memstream(&defs_text, &defs_len), *tab = open_memstream(&tab_text, &tab_len);
+	FILE *body = open_memstream(&body_text, &body_len);
+	int errors = 1;
+	if (!defs || !tab || !body)
+		goto out;
+	step_sizes(&w);
+	if (step_layout_params(&w, defs, tab))
+		goto out;
+	step_layout_acts(&w, defs);
+	w.f = body;
+	step_losses(&w);
+	step_micro_step(&w);
+	step_optimizer(&w);
+	step_model_struct(&w);
+	fclose(defs);
+	fclose(tab);
+	fclose(body);
+	defs = tab = body = NULL;
+	if (w.err) {
+		fprintf(stderr, "moec: error: the step needs a %s kernel the kernel set lacks (compiler/kernels.c)\n", w.err);
+		goto out;
+	}
+	char *all = NULL;
+	size_t all_len = 0;
+	FILE *f = open_memstream(&all, &all_len);
+	if (!f)
+		goto out;
+	w.f = f;
+	step_prologue(&w, defs_text, tab_text);
+	fputs(body_text, f);
+	fclose(f);
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/gen/model.c", c->dir);
+	int err = file_write_atomic(path, all, all_len, true);
+	if (err)
+		fprintf(stderr, "moec: error: cannot write %s: %s\n", path, strerror(err));
+	else
+		errors = 0;
+	if (c->debug >= 2)
+		fprintf(stderr, "==== %s\n%s", path, all);
+	free(all);
+out:
+	if (defs)
+		fclose(defs);
+	if (tab)
+		fclose(tab);
+	if (body)
+		fclose(body);
+	free(defs_text);
+	free(tab_text);
+	free(body_text);
+	free(w.blocks);
+	return errors;
+}

@@ -1,0 +1,22 @@
+/* gemm.h - the dense matrix products of the generated step on the CPU backend (OpenBLAS).
+ *
+ * Row-major, contiguous, fp32; C = op(A) op(B) + beta C, named by which operand is
+ * transposed as the step uses them:
+ *   moert_mm_nt  C[M,N] = A[M,K] B[N,K]^T   y = x W^T       (nn.Linear forward)
+ *   moert_mm_nn  C[M,N] = A[M,K] B[K,N]     dx = dy W        (input gradient)
+ *   moert_mm_tn  C[M,N] = A[K,M]^T B[K,N]   dW += dy^T x     (weight gradient)
+ * beta is 0 (overwrite) or 1 (accumulate). Kept out of the generated file so model.c never
+ * includes cblas.h (whose complex.h defines the macro I, a kernel constant's name).
+ */
+#ifndef MOERT_GEMM_H
+#define MOERT_GEMM_H
+
+void moert_mm_nt(int M, int N, int K, const float *A, const float *B, float *C, float beta);
+void moert_mm_nn(int M, int N, int K, const float *A, const float *B, float *C, float beta);
+void moert_mm_tn(int M, int N, int K, const float *A, const float *B, float *C, float beta);
+/* dst[:, col0 : col0 + cols] (row stride ld) = src[rows, cols]: logits chunks into [T, V]. */
+void moert_copy_cols(float *dst, int ld, int col0, const float *src, int rows, int cols);
+/* Threads OpenBLAS uses for one GEMM. */
+void moert_set_threads(int n);
+
+#endif

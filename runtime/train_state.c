@@ -1,0 +1,385 @@
+/* train_state.c - weights in and out of a trainer, and its batches. See train_state.h. */
+#define _GNU_SOURCE
+#include "train_state.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "hf.h"
+#include "moert.h"
+#include "safetensors.h"
+
+static long long tensor_numel(const struct moert_tensor *t)
+{
+	long long n = 1;
+	for (int d = 0; d < t->ndim; d++)
+		n *= (long long)t->shape[d];
+	return n;
+}
+
+static void tensor_shape(const struct moert_tensor *t, uint64_t *shape)
+{
+	for (int d = 0; d < t->ndim; d++)
+		shape[d] = t->shape[d];
+}
+
+static char *name_with(const char *name, const char *suffix)
+{
+	size_t n = strlen(name) + strlen(suffix) + 1;
+	char *s = malloc(n);
+	if (!s)
+		moert_fatal("out of memory");
+	snprintf(s, n, "%s%s", name, suffix);
+	return s;
+}
+
+void train_state_init(struct train_state *ts, const struct moert_model *m, const char *ckpt_dir)
+{
+	*ts = (struct train_state){.m = m, .ckpt_dir = ckpt_dir};
+	ts->exp_avg_names = calloc((size_t)m->n_tensors, sizeof(char *));
+	ts->exp_avg_sq_names = calloc((size_t)m->n_tensors, sizeof(char *));
+	if (!ts->exp_avg_names || !ts->exp_avg_sq_names)
+		moert_fatal("out of memory");
+	for (int i = 0; i < m->n_tensors; i++) {
+		ts->exp_avg_names[i] = name_with(m->tensors[i].name, ".exp_avg");
+		ts->exp_avg_sq_names[i] = name_with(m->tensors[i].name, ".exp_avg_sq");
+	}
+}
+
+/* ---- random init ---- */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+/* A uniform double in (0, 1]: 53 random bits, never 0 (log below). */
+static double uniform01(uint64_t *s)
+{
+	return ((double)(splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;
+}
+
+void train_state_init_random(struct train_state *ts, struct moert_run *r, uint64_t seed)
+{
+	const struct moert_model *m = ts->m;
+	for (int i = 0; i < m->n_tensors; i++) {
+		const struct moert_tensor *t = &m->tensors[i];
+		float *p = r->params + t->offset;
+		long long n = tensor_numel(t);
+		uint64_t s = seed ^ 0xcbf29ce484222325ull;
+		for (const char *c = t->name; *c; c++)
+			s = (s ^ (unsigned char)*c) * 0x100000001b3ull;
+		for (long long j = 0; j < n; j += 2) {
+			/* Box-Muller: two normals from two uniforms. */
+			double u1 = uniform01(&s), u2 = uniform01(&s), rad = sqrt(-2.0 * log(u1));
+			double z[2] = {rad * cos(2 * M_PI * u2), rad * sin(2 * M_PI * u2)};
+			for (int k = 0; k < 2 && j + k < n; k++)
+				p[j + k] = t->init == MOERT_INIT_ONES ? 1.0f
+					   : t->init == MOERT_INIT_ZEROS ? 0.0f
+					   : (float)(m->init_std * z[k]);
+		}
+	}
+}
+
+/* ---- Hugging Face init ---- */
+
+static void read_model_tensors(const struct moert_model *m, struct hf_model *hf, float *params)
+{
+	char err[1024];
+	for (int i = 0; i < m->n_tensors; i++) {
+		const struct moert_tensor *t = &m->tensors[i];
+		uint64_t shape[4];
+		tensor_shape(t, shape);
+		if (hf_read_f32(hf, t->name, t->ndim, shape, params + t->offset, err, sizeof err))
+			moert_fatal("%s", err);
+	}
+}
+
+void train_state_init_from(struct train_state *ts, struct moert_run *r, const char *path, struct log *lg)
+{
+	char err[1024];
+	struct hf_model *hf;
+	if (hf_open(path, &hf, err, sizeof err))
+		moert_fatal("%s (initializing from it: --init-from / checkpoint.init_from)", err);
+	read_model_tensors(ts->m, hf, r->params);
+	size_t unused = hf_count(hf) > (size_t)ts->m->n_tensors ? hf_count(hf) - (size_t)ts->m->n_tensors : 0;
+	log_event(lg, "init", "initialized %d tensors from %s%s", ts->m->n_tensors, path,
+		  unused ? " (it holds tensors this model does not use)" : "");
+	hf_close(hf);
+}
+
+/* ---- checkpoints ---- */
+
+static void hex64(uint64_t v, char *buf, size_t n)
+{
+	snprintf(buf, n, "%016llx", (unsigned long long)v);
+}
+
+bool train_state_resume(struct train_state *ts, struct moert_run *r, long long *step, struct data_cursor *cursor,
+			struct log *lg)
+{
+	const struct moert_model *m = ts->m;
+	char path[PATH_MAX], err[1024], want[32];
+	int rc = ckpt_latest(ts->ckpt_dir, path, sizeof path, err, sizeof err);
+	if (rc < 0)
+		moert_fatal("%s (resuming from %s; move it aside or pass --no-resume)", err, ts->ckpt_dir);
+	if (rc == 0)
+		return false;
+	struct ckpt *c;
+	if (ckpt_open(path, &c, err, sizeof err))
+		moert_fatal("%s (resuming; move it aside or pass --no-resume)", err);
+	hex64(m->model_hash, want, sizeof want);
+	const char *have = ckpt_state(c, "model_hash");
+	if (!have || strcmp(have, want))
+		moert_fatal("%s/optimizer.safetensors: this checkpoint was written for another model (tensor table "
+			    "%s, this trainer's %s). Use another --ckpt-dir, or --no-resume to start fresh",
+			    path, have ? have : "unknown", want);
+	read_model_tensors(m, ckpt_model(c), r->params);
+	for (int i = 0; i < m->n_tensors; i++) {
+		const struct moert_tensor *t = &m->tensors[i];
+		uint64_t shape[4];
+		tensor_shape(t, shape);
+		if (ckpt_read_optim(c, ts->exp_avg_names[i], t->ndim, shape, r->exp_avg + t->offset, err, sizeof err) ||
+		    ckpt_read_optim(c, ts->exp_avg_sq_names[i], t->ndim, shape, r->exp_avg_sq + t->offset, err, sizeof err))
+			moert_fatal("%s", err);
+	}
+	unsigned long long epoch, row;
+	if (ckpt_state_i64(c, "step", step, err, sizeof err) || ckpt_state_u64(c, "data_epoch", &epoch, err, sizeof err) ||
+	    ckpt_state_u64(c, "data_row", &row, err, sizeof err))
+		moert_fatal("%s", err);
+	cursor->epoch = epoch;
+	cursor->row = row;
+	log_event(lg, "resume", "resumed from %s at step %lld", path, *step);
+	ckpt_close(c);
+	return true;
+}
+
+/* DIR/manifest.json of the build this binary came from (the trainer lives in DIR). */
+static char *read_manifest(size_t *size)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = 0;
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof path, "%s/manifest.json", dirname(exe));
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	char *buf = NULL;
+	if (!fseek(f, 0, SEEK_END)) {
+		long len = ftell(f);
+		if (len > 0 && len < (16 << 20) && !fseek(f, 0, SEEK_SET) && (buf = malloc((size_t)len))) {
+			*size = fread(buf, 1, (size_t)len, f);
+		}
+	}
+	fclose(f);
+	return buf;
+}
+
+void train_state_save(struct train_state *ts, const struct moert_run *r, long long step, struct data_cursor cursor,
+		      int keep, struct log *lg)
+{
+	const struct moert_model *m = ts->m;
+	size_t n = (size_t)m->n_tensors;
+	struct ckpt_tensor *model = calloc(n, sizeof *model), *optim = calloc(2 * n, sizeof *optim);
+	if (!model || !optim)
+		moert_fatal("out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const struct moert_tensor *t = &m->tensors[i];
+		struct ckpt_tensor base = {.name = t->name, .dtype = ST_F32, .ndim = t->ndim};
+		tensor_shape(t, base.shape);
+		model[i] = base;
+		model[i].data = r->params + t->offset;
+		optim[2 * i] = base;
+		optim[2 * i].name = ts->exp_avg_names[i];
+		optim[2 * i].data = r->exp_avg + t->offset;
+		optim[2 * i + 1] = base;
+		optim[2 * i + 1].name = ts->exp_avg_sq_names[i];
+		optim[2 * i + 1].data = r->exp_avg_sq + t->offset;
+	}
+	char s_step[32], s_epoch[32], s_row[32], s_model[32], s_spec[32], s_loss[48];
+	snprintf(s_step, sizeof s_step, "%lld", step);
+	snprintf(s_epoch, sizeof s_epoch, "%llu", (unsigned long long)cursor.epoch);
+	snprintf(s_row, sizeof s_row, "%llu", (unsigned long long)cursor.row);
+	hex64(m->model_hash, s_model, sizeof s_model);
+	hex64(m->spec_hash, s_spec, sizeof s_spec);
+	snprintf(s_loss, sizeof s_loss, "%.9g", ts->last_loss);
+	struct st_kv state[] = {{"step", s_step},         {"data_epoch", s_epoch}, {"data_row", s_row},
+				{"model_hash", s_model},  {"spec_hash", s_spec},   {"loss", s_loss},
+				{"generated_by", m->generated_by}, {"optimizer", "adamw"}};
+	size_t manifest_size = 0;
+	char *manifest = read_manifest(&manifest_size);
+	struct ckpt_file files[] = {{"manifest.json", manifest, manifest_size}};
+	struct ckpt_save s = {.dir = ts->ckpt_dir, .step = step, .keep = keep, .model = model, .n_model = n,
+			      .optim = optim, .n_optim = 2 * n, .state = state, .n_state = sizeof state / sizeof state[0],
+			      .files = files, .n_files = manifest ? 1 : 0};
+	char err[1024];
+	double t0 = moert_seconds();
+	if (ckpt_write(&s, err, sizeof err))
+		moert_fatal("%s", err);
+	char path[PATH_MAX];
+	ckpt_step_path(ts->ckpt_dir, step, path, sizeof path);
+	log_event(lg, "checkpoint", "checkpoint %s (%.2f s)", path, moert_seconds() - t0);
+	free(manifest);
+	free(model);
+	free(optim);
+}
+
+void train_state_dump(struct train_state *ts, const struct moert_run *r, const char *path, const struct moert_stats *st)
+{
+	const struct moert_model *m = ts->m;
+	size_t n = (size_t)m->n_tensors, k = 0;
+	struct st_write_tensor *w = calloc(2 * n + 5, sizeof *w);
+	char **names = calloc(2 * n, sizeof *names);
+	uint64_t(*shapes)[4] = calloc(n, sizeof *shapes);
+	if (!w || !names || !shapes)
+		moert_fatal("out of memory");
+	static const uint64_t one[1] = {1};
+	float scalars[4] = {(float)st->loss, (float)st->ce_loss, (float)st->aux_loss, (float)st->z_loss};
+	static const char *scalar_names[4] = {"loss", "ce_loss", "aux_loss", "z_loss"};
+	for (int i = 0; i < 4; i++)
+		w[k++] = (struct st_write_tensor){scalar_names[i], ST_F32, 1, one, &scalars[i]};
+	uint64_t logits_shape[3] = {(uint64_t)m->micro_batch, (uint64_t)m->seq_len, (uint64_t)m->vocab};
+	if (r->logits_out)
+		w[k++] = (struct st_write_tensor){"logits", ST_F32, 3, logits_shape, r->logits_out};
+	for (size_t i = 0; i < n; i++) {
+		const struct moert_tensor *t = &m->tensors[i];
+		tensor_shape(t, shapes[i]);
+		names[2 * i] = name_with("grad.", t->name);
+		names[2 * i + 1] = name_with("adamw.", t->name);
+		w[k++] = (struct st_write_tensor){names[2 * i], ST_F32, t->ndim, shapes[i], r->grads + t->offset};
+		w[k++] = (struct st_write_tensor){names[2 * i + 1], ST_F32, t->ndim, shapes[i], r->params + t->offset};
+	}
+	char err[1024];
+	struct st_kv meta[] = {{"generated_by", m->generated_by}};
+	if (st_write(path, w, k, meta, 1, err, sizeof err))
+		moert_fatal("%s", err);
+	for (size_t i = 0; i < 2 * n; i++)
+		free(names[i]);
+	free(names);
+	free(shapes);
+	free(w);
+}
+
+/* ---- batches ---- */
+
+static int32_t *alloc_tokens(long long n)
+{
+	int32_t *p = calloc((size_t)n, sizeof *p);
+	if (!p)
+		moert_fatal("out of memory");
+	return p;
+}
+
+/* A fixed batch as Hugging Face takes it: input_ids and labels [B, S], labels unshifted
+ * (HF shifts inside its loss). moec's labels are next-token targets, so label[t] =
+ * labels[t + 1] and the last position of each row predicts nothing. */
+static void read_fixed_batch(struct train_batches *tb, const char *file)
+{
+	const struct moert_model *m = tb->m;
+	char err[1024];
+	struct st_file *f;
+	if (st_open(file, &f, err, sizeof err))
+		moert_fatal("%s", err);
+	const char *names[2] = {"input_ids", "labels"};
+	int32_t *dst[2] = {tb->ids, tb->labels};
+	for (int i = 0; i < 2; i++) {
+		const struct st_tensor *t = st_find(f, names[i]);
+		if (!t || t->ndim != 2 || t->shape[0] != (uint64_t)m->micro_batch || t->shape[1] != (uint64_t)m->seq_len ||
+		    (t->dtype != ST_I32 && t->dtype != ST_I64))
+			moert_fatal("%s: needs %s as I32 or I64 [%d, %d] (micro_batch, seq_len of this trainer)", file,
+				    names[i], m->micro_batch, m->seq_len);
+		for (long long j = 0; j < m->tokens; j++) {
+			int64_t v;
+			if (t->dtype == ST_I32) {
+				int32_t x;
+				memcpy(&x, (const char *)t->data + 4 * j, 4);
+				v = x;
+			} else {
+				memcpy(&v, (const char *)t->data + 8 * j, 8);
+			}
+			if ((i == 0 && (v < 0 || v >= m->vocab)) || (i == 1 && v != -100 && (v < 0 || v >= m->vocab)))
+				moert_fatal("%s: %s[%lld] = %lld is outside [0, %d)%s", file, names[i], j / m->seq_len,
+					    (long long)v, m->vocab, i ? " and not -100" : "");
+			dst[i][j] = (int32_t)v;
+		}
+	}
+	st_close(f);
+	for (int b = 0; b < m->micro_batch; b++)
+		for (int t = 0; t < m->seq_len; t++) {
+			long long j = (long long)b * m->seq_len + t;
+			tb->labels[j] = t + 1 < m->seq_len ? tb->labels[j + 1] : -100;
+			tb->pos[j] = t;
+			tb->doc[j] = b;
+		}
+}
+
+void train_batches_open(struct train_batches *tb, const struct moert_model *m, const char *const *paths, int n_paths,
+			const char *batch_file, uint64_t seed, struct data_cursor cursor)
+{
+	*tb = (struct train_batches){.m = m};
+	tb->ids = alloc_tokens(m->tokens);
+	tb->labels = alloc_tokens(m->tokens);
+	tb->pos = alloc_tokens(m->tokens);
+	tb->doc = alloc_tokens(m->tokens);
+	if (batch_file) {
+		tb->fixed = true;
+		read_fixed_batch(tb, batch_file);
+		return;
+	}
+	if (!n_paths) {
+		paths = m->data_paths;
+		n_paths = m->n_data_paths;
+	}
+	if (!n_paths)
+		moert_fatal("no training data: the spec has no data.paths; pass --data PATH");
+	enum data_format fmt;
+	if (data_format_parse(m->data_format, &fmt))
+		moert_fatal("data format '%s' is unknown", m->data_format);
+	char err[1024];
+	tb->data = data_open(paths, n_paths, fmt, m->vocab, m->eod_token, err, sizeof err);
+	if (!tb->data)
+		moert_fatal("%s", err);
+	struct data_batcher_config c = {.seq_len = m->seq_len, .micro_batch = m->micro_batch, .dp_rank = 0,
+					.dp_size = 1, .seed = seed, .shuffle = m->shuffle};
+	tb->batcher = data_batcher_new(tb->data, &c, err, sizeof err);
+	if (!tb->batcher)
+		moert_fatal("%s", err);
+	if (data_batcher_seek(tb->batcher, cursor, err, sizeof err))
+		moert_fatal("%s", err);
+}
+
+void train_batches_next(struct train_batches *tb, struct moert_batch *b)
+{
+	if (!tb->fixed)
+		data_batcher_next(tb->batcher, tb->ids, tb->labels, tb->pos, tb->doc);
+	*b = (struct moert_batch){tb->ids, tb->labels, tb->pos, tb->doc};
+}
+
+struct data_cursor train_batches_cursor(const struct train_batches *tb)
+{
+	struct data_cursor none = {0, 0};
+	return tb->fixed ? none : data_batcher_cursor(tb->batcher);
+}
+
+void train_batches_close(struct train_batches *tb)
+{
+	data_batcher_free(tb->batcher);
+	data_close(tb->data);
+	free(tb->ids);
+	free(tb->labels);
+	free(tb->pos);
+	free(tb->doc);
+}

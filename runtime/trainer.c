@@ -1,0 +1,360 @@
+/* trainer.c - the training loop every generated trainer runs. See trainer.h.
+ *
+ * main (model.c) -> moert_train_main: flags -> device -> arenas -> weights (resume from the
+ * newest checkpoint, else --init-from / checkpoint.init_from, else random init) -> data ->
+ * steps -> checkpoints. One step = zero gradients, grad_accum micro-batches (the generated
+ * forward + backward), the generated optimizer step with this step's learning rate, a log
+ * line, and a checkpoint when due. SIGTERM/SIGUSR1 only set a flag: the loop saves at the
+ * next step boundary and exits 0, so a preempted job resumes where it stopped.
+ */
+#define _GNU_SOURCE
+#include "trainer.h"
+
+#include <dlfcn.h>
+#include <stdbool.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "data.h"
+#include "gemm.h"
+#include "hf.h"
+#include "log.h"
+#include "moert.h"
+#include "safetensors.h"
+#include "train_state.h"
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+struct options {
+	long long steps;
+	double lr;
+	const char *data[64];
+	int n_data;
+	const char *ckpt_dir;
+	const char *metrics;
+	const char *init_from;
+	const char *device;
+	const char *batch;      /* one fixed batch (safetensors) instead of the data loader */
+	const char *dump;       /* write loss, logits, gradients and updated weights here */
+	long long seed;
+	long long stop_after;   /* 0: run to steps */
+	int save_every, keep, resume, threads, quiet, seed_set;
+};
+
+static void usage(const struct moert_model *m, FILE *f)
+{
+	fprintf(f,
+		"usage: train [options]   (%s)\n"
+		"Trains the model this binary was generated for; defaults come from its spec.\n"
+		"  --steps N          optimizer steps (spec: %lld); the schedule spans them\n"
+		"  --stop-after N     save and exit 0 after step N (a planned preemption)\n"
+		"  --lr X             peak learning rate (spec: %g)\n"
+		"  --data PATH        token shard, repeatable (replaces the spec's data.paths)\n"
+		"  --ckpt-dir DIR     checkpoint directory (spec: %s)\n"
+		"  --save-every N     checkpoint every N steps, 0 = only at the end (spec: %d)\n"
+		"  --keep N           checkpoints kept (spec: %d)\n"
+		"  --no-resume        start fresh even when DIR holds a checkpoint\n"
+		"  --init-from DIR    initialize from a Hugging Face model dir (config.json + safetensors)\n"
+		"  --metrics FILE     JSONL metrics (default: <ckpt-dir>/metrics.jsonl)\n"
+		"  --seed N           init and data-order seed (spec: %llu)\n"
+		"  --device D         auto | cpu | cuda (default auto)\n"
+		"  --threads N        CPU threads for GEMMs (default: OpenBLAS's)\n"
+		"  --batch FILE       train on this one batch (safetensors: input_ids, labels [B, S] as HF\n"
+		"                     takes them, unshifted) instead of the data\n"
+		"  --dump FILE        after the steps, write logits, losses, gradients and weights\n"
+		"  --quiet            no per-step lines\n",
+		m->generated_by, m->steps, m->lr, m->ckpt_dir, m->ckpt_every, m->ckpt_keep, (unsigned long long)m->seed);
+}
+
+static long long parse_ll(const char *flag, const char *v, long long lo, long long hi)
+{
+	char *end;
+	errno = 0;
+	long long x = strtoll(v, &end, 10);
+	if (errno || end == v || *end || x < lo || x > hi)
+		moert_fatal("%s '%s': expected an integer in [%lld, %lld]", flag, v, lo, hi);
+	return x;
+}
+
+static double parse_double(const char *flag, const char *v)
+{
+	char *end;
+	errno = 0;
+	double x = strtod(v, &end);
+	if (errno || end == v || *end || !isfinite(x) || x < 0)
+		moert_fatal("%s '%s': expected a non-negative number", flag, v);
+	return x;
+}
+
+static void parse_options(const struct moert_model *m, int argc, char **argv, struct options *o)
+{
+	enum { O_STEPS = 256, O_STOP_AFTER, O_LR, O_DATA, O_CKPT, O_EVERY, O_KEEP, O_NORESUME, O_INIT, O_METRICS, O_SEED, O_DEVICE,
+	       O_THREADS, O_BATCH, O_DUMP, O_QUIET, O_HELP };
+	static const struct option longopts[] = {
+		{"steps", required_argument, 0, O_STEPS}, {"stop-after", required_argument, 0, O_STOP_AFTER},
+		{"lr", required_argument, 0, O_LR},
+		{"data", required_argument, 0, O_DATA}, {"ckpt-dir", required_argument, 0, O_CKPT},
+		{"save-every", required_argument, 0, O_EVERY}, {"keep", required_argument, 0, O_KEEP},
+		{"no-resume", no_argument, 0, O_NORESUME}, {"init-from", required_argument, 0, O_INIT},
+		{"metrics", required_argument, 0, O_METRICS}, {"seed", required_argument, 0, O_SEED},
+		{"device", required_argument, 0, O_DEVICE}, {"threads", required_argument, 0, O_THREADS},
+		{"batch", required_argument, 0, O_BATCH}, {"dump", required_argument, 0, O_DUMP},
+		{"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+	*o = (struct options){.steps = m->steps, .lr = m->lr, .ckpt_dir = m->ckpt_dir, .init_from = m->init_from,
+			      .device = "auto", .seed = (long long)m->seed, .save_every = m->ckpt_every,
+			      .keep = m->ckpt_keep, .resume = m->ckpt_resume};
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_STEPS: o->steps = parse_ll("--steps", optarg, 0, INT_MAX); break;
+		case O_STOP_AFTER: o->stop_after = parse_ll("--stop-after", optarg, 1, INT_MAX); break;
+		case O_LR: o->lr = parse_double("--lr", optarg); break;
+		case O_DATA:
+			if (o->n_data == (int)(sizeof o->data / sizeof o->data[0]))
+				moert_fatal("--data: at most %d files", o->n_data);
+			o->data[o->n_data++] = optarg;
+			break;
+		case O_CKPT: o->ckpt_dir = optarg; break;
+		case O_EVERY: o->save_every = (int)parse_ll("--save-every", optarg, 0, INT_MAX); break;
+		case O_KEEP: o->keep = (int)parse_ll("--keep", optarg, 0, INT_MAX); break;
+		case O_NORESUME: o->resume = 0; break;
+		case O_INIT: o->init_from = optarg; break;
+		case O_METRICS: o->metrics = optarg; break;
+		case O_SEED: o->seed = parse_ll("--seed", optarg, 0, LLONG_MAX); break;
+		case O_DEVICE: o->device = optarg; break;
+		case O_THREADS: o->threads = (int)parse_ll("--threads", optarg, 1, 4096); break;
+		case O_BATCH: o->batch = optarg; break;
+		case O_DUMP: o->dump = optarg; break;
+		case O_QUIET: o->quiet = 1; break;
+		case 'h':
+		case O_HELP: usage(m, stdout); exit(0);
+		default:
+			fprintf(stderr, "train: unknown or incomplete option '%s'\n", argv[optind - 1]);
+			usage(m, stderr);
+			exit(2);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "train: unexpected argument '%s'\n", argv[optind]);
+		usage(m, stderr);
+		exit(2);
+	}
+}
+
+/* --device: the CPU backend is this build's; the CUDA backend comes with the GPU trainer.
+ * The driver is probed with dlopen so the binary starts where there is none. */
+static void choose_device(const char *device, struct log *lg)
+{
+	if (!strcmp(device, "cpu"))
+		return;
+	if (strcmp(device, "auto") && strcmp(device, "cuda"))
+		moert_fatal("--device '%s': expected auto, cpu or cuda", device);
+	void *cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!strcmp(device, "cuda")) {
+		if (!cuda)
+			moert_fatal("--device cuda: no CUDA driver on this machine (dlopen libcuda.so.1: %s); "
+				    "use --device cpu", dlerror());
+		moert_fatal("--device cuda: this trainer was built with the CPU backend only; "
+			    "the CUDA step is not generated yet. Use --device cpu");
+	}
+	if (cuda) {
+		log_event(lg, "device", "device: a CUDA driver is present, but this trainer has the CPU backend only");
+		dlclose(cuda);
+	}
+}
+
+static float *alloc_floats(long long n, const char *what)
+{
+	size_t bytes = ((size_t)(n > 0 ? n : 1) * sizeof(float) + 63) / 64 * 64;
+	float *p = aligned_alloc(64, bytes);
+	if (!p)
+		moert_fatal("cannot allocate %s (%.1f MiB)", what, bytes / 1048576.0);
+	memset(p, 0, bytes);
+	return p;
+}
+
+/* Learning rate at step (1-based): linear warmup, then cosine/linear decay to min_lr. */
+static double lr_at(const struct moert_model *m, double peak, long long step, long long steps)
+{
+	double min_lr = m->min_lr < peak ? m->min_lr : peak;
+	if (m->warmup_steps > 0 && step <= m->warmup_steps)
+		return peak * (double)step / m->warmup_steps;
+	if (!strcmp(m->schedule, "constant") || steps <= m->warmup_steps)
+		return peak;
+	double progress = (double)(step - m->warmup_steps) / (double)(steps - m->warmup_steps);
+	if (progress > 1)
+		progress = 1;
+	if (!strcmp(m->schedule, "linear"))
+		return peak - (peak - min_lr) * progress;
+	return min_lr + (peak - min_lr) * 0.5 * (1 + cos(M_PI * progress));
+}
+
+/* The first tensor with a non-finite value in arena a (NULL when all are finite). */
+static const struct moert_tensor *first_non_finite(const struct moert_model *m, const float *a)
+{
+	for (int i = 0; i < m->n_tensors; i++) {
+		const struct moert_tensor *t = &m->tensors[i];
+		long long n = 1;
+		for (int d = 0; d < t->ndim; d++)
+			n *= (long long)t->shape[d];
+		for (long long j = 0; j < n; j++)
+			if (!isfinite(a[t->offset + j]))
+				return t;
+	}
+	return NULL;
+}
+
+static void stop_on_non_finite(const struct moert_model *m, const struct moert_run *r, long long step,
+			       const struct moert_stats *st, double gnorm)
+{
+	if (isfinite(st->loss) && isfinite(gnorm))
+		return;
+	const struct moert_tensor *bad = first_non_finite(m, r->params);
+	const char *what = "weight";
+	if (!bad) {
+		bad = first_non_finite(m, r->grads);
+		what = "gradient";
+	}
+	char where[256] = "";
+	if (bad && bad->layer >= 0)
+		snprintf(where, sizeof where, "; first non-finite %s: %s (layer %d)", what, bad->name, bad->layer);
+	else if (bad)
+		snprintf(where, sizeof where, "; first non-finite %s: %s", what, bad->name);
+	moert_fatal("step %lld: non-finite %s (loss %g: cross-entropy %g, aux %g, z %g; gradient norm %g)%s. "
+		    "Training stopped; lower the learning rate or resume from the last checkpoint",
+		    step, isfinite(st->loss) ? "gradients" : "loss", st->loss, st->ce_loss, st->aux_loss, st->z_loss, gnorm, where);
+}
+
+int moert_train_main(const struct moert_model *m, int argc, char **argv)
+{
+	struct options o;
+	parse_options(m, argc, argv, &o);
+	struct train_state ts;
+	train_state_init(&ts, m, o.ckpt_dir);
+	char metrics_default[4096];
+	if (!o.metrics && !o.batch) {
+		if (moert_make_dirs(o.ckpt_dir))
+			moert_fatal("cannot create checkpoint dir %s: %s", o.ckpt_dir, strerror(errno));
+		snprintf(metrics_default, sizeof metrics_default, "%s/metrics.jsonl", o.ckpt_dir);
+		o.metrics = metrics_default;
+	}
+	if (o.metrics) { /* its directory may be the checkpoint dir, not made yet */
+		char dir[4096];
+		snprintf(dir, sizeof dir, "%s", o.metrics);
+		char *slash = strrchr(dir, '/');
+		if (slash && slash != dir) {
+			*slash = 0;
+			moert_make_dirs(dir);
+		}
+	}
+	struct log *lg = log_open(o.metrics, o.quiet);
+	if (!lg)
+		moert_fatal("cannot open metrics file %s: %s", o.metrics, strerror(errno));
+	choose_device(o.device, lg);
+	if (o.threads)
+		moert_set_threads(o.threads);
+
+	struct moert_run r = {0};
+	r.params = alloc_floats(m->param_floats, "the weights");
+	r.grads = alloc_floats(m->param_floats, "the gradients");
+	r.exp_avg = alloc_floats(m->param_floats, "AdamW's first moments");
+	r.exp_avg_sq = alloc_floats(m->param_floats, "AdamW's second moments");
+	r.acts = alloc_floats(m->act_floats, "the activations");
+	log_event(lg, "start", "%s: %s, %.2f M parameters, %lld tokens per micro-batch x %d, cpu backend",
+		  m->name, m->generated_by, m->n_params / 1e6, m->tokens, m->grad_accum);
+
+	/* Weights and optimizer state: resume > init_from > random. */
+	long long step0 = 0;
+	struct data_cursor cursor = {0, 0};
+	if (!o.batch && o.resume && train_state_resume(&ts, &r, &step0, &cursor, lg))
+		;
+	else if (o.init_from)
+		train_state_init_from(&ts, &r, o.init_from, lg);
+	else
+		train_state_init_random(&ts, &r, (uint64_t)o.seed);
+
+	struct train_batches tb;
+	train_batches_open(&tb, m, &o.data[0], o.n_data, o.batch, (uint64_t)o.seed, cursor);
+
+	struct sigaction sa = {.sa_handler = on_stop_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+
+	long long *counts = calloc((size_t)(m->moe_layers ? m->moe_layers : 1) * m->experts, sizeof *counts);
+	int *micro_counts = calloc((size_t)(m->moe_layers ? m->moe_layers : 1) * m->experts, sizeof *micro_counts);
+	if (!counts || !micro_counts)
+		moert_fatal("out of memory");
+	struct moert_stats st = {.expert_count = micro_counts};
+	long long last_saved = step0;
+	for (long long step = step0 + 1; step <= o.steps; step++) {
+		double t0 = moert_seconds();
+		memset(r.grads, 0, (size_t)m->param_floats * sizeof(float));
+		memset(counts, 0, (size_t)m->moe_layers * m->experts * sizeof *counts);
+		struct log_step ls = {.step = step, .steps = o.steps, .moe_layers = m->moe_layers, .experts = m->experts,
+				      .expert_count = counts};
+		for (int a = 0; a < m->grad_accum; a++) {
+			struct moert_batch b;
+			train_batches_next(&tb, &b);
+			if (o.dump && step == o.steps && a == 0 && !r.logits_out)
+				r.logits_out = alloc_floats(m->tokens * m->vocab, "the logits");
+			m->micro_step(&r, &b, 1.0f / m->grad_accum, &st);
+			ls.loss += st.loss / m->grad_accum;
+			ls.ce_loss += st.ce_loss / m->grad_accum;
+			ls.aux_loss += st.aux_loss / m->grad_accum;
+			ls.z_loss += st.z_loss / m->grad_accum;
+			ls.dropped += st.dropped;
+			for (int i = 0; i < m->moe_layers * m->experts; i++)
+				counts[i] += micro_counts[i];
+		}
+		ls.lr = lr_at(m, o.lr, step, o.steps);
+		ls.grad_norm = m->optimizer_step(&r, ls.lr, (int)step);
+		stop_on_non_finite(m, &r, step, &st, ls.grad_norm);
+		ls.step_s = moert_seconds() - t0;
+		ls.tokens = m->tokens * m->grad_accum;
+		ls.tokens_per_s = ls.tokens / ls.step_s;
+		ls.mfu_tflops = ls.tokens_per_s * m->flops_per_token / 1e12;
+		log_step(lg, &ls);
+		ts.last_loss = ls.loss;
+		int stopping = stop_signal != 0 || step == o.stop_after;
+		bool due = !o.batch && ((o.save_every > 0 && step % o.save_every == 0) || step == o.steps || stopping);
+		if (due) {
+			train_state_save(&ts, &r, step, train_batches_cursor(&tb), o.keep, lg);
+			last_saved = step;
+		}
+		if (stopping) {
+			log_event(lg, "stop", "%s at step %lld: checkpoint saved, exiting",
+				  stop_signal ? strsignal(stop_signal) : "--stop-after", step);
+			break;
+		}
+	}
+	if (o.dump)
+		train_state_dump(&ts, &r, o.dump, &st);
+	if (!o.batch && last_saved == step0 && step0 > 0)
+		log_event(lg, "done", "nothing to do: the checkpoint is at step %lld of %lld", step0, o.steps);
+	train_batches_close(&tb);
+	free(counts);
+	free(micro_counts);
+	free(r.params);
+	free(r.grads);
+	free(r.exp_avg);
+	free(r.exp_avg_sq);
+	free(r.acts);
+	free(r.logits_out);
+	log_close(lg);
+	return 0;
+}
