@@ -18,6 +18,7 @@
 
 #include "diag.h"
 #include "files.h"
+#include "geometry.h"
 #include "jit.h"
 #include "report.h"
 #include "resolved.h"
@@ -412,7 +413,19 @@ static const char emit_launch_prologue[] =
 	"\n"
 	"struct moec_dim3 {\n"
 	"\tunsigned x, y, z;\n"
-	"};\n";
+	"};\n"
+	"\n"
+	"/* For the <kernel>_cuda wrappers: the launch lines' max, min and ceil(a / b). */\n"
+	"#define MOEC_MAX(a, b) ((a) > (b) ? (a) : (b))\n"
+	"#define MOEC_MIN(a, b) ((a) < (b) ? (a) : (b))\n"
+	"#define MOEC_CEIL_DIV(a, b) (((a) + (b) - 1) / (b))\n"
+	"/* The loaded kernels (indexed by model.h's enum moec_kernel_id) and the stream. */\n"
+	"struct moec_cuda_launch {\n"
+	"\tCUfunction *fn;\n"
+	"\tCUstream stream;\n"
+	"};\n"
+	"/* The runtime's report of a failed launch (fatal). */\n"
+	"void moert_cuda_launch_failed(int rc, const char *kernel, unsigned grid, unsigned block, unsigned smem);\n";
 
 static void emit_launch_stub(FILE *f, const struct kernel_inst *k, const struct kernel_sig *sig)
 {
@@ -438,6 +451,47 @@ static void emit_launch_stub(FILE *f, const struct kernel_inst *k, const struct 
 	}
 	fputs("\treturn MOEC_CU_LAUNCH_KERNEL(moec_f, moec_grid.x, moec_grid.y, moec_grid.z, moec_block.x, moec_block.y,\n"
 	      "\t\t\tmoec_block.z, moec_smem, moec_s, moec_args, NULL);\n}\n", f);
+}
+
+/* <kernel>_cuda: the twin's arguments (after the launch context and the kernel's index,
+ * and any extra geometry argument), the grid, block and dynamic shared memory of the
+ * kernel's launch line computed from them, and the launch; an empty grid launches nothing. */
+static int emit_cuda_wrapper(FILE *f, const struct kernel_inst *k, const struct kernel_sig *sig)
+{
+	struct geometry g;
+	char err[256];
+	if (geometry_translate(k, sig, &g, err, sizeof err)) {
+		fprintf(stderr, "moec: error: %s: the launch line of kernels/%s.cu: %s\n", k->name, k->tmpl, err);
+		return 1;
+	}
+	if (g.smem_constant)
+		fprintf(f, "#define MOEC_SMEM_%s ((unsigned)(%s))\n", k->name, g.smem);
+	else
+		fprintf(f, "#define MOEC_SMEM_%s 0u /* depends on the arguments */\n", k->name);
+	fprintf(f, "static inline void %s_cuda(const struct moec_cuda_launch *moec_c, int moec_k", k->name);
+	for (int i = 0; i < g.nextra; i++)
+		fprintf(f, ", long %s", g.extra[i]);
+	for (int i = 0; i < sig->nparams; i++) {
+		fputs(",\n\t\t", f);
+		emit_param(f, &sig->params[i], i);
+	}
+	fputs(")\n{\n", f);
+	fprintf(f, "\tconst long moec_g[3] = {%s, %s, %s};\n", g.grid[0], g.grid[1], g.grid[2]);
+	fprintf(f, "\tconst struct moec_dim3 moec_block = {%s, %s, %s};\n", g.block[0], g.block[1], g.block[2]);
+	fprintf(f, "\tconst unsigned moec_smem = (unsigned)(%s);\n", g.smem);
+	fputs("\tif (moec_g[0] <= 0 || moec_g[1] <= 0 || moec_g[2] <= 0)\n\t\treturn;\n", f);
+	fputs("\tconst struct moec_dim3 moec_grid = {(unsigned)moec_g[0], (unsigned)moec_g[1], (unsigned)moec_g[2]};\n", f);
+	fprintf(f, "\tCUresult moec_rc = launch_%s(moec_c->fn[moec_k], moec_c->stream, moec_grid, moec_block, moec_smem", k->name);
+	for (int i = 0; i < sig->nparams; i++) {
+		if (sig->params[i].name[0])
+			fprintf(f, ", %s", sig->params[i].name);
+		else
+			fprintf(f, ", p%d", i);
+	}
+	fputs(");\n", f);
+	fprintf(f, "\tif (moec_rc)\n\t\tmoert_cuda_launch_failed((int)moec_rc, \"%s\", moec_grid.x * moec_grid.y * moec_grid.z,\n"
+		   "\t\t\t\t\t moec_block.x * moec_block.y * moec_block.z, moec_smem);\n}\n", k->name);
+	return 0;
 }
 
 static void emit_twin_prototype(FILE *f, const struct kernel_sig *sig)
@@ -472,8 +526,16 @@ int emit_write_launch(const struct emit_context *c, const struct kernel_set *ks,
 		fprintf(f, "\n/* No launch stubs: this moec was built without lint (compiler/lint.c), which reads the\n"
 			   " * kernels' signatures. */\n");
 	} else {
-		for (int i = 0; i < ks->n; i++)
+		int errors = 0;
+		for (int i = 0; i < ks->n; i++) {
 			emit_launch_stub(f, &ks->v[i], &sigs[i]);
+			errors += emit_cuda_wrapper(f, &ks->v[i], &sigs[i]);
+		}
+		if (errors) {
+			emit_close(&b);
+			free(b.text);
+			return errors;
+		}
 		fprintf(f, "\n/* CPU twins (gen/cpu/<name>.c). */\n");
 		for (int i = 0; i < ks->n; i++)
 			emit_twin_prototype(f, &twin_sigs[i]);

@@ -420,7 +420,8 @@ static int kernels_parse_file(struct kernel_file *f, bool report)
 }
 
 /* Whether text defines NAME under "#ifndef NAME" or "#if !defined(NAME)". */
-static bool kernels_text_has_default(const char *text, const char *name)
+/* The "#ifndef NAME" (or "#if !defined(NAME)") line of a template default in text, or NULL. */
+static const char *kernels_text_default(const char *text, const char *name)
 {
 	size_t n = strlen(name);
 	for (const char *p = text; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
@@ -436,17 +437,50 @@ static bool kernels_text_has_default(const char *text, const char *name)
 			continue;
 		q += strspn(q, " \t(");
 		if (!strncmp(q, name, n) && !(q[n] == '_' || (q[n] >= 'A' && q[n] <= 'Z') || (q[n] >= 'a' && q[n] <= 'z') || (q[n] >= '0' && q[n] <= '9')))
-			return true;
+			return p;
 	}
-	return false;
+	return NULL;
 }
 
-/* Whether a template (or a header it includes with #include "x" from dir, recursively)
- * gives NAME a default of its own. */
-static bool kernels_has_default_in(const char *text, const char *dir, const char *name, int depth)
+/* The value of the "#define NAME value" that follows a default's #ifndef line ("" if none). */
+static void kernels_default_value_at(const char *p, const char *name, char *value, size_t vn)
 {
-	if (kernels_text_has_default(text, name))
+	size_t n = strlen(name);
+	value[0] = 0;
+	for (p = strchr(p, '\n'); p; p = strchr(p + 1, '\n')) {
+		const char *q = p + 1 + strspn(p + 1, " \t");
+		if (*q++ != '#')
+			continue;
+		q += strspn(q, " \t");
+		if (!strncmp(q, "endif", 5))
+			return;
+		if (strncmp(q, "define", 6))
+			continue;
+		q += 6;
+		q += strspn(q, " \t");
+		if (strncmp(q, name, n) || (q[n] != ' ' && q[n] != '\t'))
+			continue;
+		q += n;
+		q += strspn(q, " \t");
+		size_t len = strcspn(q, "\n");
+		while (len && (q[len - 1] == ' ' || q[len - 1] == '\t' || q[len - 1] == '\r'))
+			len--;
+		snprintf(value, vn, "%.*s", (int)len, q);
+		return;
+	}
+}
+
+/* Whether text, or a header it includes from dir ("name.cuh", nested), gives NAME a
+ * default; its value text into value when value is not NULL. */
+static bool kernels_find_default_in(const char *text, const char *dir, const char *name, int depth, char *value,
+				    size_t vn)
+{
+	const char *at = kernels_text_default(text, name);
+	if (at) {
+		if (value)
+			kernels_default_value_at(at, name, value, vn);
 		return true;
+	}
 	for (const char *p = text; p && depth < 8; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
 		const char *q = p + strspn(p, " \t");
 		if (*q++ != '#')
@@ -464,7 +498,7 @@ static bool kernels_has_default_in(const char *text, const char *dir, const char
 		snprintf(path, sizeof path, "%s/%.*s", dir, (int)len, q + 1);
 		if (file_read_whole(path, &inc, &n))
 			continue;
-		bool found = kernels_has_default_in(inc, dir, name, depth + 1);
+		bool found = kernels_find_default_in(inc, dir, name, depth + 1, value, vn);
 		free(inc);
 		if (found)
 			return true;
@@ -472,12 +506,22 @@ static bool kernels_has_default_in(const char *text, const char *dir, const char
 	return false;
 }
 
-static bool kernels_has_default(const struct source *src, const char *name)
+static bool kernels_find_default(const struct source *src, const char *name, char *value, size_t vn)
 {
 	char dir[PATH_MAX];
 	const char *slash = strrchr(src->name, '/');
 	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - src->name) : 1, slash ? src->name : ".");
-	return kernels_has_default_in(src->text, dir, name, 0);
+	return kernels_find_default_in(src->text, dir, name, 0, value, vn);
+}
+
+static bool kernels_has_default(const struct source *src, const char *name)
+{
+	return kernels_find_default(src, name, NULL, 0);
+}
+
+bool kernels_default_value(const struct kernel_inst *k, const char *name, char *value, size_t n)
+{
+	return k->cu && kernels_find_default(k->cu, name, value, n) && value[0];
 }
 
 /* Load kernels/<tmpl>.cu or kernels/cpu/<tmpl>.c; NULL after reporting why not. */

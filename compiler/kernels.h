@@ -80,6 +80,9 @@ const char *kernels_dict_get(const struct kernel_dict *d, const char *name);
 void kernels_float_literal(double v, char *buf, size_t n);
 /* Build an instance name from a template and its prelude (exposed for tests). */
 void kernels_name_instance(const char *tmpl, const struct kernel_dict *consts, char *buf, size_t n);
+/* The value text of a constant the instance leaves to its template's "#ifndef NAME /
+ * #define NAME value" default (in the template or a header it includes); false if none. */
+bool kernels_default_value(const struct kernel_inst *k, const char *name, char *value, size_t n);
 /* Index of an instance by name, or -1. */
 int kernels_find(const struct kernel_set *ks, const char *name);
 

@@ -23,22 +23,26 @@ static void link_write_makefile(FILE *f, const struct emit_context *c, const str
 	char gen[PATH_MAX + 128];
 	emit_generated_line(c, gen, sizeof gen);
 	fprintf(f, "# %s\n", gen);
-	fprintf(f, "# Links the trainer: gen/model.c (the step), gen/cpu/*.c (the kernels' CPU twins) and\n"
-		   "# moec's runtime, with OpenBLAS. `make -C <this dir>` re-links after a change.\n"
+	fprintf(f, "# Links the trainer: gen/model.c (the step), gen/cpu/*.c (the kernels' CPU twins),\n"
+		   "# gen/cubins.S (the cubins, embedded) and moec's runtime, with OpenBLAS. The CUDA driver\n"
+		   "# and cuBLASLt are loaded at run time. `make -C <this dir>` re-links after a change.\n"
 		   "# -ffp-contract=off: no fused multiply-adds the twins did not write, so results do not\n"
 		   "# depend on the compiler's mood (AdamW is torch-exact only without them).\n\n");
 	fprintf(f, "MOEC_SOURCE := %s\n", MOEC_SOURCE_DIR);
 	fprintf(f, "CFLAGS := -std=gnu11 -O2 -g -march=native -ffp-contract=off -fno-strict-aliasing -Wall -Wno-unused-function"
 		   " $(MOEC_TRAIN_CFLAGS)\n");
-	fprintf(f, "CPPFLAGS := -Igen -I$(MOEC_SOURCE)/kernels/cpu -I$(MOEC_SOURCE)/runtime %s -MMD -MP\n", MOEC_TRAIN_CPPFLAGS);
+	/* the CUDA headers for types only: the runtime dlopens the driver and cuBLASLt */
+	fprintf(f, "CPPFLAGS := -Igen -I$(MOEC_SOURCE)/kernels/cpu -I$(MOEC_SOURCE)/runtime -I%s %s -MMD -MP\n",
+		MOEC_CUDA_INCLUDE, MOEC_TRAIN_CPPFLAGS);
 	fprintf(f, "LDLIBS := %s -lm -lpthread -ldl\n\n", MOEC_TRAIN_LIBS);
 	fprintf(f, "TWINS :=");
 	for (int i = 0; i < ks->n; i++)
 		fprintf(f, " \\\n\t%s", ks->v[i].name);
 	fprintf(f, "\nRUNTIME := $(notdir $(basename $(wildcard $(MOEC_SOURCE)/runtime/*.c)))\n");
-	fprintf(f, "OBJS := obj/model.o $(TWINS:%%=obj/cpu/%%.o) $(RUNTIME:%%=obj/runtime/%%.o)\n\n");
+	fprintf(f, "OBJS := obj/model.o obj/cubins.o $(TWINS:%%=obj/cpu/%%.o) $(RUNTIME:%%=obj/runtime/%%.o)\n\n");
 	fprintf(f, "train: $(OBJS)\n\t$(CC) $(CFLAGS) -o $@.tmp $(OBJS) $(LDLIBS) && mv -f $@.tmp $@\n\n");
 	fprintf(f, "obj/model.o: gen/model.c\n\t@mkdir -p $(@D)\n\t$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<\n");
+	fprintf(f, "obj/cubins.o: gen/cubins.S $(wildcard cubin/*.cubin)\n\t@mkdir -p $(@D)\n\t$(CC) -c -o $@ $<\n");
 	fprintf(f, "obj/cpu/%%.o: gen/cpu/%%.c\n\t@mkdir -p $(@D)\n\t$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<\n");
 	fprintf(f, "obj/runtime/%%.o: $(MOEC_SOURCE)/runtime/%%.c\n\t@mkdir -p $(@D)\n\t$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<\n\n");
 	fprintf(f, "-include $(OBJS:.o=.d)\n");

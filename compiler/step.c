@@ -230,11 +230,6 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 			step_act(w, defs, TK * 2 * w->I, "A_L%d_GU", l);
 			step_act(w, defs, TK * w->I, "A_L%d_HID", l);
 			step_act(w, defs, TK * H, "A_L%d_YPERM", l);
-			step_act(w, defs, E, "A_L%d_PROB_SUM", l);
-			step_act(w, defs, w->K * E, "A_L%d_SEL_COUNT", l);
-			step_act(w, defs, E, "A_L%d_EXPERT_COUNT", l);
-			step_act(w, defs, 1, "A_L%d_Z_SUM", l);
-			step_act(w, defs, 1, "A_L%d_DROPPED", l);
 		} else {
 			step_act(w, defs, T * 2 * w->D, "A_L%d_GU", l);
 			step_act(w, defs, T * w->D, "A_L%d_HID", l);
@@ -247,7 +242,19 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 	step_act(w, defs, T, "A_ROW_SUM");
 	step_act(w, defs, T, "A_TARGET");
 	step_act(w, defs, T, "A_CE_LSE");
+	/* What the host reads after the forward, in one block: one copy on a GPU. */
+	fprintf(defs, "#define A_STATS                  %lld\n", (long long)w->act_floats);
+	for (int l = 0; l < w->ir->nlayers; l++) {
+		if (!w->ir->layers[l].moe)
+			continue;
+		step_act(w, defs, E, "A_L%d_PROB_SUM", l);
+		step_act(w, defs, w->K * E, "A_L%d_SEL_COUNT", l);
+		step_act(w, defs, E, "A_L%d_EXPERT_COUNT", l);
+		step_act(w, defs, 1, "A_L%d_Z_SUM", l);
+		step_act(w, defs, 1, "A_L%d_DROPPED", l);
+	}
 	step_act(w, defs, 4, "A_CE_TOTALS");
+	fprintf(defs, "#define A_STATS_END              %lld\n", (long long)w->act_floats);
 	step_act(w, defs, T * H, "A_S_Y");
 	step_act(w, defs, T * H, "A_S_DX");
 	step_act(w, defs, T * H, "A_S_DXN");
@@ -266,6 +273,20 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 	step_act(w, defs, T * E, "A_S_DLOGITS");
 	step_act(w, defs, E * (w->ir->n_moe_layers > 0 ? w->ir->n_moe_layers : 1), "A_S_DPROB_SUM");
 	step_act(w, defs, 2, "A_S_DENSE_OFFSETS");
+	/* The batch on the device, and the GPU kernels' scratch (kernels/<t>.cu headers say
+	 * how big; zero-filled once with the arena, each launch leaves them zero). */
+	step_act(w, defs, 4 * T, "A_S_BATCH");
+	int64_t nblk64 = (T + 63) / 64, router_bytes = 8 * E + 4 * w->K * E + 4 + 4 * (nblk64 > 0 ? nblk64 : 1);
+	step_act(w, defs, (router_bytes + 3) / 4, "A_S_ROUTER_WS");
+	step_act(w, defs, (256 + 16) * (H > w->HD ? H : w->HD), "A_S_RMS_WS");
+	step_act(w, defs, 1 + 16, "A_S_RMS_COUNT");
+	step_act(w, defs, 1, "A_S_SUMSQ");
+	step_act(w, defs, 2 * 256, "A_S_SUMSQ_WS");
+	step_act(w, defs, 1, "A_S_SUMSQ_COUNT");
+	/* AdamW's tensor tables on the device: 4 pointer arrays, the offsets, the decay flags */
+	step_act(w, defs, 2 * 4 * (int64_t)w->nblocks, "A_S_OPT_PTRS");
+	step_act(w, defs, 2 * ((int64_t)w->nblocks + 1), "A_S_OPT_OFFSETS");
+	step_act(w, defs, w->nblocks, "A_S_OPT_DECAY");
 	fprintf(defs, "#define MOEC_ACT_FLOATS %lld\n", (long long)w->act_floats);
 }
 
@@ -294,61 +315,59 @@ static void step_fwd_attention(struct step_writer *w, int l)
 {
 	const char *norm_h = step_kernel(w, "rmsnorm_fwd", "DIM", w->H);
 	OUT("\t/* layer %d attention: x_mid = x + o_proj(attention(rope(norm(q)), rope(norm(k)), v)) */\n", l);
-	OUT("\t%s_cpu(A(A_L%d_XN1), A(A_L%d_RSTD1), A(A_X%d), P(W_L%d_INPUT_NORM), T);\n", norm_h, l, l, l, l);
-	OUT("\tmoert_mm_nt(T, QD, H, A(A_L%d_XN1), P(W_L%d_Q), A(A_L%d_Q), 0);\n", l, l, l);
-	OUT("\tmoert_mm_nt(T, KD, H, A(A_L%d_XN1), P(W_L%d_K), A(A_L%d_K), 0);\n", l, l, l);
-	OUT("\tmoert_mm_nt(T, KD, H, A(A_L%d_XN1), P(W_L%d_V), A(A_L%d_V), 0);\n", l, l, l);
+	OUT("\tCALL(%s, A(A_L%d_XN1), A(A_L%d_RSTD1), A(A_X%d), P(W_L%d_INPUT_NORM), T);\n", norm_h, l, l, l, l);
+	OUT("\tMM_NT(T, QD, H, A(A_L%d_XN1), P(W_L%d_Q), A(A_L%d_Q), 0);\n", l, l, l);
+	OUT("\tMM_NT(T, KD, H, A(A_L%d_XN1), P(W_L%d_K), A(A_L%d_K), 0);\n", l, l, l);
+	OUT("\tMM_NT(T, KD, H, A(A_L%d_XN1), P(W_L%d_V), A(A_L%d_V), 0);\n", l, l, l);
 	const char *rope = step_kernel(w, "rope_fwd", NULL, 0);
 	if (w->s->model.qk_norm) {
 		const char *norm_hd = step_kernel(w, "rmsnorm_fwd", "DIM", w->HD);
-		OUT("\t%s_cpu(A(A_L%d_QR), A(A_L%d_RSTD_Q), A(A_L%d_Q), P(W_L%d_Q_NORM), T * NH);\n", norm_hd, l, l, l, l);
-		OUT("\t%s_cpu(A(A_L%d_KR), A(A_L%d_RSTD_K), A(A_L%d_K), P(W_L%d_K_NORM), T * NKV);\n", norm_hd, l, l, l, l);
-		OUT("\t%s_cpu(A(A_L%d_QR), A(A_L%d_QR), pos, T, NH);\n", rope, l, l);
-		OUT("\t%s_cpu(A(A_L%d_KR), A(A_L%d_KR), pos, T, NKV);\n", rope, l, l);
+		OUT("\tCALL(%s, A(A_L%d_QR), A(A_L%d_RSTD_Q), A(A_L%d_Q), P(W_L%d_Q_NORM), T * NH);\n", norm_hd, l, l, l, l);
+		OUT("\tCALL(%s, A(A_L%d_KR), A(A_L%d_RSTD_K), A(A_L%d_K), P(W_L%d_K_NORM), T * NKV);\n", norm_hd, l, l, l, l);
+		OUT("\tCALL(%s, A(A_L%d_QR), A(A_L%d_QR), pos, T, NH);\n", rope, l, l);
+		OUT("\tCALL(%s, A(A_L%d_KR), A(A_L%d_KR), pos, T, NKV);\n", rope, l, l);
 	} else {
-		OUT("\t%s_cpu(A(A_L%d_QR), A(A_L%d_Q), pos, T, NH);\n", rope, l, l);
-		OUT("\t%s_cpu(A(A_L%d_KR), A(A_L%d_K), pos, T, NKV);\n", rope, l, l);
+		OUT("\tCALL(%s, A(A_L%d_QR), A(A_L%d_Q), pos, T, NH);\n", rope, l, l);
+		OUT("\tCALL(%s, A(A_L%d_KR), A(A_L%d_K), pos, T, NKV);\n", rope, l, l);
 	}
-	OUT("\t%s_cpu(A(A_L%d_QR), A(A_L%d_KR), A(A_L%d_V), doc, A(A_L%d_ATT), A(A_L%d_LSE), T);\n",
+	OUT("\tCALL(%s, A(A_L%d_QR), A(A_L%d_KR), A(A_L%d_V), doc, A(A_L%d_ATT), A(A_L%d_LSE), T);\n",
 	    step_kernel(w, "attention_fwd", NULL, 0), l, l, l, l, l);
-	OUT("\tmoert_mm_nt(T, H, QD, A(A_L%d_ATT), P(W_L%d_O), A(A_S_Y), 0);\n", l, l);
-	OUT("\t%s_cpu(A(A_L%d_XMID), A(A_X%d), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l, l);
-	OUT("\t%s_cpu(A(A_L%d_XN2), A(A_L%d_RSTD2), A(A_L%d_XMID), P(W_L%d_POST_ATTN_NORM), T);\n", norm_h, l, l, l, l);
+	OUT("\tMM_NT(T, H, QD, A(A_L%d_ATT), P(W_L%d_O), A(A_S_Y), 0);\n", l, l);
+	OUT("\tCALL(%s, A(A_L%d_XMID), A(A_X%d), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l, l);
+	OUT("\tCALL(%s, A(A_L%d_XN2), A(A_L%d_RSTD2), A(A_L%d_XMID), P(W_L%d_POST_ATTN_NORM), T);\n", norm_h, l, l, l, l);
 }
 
 static void step_fwd_moe(struct step_writer *w, int l, int m)
 {
 	OUT("\t/* layer %d experts: route each token to K of E experts, y = sum_k w_k expert_k(xn2) */\n", l);
-	OUT("\tmoert_mm_nt(T, E, H, A(A_L%d_XN2), P(W_L%d_ROUTER), A(A_L%d_LOGITS), 0);\n", l, l, l);
-	OUT("\t%s_cpu(A(A_L%d_LOGITS), NULL, AI(A_L%d_TOPK_IDS), A(A_L%d_TOPK_W), A(A_L%d_PROB_SUM), AI(A_L%d_SEL_COUNT),\n"
-	    "\t\tAI(A_L%d_EXPERT_COUNT), A(A_L%d_Z_SUM), NULL, T);\n",
+	OUT("\tMM_NT(T, E, H, A(A_L%d_XN2), P(W_L%d_ROUTER), A(A_L%d_LOGITS), 0);\n", l, l, l);
+	OUT("\tCALL(%s, A(A_L%d_LOGITS), NULL, AI(A_L%d_TOPK_IDS), A(A_L%d_TOPK_W), A(A_L%d_PROB_SUM), AI(A_L%d_SEL_COUNT),\n"
+	    "\t\tAI(A_L%d_EXPERT_COUNT), A(A_L%d_Z_SUM), A(A_S_ROUTER_WS), T);\n",
 	    step_kernel(w, "router_fwd", NULL, 0), l, l, l, l, l, l, l);
-	OUT("\t%s_cpu(AI(A_L%d_TOPK_IDS), AI(A_L%d_BLK), T);\n", step_kernel(w, "moe_count", NULL, 0), l, l);
-	OUT("\t%s_cpu(AI(A_L%d_BLK), AI(A_L%d_COUNTS), AI(A_L%d_OFFSETS), AI(A_L%d_DROPPED), T);\n",
+	OUT("\tCALL(%s, AI(A_L%d_TOPK_IDS), AI(A_L%d_BLK), T);\n", step_kernel(w, "moe_count", NULL, 0), l, l);
+	OUT("\tCALL(%s, AI(A_L%d_BLK), AI(A_L%d_COUNTS), AI(A_L%d_OFFSETS), AI(A_L%d_DROPPED), T);\n",
 	    step_kernel(w, "moe_scan", NULL, 0), l, l, l, l);
-	OUT("\t%s_cpu(AI(A_L%d_TOPK_IDS), AI(A_L%d_BLK), AI(A_L%d_COUNTS), AI(A_L%d_OFFSETS), AI(A_L%d_DEST),\n"
+	OUT("\tCALL(%s, AI(A_L%d_TOPK_IDS), AI(A_L%d_BLK), AI(A_L%d_COUNTS), AI(A_L%d_OFFSETS), AI(A_L%d_DEST),\n"
 	    "\t\tAI(A_L%d_ROW_SRC), NULL, T);\n",
 	    step_kernel(w, "moe_route", NULL, 0), l, l, l, l, l, l);
-	OUT("\t%s_cpu(A(A_L%d_XN2), AI(A_L%d_DEST), A(A_L%d_XPERM), T);\n", step_kernel(w, "moe_permute", NULL, 0), l, l, l);
-	OUT("\t%s_cpu(A(A_L%d_XPERM), P(W_L%d_EXPERTS_GATE_UP), AI(A_L%d_OFFSETS), A(A_L%d_HID), A(A_L%d_GU), TK);\n",
+	OUT("\tCALL(%s, A(A_L%d_XN2), AI(A_L%d_DEST), A(A_L%d_XPERM), T);\n", step_kernel(w, "moe_permute", NULL, 0), l, l, l);
+	OUT("\tCALL(%s, A(A_L%d_XPERM), P(W_L%d_EXPERTS_GATE_UP), AI(A_L%d_OFFSETS), A(A_L%d_HID), A(A_L%d_GU), TK);\n",
 	    step_kernel(w, "moe_gate_up_fwd", "E_LOCAL", w->E), l, l, l, l, l);
-	OUT("\t%s_cpu(A(A_L%d_HID), P(W_L%d_EXPERTS_DOWN), AI(A_L%d_OFFSETS), A(A_L%d_YPERM), TK);\n",
+	OUT("\tCALL(%s, A(A_L%d_HID), P(W_L%d_EXPERTS_DOWN), AI(A_L%d_OFFSETS), A(A_L%d_YPERM), TK);\n",
 	    step_kernel(w, "moe_down_fwd", "E_LOCAL", w->E), l, l, l, l);
-	OUT("\t%s_cpu(A(A_L%d_YPERM), AI(A_L%d_DEST), A(A_L%d_TOPK_W), A(A_S_Y), T);\n", step_kernel(w, "moe_combine", NULL, 0),
+	OUT("\tCALL(%s, A(A_L%d_YPERM), AI(A_L%d_DEST), A(A_L%d_TOPK_W), A(A_S_Y), T);\n", step_kernel(w, "moe_combine", NULL, 0),
 	    l, l, l);
-	OUT("\t%s_cpu(A(A_X%d), A(A_L%d_XMID), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l + 1, l);
-	OUT("\tmoec_router_stats(&rs, %d, A(A_L%d_PROB_SUM), AI(A_L%d_EXPERT_COUNT), A(A_L%d_Z_SUM), AI(A_L%d_DROPPED), st);\n",
-	    m, l, l, l, l);
+	OUT("\tCALL(%s, A(A_X%d), A(A_L%d_XMID), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l + 1, l);
 }
 
 static void step_fwd_dense(struct step_writer *w, int l)
 {
 	OUT("\t/* layer %d dense MLP: y = down(silu(gate(xn2)) * up(xn2)), the grouped GEMMs with one group */\n", l);
-	OUT("\t%s_cpu(A(A_L%d_XN2), P(W_L%d_MLP_GATE_UP), AI(A_S_DENSE_OFFSETS), A(A_L%d_HID), A(A_L%d_GU), T);\n",
+	OUT("\tCALL(%s, A(A_L%d_XN2), P(W_L%d_MLP_GATE_UP), AI(A_S_DENSE_OFFSETS), A(A_L%d_HID), A(A_L%d_GU), T);\n",
 	    step_kernel(w, "moe_gate_up_fwd", "E_LOCAL", 1), l, l, l, l);
-	OUT("\t%s_cpu(A(A_L%d_HID), P(W_L%d_MLP_DOWN), AI(A_S_DENSE_OFFSETS), A(A_S_Y), T);\n",
+	OUT("\tCALL(%s, A(A_L%d_HID), P(W_L%d_MLP_DOWN), AI(A_S_DENSE_OFFSETS), A(A_S_Y), T);\n",
 	    step_kernel(w, "moe_down_fwd", "E_LOCAL", 1), l, l);
-	OUT("\t%s_cpu(A(A_X%d), A(A_L%d_XMID), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l + 1, l);
+	OUT("\tCALL(%s, A(A_X%d), A(A_L%d_XMID), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l + 1, l);
 }
 
 /* The LM head weight: its own, or the embedding when tied. */
@@ -362,99 +381,100 @@ static void step_head(struct step_writer *w)
 	int L = w->ir->nlayers;
 	const char *lm = step_lm_head(w);
 	OUT("\t/* loss: final norm, then the LM head and cross-entropy one vocabulary chunk at a time */\n");
-	OUT("\t%s_cpu(A(A_XF), A(A_RSTDF), A(A_X%d), P(W_FINAL_NORM), T);\n", step_kernel(w, "rmsnorm_fwd", "DIM", w->H), L);
+	OUT("\tCALL(%s, A(A_XF), A(A_RSTDF), A(A_X%d), P(W_FINAL_NORM), T);\n", step_kernel(w, "rmsnorm_fwd", "DIM", w->H), L);
 	OUT("\tfor (int v0 = 0; v0 < V; v0 += CHUNK) {\n");
 	OUT("\t\tconst int c = V - v0 < CHUNK ? V - v0 : CHUNK;\n");
-	OUT("\t\tmoert_mm_nt(T, c, H, A(A_XF), P(%s) + (long)v0 * H, A(A_LOGITS), 0);\n", lm);
-	OUT("\t\tif (r->logits_out)\n");
-	OUT("\t\t\tmoert_copy_cols(r->logits_out, V, v0, A(A_LOGITS), T, c);\n");
-	OUT("\t\t%s_cpu(A(A_ROW_MAX), A(A_ROW_SUM), A(A_TARGET), A(A_LOGITS), labels, T, c, v0);\n",
+	OUT("\t\tMM_NT(T, c, H, A(A_XF), P(%s) + (long)v0 * H, A(A_LOGITS), 0);\n", lm);
+	OUT("\t\tKEEP_LOGITS(A(A_LOGITS), v0, c);\n");
+	OUT("\t\tCALL(%s, A(A_ROW_MAX), A(A_ROW_SUM), A(A_TARGET), A(A_LOGITS), labels, T, c, v0);\n",
 	    step_kernel(w, "ce_chunk_fwd", NULL, 0));
 	OUT("\t}\n");
-	OUT("\t%s_cpu(NULL, A(A_CE_LSE), A(A_CE_TOTALS), A(A_ROW_MAX), A(A_ROW_SUM), A(A_TARGET), labels, T);\n",
+	OUT("\tCALL(%s, NULL, A(A_CE_LSE), A(A_CE_TOTALS), A(A_ROW_MAX), A(A_ROW_SUM), A(A_TARGET), labels, T);\n",
 	    step_kernel(w, "ce_finish", NULL, 0));
-	OUT("\tmoec_losses(&rs, A(A_CE_TOTALS), dloss, A(A_S_DPROB_SUM), &dz_sum, st);\n\n");
+	OUT("\n\t/* ---- the loss terms: statistics to the host, the router terms' gradients back ---- */\n");
+	OUT("\tmoec_losses(GET(A_STATS, A_STATS_END - A_STATS), dloss, dprob, &dz_sum, st);\n");
+	OUT("\tPUT(A_S_DPROB_SUM, dprob, DPROB_FLOATS);\n\n");
 	OUT("\t/* ---- backward ---- */\n");
 	OUT("\tfor (int v0 = 0; v0 < V; v0 += CHUNK) {\n");
 	OUT("\t\tconst int c = V - v0 < CHUNK ? V - v0 : CHUNK;\n");
 	OUT("\t\tif (V > CHUNK) /* one chunk: the forward's logits are still there */\n");
-	OUT("\t\t\tmoert_mm_nt(T, c, H, A(A_XF), P(%s) + (long)v0 * H, A(A_LOGITS), 0);\n", lm);
-	OUT("\t\t%s_cpu(A(A_LOGITS), A(A_CE_LSE), labels, A(A_CE_TOTALS), dloss, T, c, v0);\n",
+	OUT("\t\t\tMM_NT(T, c, H, A(A_XF), P(%s) + (long)v0 * H, A(A_LOGITS), 0);\n", lm);
+	OUT("\t\tCALL(%s, A(A_LOGITS), A(A_CE_LSE), labels, A(A_CE_TOTALS), dloss, T, c, v0);\n",
 	    step_kernel(w, "ce_chunk_bwd", NULL, 0));
-	OUT("\t\tmoert_mm_nn(T, H, c, A(A_LOGITS), P(%s) + (long)v0 * H, A(A_S_DXN), v0 ? 1 : 0);\n", lm);
-	OUT("\t\tmoert_mm_tn(c, H, T, A(A_LOGITS), A(A_XF), G(%s) + (long)v0 * H, 1);\n", lm);
+	OUT("\t\tMM_NN(T, H, c, A(A_LOGITS), P(%s) + (long)v0 * H, A(A_S_DXN), v0 ? 1 : 0);\n", lm);
+	OUT("\t\tMM_TN(c, H, T, A(A_LOGITS), A(A_XF), G(%s) + (long)v0 * H, 1);\n", lm);
 	OUT("\t}\n");
-	OUT("\t%s_cpu(A(A_S_DX), G(W_FINAL_NORM), NULL, NULL, A(A_S_DXN), A(A_X%d), P(W_FINAL_NORM), A(A_RSTDF), T, 0);\n",
+	OUT("\tCALL(%s, A(A_S_DX), G(W_FINAL_NORM), RMS_SCRATCH, A(A_S_DXN), A(A_X%d), P(W_FINAL_NORM), A(A_RSTDF), T, 0);\n",
 	    step_kernel(w, "rmsnorm_bwd", "DIM", w->H), L);
 }
 
 static void step_bwd_moe(struct step_writer *w, int l, int m)
 {
 	OUT("\t/* layer %d experts backward (dx holds d x_%d) */\n", l, l + 1);
-	OUT("\t%s_cpu(A(A_S_DX), A(A_L%d_YPERM), AI(A_L%d_DEST), A(A_L%d_TOPK_W), A(A_S_DY_PERM), A(A_S_DTOPK_W), T);\n",
+	OUT("\tCALL(%s, A(A_S_DX), A(A_L%d_YPERM), AI(A_L%d_DEST), A(A_L%d_TOPK_W), A(A_S_DY_PERM), A(A_S_DTOPK_W), T);\n",
 	    step_kernel(w, "moe_combine_bwd", NULL, 0), l, l, l);
-	OUT("\t%s_cpu(A(A_S_DY_PERM), P(W_L%d_EXPERTS_DOWN), A(A_L%d_GU), AI(A_L%d_OFFSETS), A(A_S_DGU), TK);\n",
+	OUT("\tCALL(%s, A(A_S_DY_PERM), P(W_L%d_EXPERTS_DOWN), A(A_L%d_GU), AI(A_L%d_OFFSETS), A(A_S_DGU), TK);\n",
 	    step_kernel(w, "moe_down_bwd_data", "E_LOCAL", w->E), l, l, l);
-	OUT("\t%s_cpu(A(A_S_DY_PERM), A(A_L%d_HID), AI(A_L%d_OFFSETS), G(W_L%d_EXPERTS_DOWN), TK);\n",
+	OUT("\tCALL(%s, A(A_S_DY_PERM), A(A_L%d_HID), AI(A_L%d_OFFSETS), G(W_L%d_EXPERTS_DOWN), TK);\n",
 	    step_kernel(w, "moe_down_bwd_weight", "E_LOCAL", w->E), l, l, l);
-	OUT("\t%s_cpu(A(A_S_DGU), P(W_L%d_EXPERTS_GATE_UP), AI(A_L%d_OFFSETS), A(A_S_DX_PERM), TK);\n",
+	OUT("\tCALL(%s, A(A_S_DGU), P(W_L%d_EXPERTS_GATE_UP), AI(A_L%d_OFFSETS), A(A_S_DX_PERM), TK);\n",
 	    step_kernel(w, "moe_gate_up_bwd_data", "E_LOCAL", w->E), l, l);
-	OUT("\t%s_cpu(A(A_S_DGU), A(A_L%d_XPERM), AI(A_L%d_OFFSETS), G(W_L%d_EXPERTS_GATE_UP), TK);\n",
+	OUT("\tCALL(%s, A(A_S_DGU), A(A_L%d_XPERM), AI(A_L%d_OFFSETS), G(W_L%d_EXPERTS_GATE_UP), TK);\n",
 	    step_kernel(w, "moe_gate_up_bwd_weight", "E_LOCAL", w->E), l, l, l);
-	OUT("\t%s_cpu(A(A_S_DX_PERM), AI(A_L%d_DEST), A(A_S_DXN), T);\n", step_kernel(w, "moe_permute_bwd", NULL, 0), l);
-	OUT("\t%s_cpu(A(A_L%d_LOGITS), AI(A_L%d_TOPK_IDS), A(A_S_DTOPK_W), DPROB_SUM(%d), dz_sum, A(A_S_DLOGITS), T);\n",
+	OUT("\tCALL(%s, A(A_S_DX_PERM), AI(A_L%d_DEST), A(A_S_DXN), T);\n", step_kernel(w, "moe_permute_bwd", NULL, 0), l);
+	OUT("\tCALL(%s, A(A_L%d_LOGITS), AI(A_L%d_TOPK_IDS), A(A_S_DTOPK_W), DPROB_SUM(%d), dz_sum, A(A_S_DLOGITS), T);\n",
 	    step_kernel(w, "router_bwd", NULL, 0), l, l, m);
-	OUT("\tmoert_mm_nn(T, H, E, A(A_S_DLOGITS), P(W_L%d_ROUTER), A(A_S_DXN), 1);\n", l);
-	OUT("\tmoert_mm_tn(E, H, T, A(A_S_DLOGITS), A(A_L%d_XN2), G(W_L%d_ROUTER), 1);\n", l, l);
+	OUT("\tMM_NN(T, H, E, A(A_S_DLOGITS), P(W_L%d_ROUTER), A(A_S_DXN), 1);\n", l);
+	OUT("\tMM_TN(E, H, T, A(A_S_DLOGITS), A(A_L%d_XN2), G(W_L%d_ROUTER), 1);\n", l, l);
 }
 
 static void step_bwd_dense(struct step_writer *w, int l)
 {
 	OUT("\t/* layer %d dense MLP backward (dx holds d x_%d) */\n", l, l + 1);
-	OUT("\t%s_cpu(A(A_S_DX), P(W_L%d_MLP_DOWN), A(A_L%d_GU), AI(A_S_DENSE_OFFSETS), A(A_S_DGU), T);\n",
+	OUT("\tCALL(%s, A(A_S_DX), P(W_L%d_MLP_DOWN), A(A_L%d_GU), AI(A_S_DENSE_OFFSETS), A(A_S_DGU), T);\n",
 	    step_kernel(w, "moe_down_bwd_data", "E_LOCAL", 1), l, l);
-	OUT("\t%s_cpu(A(A_S_DX), A(A_L%d_HID), AI(A_S_DENSE_OFFSETS), G(W_L%d_MLP_DOWN), T);\n",
+	OUT("\tCALL(%s, A(A_S_DX), A(A_L%d_HID), AI(A_S_DENSE_OFFSETS), G(W_L%d_MLP_DOWN), T);\n",
 	    step_kernel(w, "moe_down_bwd_weight", "E_LOCAL", 1), l, l);
-	OUT("\t%s_cpu(A(A_S_DGU), P(W_L%d_MLP_GATE_UP), AI(A_S_DENSE_OFFSETS), A(A_S_DXN), T);\n",
+	OUT("\tCALL(%s, A(A_S_DGU), P(W_L%d_MLP_GATE_UP), AI(A_S_DENSE_OFFSETS), A(A_S_DXN), T);\n",
 	    step_kernel(w, "moe_gate_up_bwd_data", "E_LOCAL", 1), l);
-	OUT("\t%s_cpu(A(A_S_DGU), A(A_L%d_XN2), AI(A_S_DENSE_OFFSETS), G(W_L%d_MLP_GATE_UP), T);\n",
+	OUT("\tCALL(%s, A(A_S_DGU), A(A_L%d_XN2), AI(A_S_DENSE_OFFSETS), G(W_L%d_MLP_GATE_UP), T);\n",
 	    step_kernel(w, "moe_gate_up_bwd_weight", "E_LOCAL", 1), l, l);
 }
 
 static void step_bwd_attention(struct step_writer *w, int l)
 {
 	const char *norm_bwd = step_kernel(w, "rmsnorm_bwd", "DIM", w->H);
-	OUT("\t%s_cpu(A(A_S_DX), G(W_L%d_POST_ATTN_NORM), NULL, NULL, A(A_S_DXN), A(A_L%d_XMID), P(W_L%d_POST_ATTN_NORM),\n"
+	OUT("\tCALL(%s, A(A_S_DX), G(W_L%d_POST_ATTN_NORM), RMS_SCRATCH, A(A_S_DXN), A(A_L%d_XMID), P(W_L%d_POST_ATTN_NORM),\n"
 	    "\t\tA(A_L%d_RSTD2), T, 1);\n", norm_bwd, l, l, l, l);
 	OUT("\t/* layer %d attention backward (dx holds d x_mid) */\n", l);
-	OUT("\tmoert_mm_nn(T, QD, H, A(A_S_DX), P(W_L%d_O), A(A_S_DATT), 0);\n", l);
-	OUT("\tmoert_mm_tn(H, QD, T, A(A_S_DX), A(A_L%d_ATT), G(W_L%d_O), 1);\n", l, l);
-	OUT("\t%s_cpu(A(A_L%d_ATT), A(A_S_DATT), A(A_S_DELTA), T);\n", step_kernel(w, "attention_bwd_pre", NULL, 0), l);
-	OUT("\t%s_cpu(A(A_L%d_QR), A(A_L%d_KR), A(A_L%d_V), doc, A(A_S_DATT), A(A_L%d_LSE), A(A_S_DELTA),\n"
+	OUT("\tMM_NN(T, QD, H, A(A_S_DX), P(W_L%d_O), A(A_S_DATT), 0);\n", l);
+	OUT("\tMM_TN(H, QD, T, A(A_S_DX), A(A_L%d_ATT), G(W_L%d_O), 1);\n", l, l);
+	OUT("\tCALL(%s, A(A_L%d_ATT), A(A_S_DATT), A(A_S_DELTA), T);\n", step_kernel(w, "attention_bwd_pre", NULL, 0), l);
+	OUT("\tCALL(%s, A(A_L%d_QR), A(A_L%d_KR), A(A_L%d_V), doc, A(A_S_DATT), A(A_L%d_LSE), A(A_S_DELTA),\n"
 	    "\t\tA(A_S_DQ), A(A_S_DK), A(A_S_DV), T);\n", step_kernel(w, "attention_bwd", NULL, 0), l, l, l, l);
 	const char *rope = step_kernel(w, "rope_bwd", NULL, 0);
 	const char *dq = "A_S_DQ", *dk = "A_S_DK";
 	if (w->s->model.qk_norm) {
 		const char *norm_hd = step_kernel(w, "rmsnorm_bwd", "DIM", w->HD);
-		OUT("\t%s_cpu(A(A_S_DQ), A(A_S_DQ), pos, T, NH);\n", rope);
-		OUT("\t%s_cpu(A(A_S_DK), A(A_S_DK), pos, T, NKV);\n", rope);
-		OUT("\t%s_cpu(A(A_S_DQ_RAW), G(W_L%d_Q_NORM), NULL, NULL, A(A_S_DQ), A(A_L%d_Q), P(W_L%d_Q_NORM),\n"
+		OUT("\tCALL(%s, A(A_S_DQ), A(A_S_DQ), pos, T, NH);\n", rope);
+		OUT("\tCALL(%s, A(A_S_DK), A(A_S_DK), pos, T, NKV);\n", rope);
+		OUT("\tCALL(%s, A(A_S_DQ_RAW), G(W_L%d_Q_NORM), RMS_SCRATCH, A(A_S_DQ), A(A_L%d_Q), P(W_L%d_Q_NORM),\n"
 		    "\t\tA(A_L%d_RSTD_Q), T * NH, 0);\n", norm_hd, l, l, l, l);
-		OUT("\t%s_cpu(A(A_S_DK_RAW), G(W_L%d_K_NORM), NULL, NULL, A(A_S_DK), A(A_L%d_K), P(W_L%d_K_NORM),\n"
+		OUT("\tCALL(%s, A(A_S_DK_RAW), G(W_L%d_K_NORM), RMS_SCRATCH, A(A_S_DK), A(A_L%d_K), P(W_L%d_K_NORM),\n"
 		    "\t\tA(A_L%d_RSTD_K), T * NKV, 0);\n", norm_hd, l, l, l, l);
 		dq = "A_S_DQ_RAW";
 		dk = "A_S_DK_RAW";
 	} else {
-		OUT("\t%s_cpu(A(A_S_DQ), A(A_S_DQ), pos, T, NH);\n", rope);
-		OUT("\t%s_cpu(A(A_S_DK), A(A_S_DK), pos, T, NKV);\n", rope);
+		OUT("\tCALL(%s, A(A_S_DQ), A(A_S_DQ), pos, T, NH);\n", rope);
+		OUT("\tCALL(%s, A(A_S_DK), A(A_S_DK), pos, T, NKV);\n", rope);
 	}
-	OUT("\tmoert_mm_nn(T, H, QD, A(%s), P(W_L%d_Q), A(A_S_DXN), 0);\n", dq, l);
-	OUT("\tmoert_mm_nn(T, H, KD, A(%s), P(W_L%d_K), A(A_S_DXN), 1);\n", dk, l);
-	OUT("\tmoert_mm_nn(T, H, KD, A(A_S_DV), P(W_L%d_V), A(A_S_DXN), 1);\n", l);
-	OUT("\tmoert_mm_tn(QD, H, T, A(%s), A(A_L%d_XN1), G(W_L%d_Q), 1);\n", dq, l, l);
-	OUT("\tmoert_mm_tn(KD, H, T, A(%s), A(A_L%d_XN1), G(W_L%d_K), 1);\n", dk, l, l);
-	OUT("\tmoert_mm_tn(KD, H, T, A(A_S_DV), A(A_L%d_XN1), G(W_L%d_V), 1);\n", l, l);
-	OUT("\t%s_cpu(A(A_S_DX), G(W_L%d_INPUT_NORM), NULL, NULL, A(A_S_DXN), A(A_X%d), P(W_L%d_INPUT_NORM),\n"
+	OUT("\tMM_NN(T, H, QD, A(%s), P(W_L%d_Q), A(A_S_DXN), 0);\n", dq, l);
+	OUT("\tMM_NN(T, H, KD, A(%s), P(W_L%d_K), A(A_S_DXN), 1);\n", dk, l);
+	OUT("\tMM_NN(T, H, KD, A(A_S_DV), P(W_L%d_V), A(A_S_DXN), 1);\n", l);
+	OUT("\tMM_TN(QD, H, T, A(%s), A(A_L%d_XN1), G(W_L%d_Q), 1);\n", dq, l, l);
+	OUT("\tMM_TN(KD, H, T, A(%s), A(A_L%d_XN1), G(W_L%d_K), 1);\n", dk, l, l);
+	OUT("\tMM_TN(KD, H, T, A(A_S_DV), A(A_L%d_XN1), G(W_L%d_V), 1);\n", l, l);
+	OUT("\tCALL(%s, A(A_S_DX), G(W_L%d_INPUT_NORM), RMS_SCRATCH, A(A_S_DXN), A(A_X%d), P(W_L%d_INPUT_NORM),\n"
 	    "\t\tA(A_L%d_RSTD1), T, 1);\n", norm_bwd, l, l, l, l);
 }
 
@@ -464,14 +484,14 @@ static void step_micro_step(struct step_writer *w)
 	OUT("/* One micro-batch: forward, loss, backward. Gradients accumulate into r->grads (the\n"
 	    " * trainer zeroes them before an optimizer step's first micro-batch); dloss scales the\n"
 	    " * whole gradient (1 / grad_accum). */\n");
-	OUT("static void moec_micro_step(const struct moert_run *r, const struct moert_batch *b, float dloss,\n"
-	    "\t\t\t    struct moert_stats *st)\n{\n");
-	OUT("\tconst int *ids = b->input_ids, *labels = b->labels, *pos = b->positions, *doc = b->doc_ids;\n");
-	OUT("\tstruct moec_router_totals rs;\n\tfloat dz_sum = 0;\n");
-	OUT("\tmoec_router_begin(&rs, st);\n");
-	OUT("\tAI(A_S_DENSE_OFFSETS)[0] = 0;\n\tAI(A_S_DENSE_OFFSETS)[1] = T;\n\n");
+	OUT("static void STEP(moec_micro_step)(const struct moert_run *r, const struct moert_batch *b, float dloss,\n"
+	    "\t\t\t\t  struct moert_stats *st)\n{\n");
+	OUT("\tconst int *ids, *labels, *pos, *doc;\n");
+	OUT("\tBATCH(b, ids, labels, pos, doc);\n");
+	OUT("\tfloat dprob[DPROB_FLOATS], dz_sum;\n");
+	OUT("\tPUT(A_S_DENSE_OFFSETS, ((const int[]){0, T}), 2);\n\n");
 	OUT("\t/* ---- forward ---- */\n");
-	OUT("\t%s_cpu(A(A_X0), P(W_EMBED), ids, T, 0, V);\n", step_kernel(w, "embedding_fwd", NULL, 0));
+	OUT("\tCALL(%s, A(A_X0), P(W_EMBED), ids, T, 0, V);\n", step_kernel(w, "embedding_fwd", NULL, 0));
 	int m = 0;
 	for (int l = 0; l < ir->nlayers; l++) {
 		step_fwd_attention(w, l);
@@ -491,55 +511,66 @@ static void step_micro_step(struct step_writer *w)
 			step_bwd_dense(w, l);
 		step_bwd_attention(w, l);
 	}
-	OUT("\n\t%s_cpu(G(W_EMBED), A(A_S_DX), ids, T, 0, V);\n}\n\n", step_kernel(w, "embedding_bwd", NULL, 0));
+	OUT("\n\tCALL(%s, G(W_EMBED), A(A_S_DX), ids, T, 0, V);\n}\n\n", step_kernel(w, "embedding_bwd", NULL, 0));
 }
 
 /* The router statistics and the loss terms built from them (kernels/router_bwd.cu says what
  * the host passes down): HF's balance loss over all MoE layers' rows, or Megatron's per layer. */
+/* The loss terms from the statistics block (A_STATS .. A_STATS_END, read after the forward)
+ * and the gradients router_bwd takes for them (kernels/router_bwd.cu says what the host
+ * passes): HF's balance loss over all MoE layers' rows, or Megatron's per layer; ST-MoE's
+ * z-loss. Backend-independent: it runs on the host. */
 static void step_losses(struct step_writer *w)
 {
 	bool per_layer = w->s->moe.aux_loss_scope == AUX_SCOPE_PER_LAYER;
-	OUT("struct moec_router_totals {\n"
-	    "\tdouble prob_sum[MOE_LAYERS > 0 ? MOE_LAYERS : 1][E]; /* sum over tokens of the routing probabilities */\n"
-	    "\tdouble count[MOE_LAYERS > 0 ? MOE_LAYERS : 1][E];    /* (token, k) picks per expert */\n"
-	    "\tdouble z_sum;                                          /* sum over layers and tokens of lse^2 */\n"
-	    "};\n\n");
-	OUT("static void moec_router_begin(struct moec_router_totals *rs, struct moert_stats *st)\n{\n"
-	    "\tmemset(rs, 0, sizeof *rs);\n\tst->dropped = 0;\n}\n\n");
-	OUT("static void moec_router_stats(struct moec_router_totals *rs, int m, const float *prob_sum, const int *count,\n"
-	    "\t\t\t      const float *z_sum, const int *dropped, struct moert_stats *st)\n{\n"
-	    "\tfor (int e = 0; e < E; e++) {\n"
-	    "\t\trs->prob_sum[m][e] = prob_sum[e];\n"
-	    "\t\trs->count[m][e] = count[e];\n"
-	    "\t\tst->expert_count[m * E + e] = count[e];\n"
-	    "\t}\n"
-	    "\trs->z_sum += z_sum[0];\n"
-	    "\tst->dropped += dropped[0];\n}\n\n");
-	OUT("/* Loss values into st, and the gradients of the router terms for router_bwd:\n"
-	    " * dprob_sum[m][e] = d(aux_coef * aux) / d prob_sum_m[e], dz_sum = d(z_coef * z) / d z_sum. */\n");
-	OUT("static void moec_losses(const struct moec_router_totals *rs, const float *totals, float dloss, float *dprob_sum,\n"
-	    "\t\t\tfloat *dz_sum, struct moert_stats *st)\n{\n");
-	OUT("\tst->ce_loss = totals[2];\n\tst->counted = totals[1];\n\tst->aux_loss = 0;\n");
-	OUT("\tst->z_loss = MOE_LAYERS ? rs->z_sum / ((double)MOE_LAYERS * T) : 0;\n");
+	const char *tables[4][2] = {{"prob", "PROB_SUM"}, {"count", "EXPERT_COUNT"}, {"z", "Z_SUM"}, {"dropped", "DROPPED"}};
+	OUT("/* Where each MoE layer's router statistics sit in the statistics block. */\n");
+	for (int t = 0; t < 4; t++) {
+		OUT("static const long moec_stat_%s[MOE_LAYERS ? MOE_LAYERS : 1] = {", tables[t][0]);
+		int m = 0;
+		for (int l = 0; l < w->ir->nlayers; l++)
+			if (w->ir->layers[l].moe)
+				OUT("%sA_L%d_%s - A_STATS", m++ ? ", " : "", l, tables[t][1]);
+		OUT("%s};\n", m ? "" : "0");
+	}
+	OUT("#define DPROB_FLOATS (E * %s)\n\n", per_layer ? "(MOE_LAYERS ? MOE_LAYERS : 1)" : "1");
+	OUT("/* Loss values into st; dprob_sum[m][e] = d(aux_coef * aux) / d prob_sum_m[e] and\n"
+	    " * dz_sum = d(z_coef * z) / d z_sum, both scaled by dloss. */\n");
+	OUT("static void moec_losses(const float *stats, float dloss, float *dprob_sum, float *dz_sum, struct moert_stats *st)\n{\n");
+	OUT("\tconst float *totals = stats + (A_CE_TOTALS - A_STATS);\n");
+	OUT("\tdouble count[MOE_LAYERS ? MOE_LAYERS : 1][E], prob[MOE_LAYERS ? MOE_LAYERS : 1][E], z = 0;\n");
+	OUT("\tst->ce_loss = totals[2];\n\tst->counted = totals[1];\n\tst->aux_loss = 0;\n\tst->dropped = 0;\n");
+	OUT("\tfor (int m = 0; m < MOE_LAYERS; m++) {\n"
+	    "\t\tconst int *c = (const int *)(stats + moec_stat_count[m]);\n"
+	    "\t\tfor (int e = 0; e < E; e++) {\n"
+	    "\t\t\tcount[m][e] = c[e];\n"
+	    "\t\t\tprob[m][e] = stats[moec_stat_prob[m] + e];\n"
+	    "\t\t\tst->expert_count[m * E + e] = c[e];\n"
+	    "\t\t}\n"
+	    "\t\tz += stats[moec_stat_z[m]];\n"
+	    "\t\tst->dropped += *(const int *)(stats + moec_stat_dropped[m]);\n"
+	    "\t}\n");
+	OUT("\tst->z_loss = MOE_LAYERS ? z / ((double)MOE_LAYERS * T) : 0;\n");
 	if (per_layer) {
 		OUT("\t/* per_layer: aux = mean over layers of E * sum_e (C_l[e] / T) (S_l[e] / T) */\n");
 		OUT("\tfor (int m = 0; m < MOE_LAYERS; m++)\n"
 		    "\t\tfor (int e = 0; e < E; e++) {\n"
-		    "\t\t\tst->aux_loss += E * (rs->count[m][e] / T) * (rs->prob_sum[m][e] / T) / MOE_LAYERS;\n"
-		    "\t\t\tdprob_sum[m * E + e] = (float)(dloss * AUX_COEF * E * rs->count[m][e] / ((double)T * T * MOE_LAYERS));\n"
+		    "\t\t\tst->aux_loss += E * (count[m][e] / T) * (prob[m][e] / T) / MOE_LAYERS;\n"
+		    "\t\t\tdprob_sum[m * E + e] = (float)(dloss * AUX_COEF * E * count[m][e] / ((double)T * T * MOE_LAYERS));\n"
 		    "\t\t}\n");
 	} else {
 		OUT("\t/* all_layers (HF): R = rows of all layers, C[e] = picks, S[e] = probabilities, summed\n"
 		    "\t * over layers; aux = E * sum_e (C[e] / R) (S[e] / R); the same gradient for every layer. */\n");
 		OUT("\tconst double R = (double)MOE_LAYERS * T;\n");
-		OUT("\tfor (int e = 0; e < E && MOE_LAYERS; e++) {\n"
+		OUT("\tfor (int e = 0; e < E; e++) {\n"
 		    "\t\tdouble c = 0, s = 0;\n"
 		    "\t\tfor (int m = 0; m < MOE_LAYERS; m++) {\n"
-		    "\t\t\tc += rs->count[m][e];\n"
-		    "\t\t\ts += rs->prob_sum[m][e];\n"
+		    "\t\t\tc += count[m][e];\n"
+		    "\t\t\ts += prob[m][e];\n"
 		    "\t\t}\n"
-		    "\t\tst->aux_loss += E * (c / R) * (s / R);\n"
-		    "\t\tdprob_sum[e] = (float)(dloss * AUX_COEF * E * c / (R * R));\n"
+		    "\t\tif (MOE_LAYERS)\n"
+		    "\t\t\tst->aux_loss += E * (c / R) * (s / R);\n"
+		    "\t\tdprob_sum[e] = MOE_LAYERS ? (float)(dloss * AUX_COEF * E * c / (R * R)) : 0;\n"
 		    "\t}\n");
 	}
 	OUT("\t*dz_sum = MOE_LAYERS ? (float)(dloss * Z_COEF / ((double)MOE_LAYERS * T)) : 0;\n");
@@ -549,7 +580,9 @@ static void step_losses(struct step_writer *w)
 
 /* ---- part 4: optimizer and the model description ---- */
 
-static void step_optimizer(struct step_writer *w)
+/* AdamW's tensor list (the storage blocks of the parameter arena, and which decay), in
+ * model.c; the backend-independent optimizer step goes to step.inc (step_optimizer_step). */
+static void step_optimizer_tables(struct step_writer *w)
 {
 	OUT("/* AdamW's tensor list: the storage blocks of the parameter arena, and which decay. */\n");
 	OUT("#define NBLOCKS %d\n", w->nblocks);
@@ -560,23 +593,29 @@ static void step_optimizer(struct step_writer *w)
 	for (int i = 0; i < w->nblocks; i++)
 		OUT("%s%s%d", i ? ", " : "", i % 16 ? "" : "\n\t", w->blocks[i].decay);
 	OUT("\n};\n\n");
-	OUT("/* The global gradient norm (returned), then clip_grad_norm_ and AdamW fused, as torch. */\n");
-	OUT("static double moec_optimizer_step(const struct moert_run *r, double lr, int step)\n{\n");
-	OUT("\tfloat *p[NBLOCKS], *g[NBLOCKS], *m[NBLOCKS], *v[NBLOCKS];\n");
-	OUT("\tfor (int i = 0; i < NBLOCKS; i++) {\n"
+	OUT("/* The blocks' addresses in the four arenas (host or device addresses alike). */\n");
+	OUT("static void moec_block_pointers(const struct moert_run *r, float **p, float **g, float **m, float **v)\n{\n"
+	    "\tfor (int i = 0; i < NBLOCKS; i++) {\n"
 	    "\t\tp[i] = r->params + moec_block_offsets[i];\n"
 	    "\t\tg[i] = r->grads + moec_block_offsets[i];\n"
 	    "\t\tm[i] = r->exp_avg + moec_block_offsets[i];\n"
 	    "\t\tv[i] = r->exp_avg_sq + moec_block_offsets[i];\n"
-	    "\t}\n");
-	OUT("\t/* the kernels take offsets relative to each pointer's block: prefix sums of the sizes */\n");
-	OUT("\tfloat sumsq = 0;\n");
-	OUT("\t%s_cpu(&sumsq, NULL, NULL, g, moec_block_offsets, NBLOCKS);\n", step_kernel(w, "grad_sumsq", NULL, 0));
-	OUT("\t%s_cpu(p, g, m, v, NULL, moec_block_offsets, moec_block_decay, NBLOCKS, lr, %.17g, %.17g, %.17g, %.17g,\n"
-	    "\t\tstep, &sumsq, (float)%.17g);\n",
+	    "\t}\n}\n\n");
+}
+
+static void step_optimizer_step(struct step_writer *w)
+{
+	OUT("/* The global gradient norm (returned), then clip_grad_norm_ and AdamW fused, as torch. */\n");
+	OUT("static double STEP(moec_optimizer_step)(const struct moert_run *r, double lr, int step)\n{\n");
+	OUT("\tOPT_TABLES(p, g, m, v, offsets, decay);\n");
+	OUT("\tPUT(A_S_SUMSQ, ((const float[]){0}), 1);\n");
+	OUT("\tCALL_TOTAL(%s, MOEC_PARAM_FLOATS, A(A_S_SUMSQ), (double *)A(A_S_SUMSQ_WS), (unsigned *)AI(A_S_SUMSQ_COUNT), g,\n"
+	    "\t\toffsets, NBLOCKS);\n", step_kernel(w, "grad_sumsq", NULL, 0));
+	OUT("\tCALL_TOTAL(%s, MOEC_PARAM_FLOATS, p, g, m, v, NULL, offsets, decay, NBLOCKS, lr, %.17g, %.17g, %.17g,\n"
+	    "\t\t%.17g, step, A(A_S_SUMSQ), (float)%.17g);\n",
 	    step_kernel(w, "adamw", NULL, 0), w->s->train.adam_beta1, w->s->train.adam_beta2, w->s->train.adam_eps,
 	    w->s->train.weight_decay, w->s->train.max_grad_norm);
-	OUT("\treturn sqrt((double)sumsq);\n}\n\n");
+	OUT("\treturn sqrt((double)GET(A_S_SUMSQ, 1)[0]);\n}\n");
 }
 
 static void step_c_string(FILE *f, const char *s)
@@ -648,8 +687,100 @@ static void step_model_struct(struct step_writer *w)
 	} else {
 		OUT("NULL");
 	}
-	OUT(",\n\t.micro_step = moec_micro_step,\n\t.optimizer_step = moec_optimizer_step,\n};\n\n");
+	OUT(",\n\t.stats_floats = A_STATS_END - A_STATS,\n");
+	OUT("\t.micro_step = moec_micro_step_cpu,\n\t.optimizer_step = moec_optimizer_step_cpu,\n");
+	OUT("\t.micro_step_cuda = moec_micro_step_cuda,\n\t.optimizer_step_cuda = moec_optimizer_step_cuda,\n");
+	OUT("\t.setup_cuda = moec_setup_cuda,\n\t.n_kernels = MOEC_NKERNELS,\n\t.kernels = moec_kernel_images,\n};\n\n");
 	OUT("int main(int argc, char **argv)\n{\n\treturn moert_train_main(&moec_model, argc, argv);\n}\n");
+}
+
+/* The step is written once (gen/step.inc) and compiled twice, once per backend; these
+ * macros are all that differs. */
+static const char step_backend_cpu[] =
+	"/* ---- the CPU backend: the kernels' CPU twins (gen/cpu/) and OpenBLAS ---- */\n"
+	"#define STEP(name) name##_cpu\n"
+	"#define CALL(k, ...) k##_cpu(__VA_ARGS__)\n"
+	"#define CALL_TOTAL(k, total, ...) k##_cpu(__VA_ARGS__)\n"
+	"#define MM_NT(m_, n_, k_, a_, b_, c_, beta_) moert_mm_nt(m_, n_, k_, a_, b_, c_, beta_)\n"
+	"#define MM_NN(m_, n_, k_, a_, b_, c_, beta_) moert_mm_nn(m_, n_, k_, a_, b_, c_, beta_)\n"
+	"#define MM_TN(m_, n_, k_, a_, b_, c_, beta_) moert_mm_tn(m_, n_, k_, a_, b_, c_, beta_)\n"
+	"#define GET(off, n) ((const float *)(r->acts + (off)))\n"
+	"#define PUT(off, src, n) memcpy(r->acts + (off), (src), (size_t)(n) * 4)\n"
+	"#define BATCH(b, ids, labels, pos, doc) \\\n"
+	"\t(ids = (b)->input_ids, labels = (b)->labels, pos = (b)->positions, doc = (b)->doc_ids)\n"
+	"#define KEEP_LOGITS(src, v0, c) (r->logits_out ? moert_copy_cols(r->logits_out, V, v0, src, T, c) : (void)0)\n"
+	"#define RMS_SCRATCH A(A_S_RMS_WS), (unsigned *)AI(A_S_RMS_COUNT)\n"
+	"#define OPT_TABLES(p, g, m, v, offsets, decay) \\\n"
+	"\tfloat *p[NBLOCKS], *g[NBLOCKS], *m[NBLOCKS], *v[NBLOCKS]; \\\n"
+	"\tconst long *offsets = moec_block_offsets; \\\n"
+	"\tconst int *decay = moec_block_decay; \\\n"
+	"\tmoec_block_pointers(r, p, g, m, v)\n"
+	"#include \"step.inc\"\n"
+	"#undef STEP\n#undef CALL\n#undef CALL_TOTAL\n#undef MM_NT\n#undef MM_NN\n#undef MM_TN\n#undef GET\n#undef PUT\n"
+	"#undef BATCH\n#undef KEEP_LOGITS\n#undef RMS_SCRATCH\n#undef OPT_TABLES\n\n";
+
+static const char step_backend_cuda[] =
+	"/* ---- the CUDA backend: the cubins (launch.h's <kernel>_cuda), cuBLASLt, and copies of\n"
+	" * the batch in and the statistics out (runtime/trainer_cuda.c). r's arena pointers are\n"
+	" * device addresses here. ---- */\n"
+	"#define STEP(name) name##_cuda\n"
+	"#define MOEC_LAUNCH (&(const struct moec_cuda_launch){(CUfunction *)r->cuda_fn, (CUstream)r->cuda_stream})\n"
+	"#define CALL(k, ...) k##_cuda(MOEC_LAUNCH, MOEC_K_##k, __VA_ARGS__)\n"
+	"#define CALL_TOTAL(k, total, ...) k##_cuda(MOEC_LAUNCH, MOEC_K_##k, total, __VA_ARGS__)\n"
+	"#define MM_NT(...) moert_cuda_step_mm(r, MOERT_STEP_MM_NT, __VA_ARGS__)\n"
+	"#define MM_NN(...) moert_cuda_step_mm(r, MOERT_STEP_MM_NN, __VA_ARGS__)\n"
+	"#define MM_TN(...) moert_cuda_step_mm(r, MOERT_STEP_MM_TN, __VA_ARGS__)\n"
+	"#define GET(off, n) moert_cuda_step_get(r, off, n)\n"
+	"#define PUT(off, src, n) moert_cuda_step_put(r, off, src, (long)(n) * 4)\n"
+	"#define BATCH(b, ids, labels, pos, doc) moert_cuda_step_batch(r, b, A_S_BATCH, T, &ids, &labels, &pos, &doc)\n"
+	"#define KEEP_LOGITS(src, v0, c) moert_cuda_step_logits(r, src, V, v0, T, c)\n"
+	"#define RMS_SCRATCH A(A_S_RMS_WS), (unsigned *)AI(A_S_RMS_COUNT)\n"
+	"#define OPT_TABLES(p, g, m, v, offsets, decay) \\\n"
+	"\tfloat **p = (float **)A(A_S_OPT_PTRS), **g = p + NBLOCKS, **m = g + NBLOCKS, **v = m + NBLOCKS; \\\n"
+	"\tconst long *offsets = (const long *)A(A_S_OPT_OFFSETS); \\\n"
+	"\tconst int *decay = (const int *)AI(A_S_OPT_DECAY)\n"
+	"#include \"step.inc\"\n\n"
+	"/* Once, with the arenas on the device: AdamW's tensor tables (device pointers). */\n"
+	"static void moec_setup_cuda(const struct moert_run *r)\n{\n"
+	"\tfloat *ptrs[4 * NBLOCKS];\n"
+	"\tmoec_block_pointers(r, ptrs, ptrs + NBLOCKS, ptrs + 2 * NBLOCKS, ptrs + 3 * NBLOCKS);\n"
+	"\tmoert_cuda_step_put(r, A_S_OPT_PTRS, ptrs, sizeof ptrs);\n"
+	"\tmoert_cuda_step_put(r, A_S_OPT_OFFSETS, moec_block_offsets, sizeof moec_block_offsets);\n"
+	"\tmoert_cuda_step_put(r, A_S_OPT_DECAY, moec_block_decay, sizeof moec_block_decay);\n"
+	"}\n\n";
+
+/* The cubins, embedded by gen/cubins.S, and each kernel's dynamic shared memory. */
+static void step_kernel_images(struct step_writer *w)
+{
+	OUT("/* The kernels' cubins (gen/cubins.S embeds DIR/cubin/<kernel>.%s.cubin). */\n", w->c->arch);
+	for (int i = 0; i < w->ks->n; i++)
+		OUT("extern const unsigned char moec_cubin_%s[], moec_cubin_%s_end[];\n", w->ks->v[i].name, w->ks->v[i].name);
+	OUT("static const struct moert_kernel_image moec_kernel_images[MOEC_NKERNELS] = {\n");
+	for (int i = 0; i < w->ks->n; i++) {
+		const char *n = w->ks->v[i].name;
+		OUT("\t{\"%s\", moec_cubin_%s, moec_cubin_%s_end, MOEC_SMEM_%s},\n", n, n, n, n);
+	}
+	OUT("};\n\n");
+}
+
+static char *step_cubins_asm(struct step_writer *w, size_t *len)
+{
+	char *text = NULL;
+	FILE *f = open_memstream(&text, len);
+	if (!f)
+		return NULL;
+	char gen[PATH_MAX + 128];
+	emit_generated_line(w->c, gen, sizeof gen);
+	fprintf(f, "// %s\n// cubins.S - every kernel's cubin as read-only data of the trainer (assembled in DIR).\n", gen);
+	fprintf(f, "\t.section .rodata\n");
+	for (int i = 0; i < w->ks->n; i++) {
+		const char *n = w->ks->v[i].name;
+		fprintf(f, "\t.balign 64\n\t.globl moec_cubin_%s\n\t.globl moec_cubin_%s_end\nmoec_cubin_%s:\n"
+			   "\t.incbin \"cubin/%s.%s.cubin\"\nmoec_cubin_%s_end:\n", n, n, n, n, w->c->arch, n);
+	}
+	fprintf(f, "\t.section .note.GNU-stack,\"\",@progbits\n");
+	fclose(f);
+	return text;
 }
 
 static void step_prologue(struct step_writer *w, const char *defs, const char *table)
@@ -658,13 +789,19 @@ static void step_prologue(struct step_writer *w, const char *defs, const char *t
 	emit_generated_line(w->c, gen, sizeof gen);
 	const struct spec *s = w->s;
 	OUT("// %s\n", gen);
-	OUT("/* model.c - %s: one training step as straight-line calls of the CPU twins\n"
-	    " * (gen/cpu/) and the runtime's GEMMs, layer by layer. Weights, gradients and AdamW moments\n"
-	    " * live in arenas of MOEC_PARAM_FLOATS floats at the W_* offsets; activations in one arena\n"
-	    " * at the A_* offsets. Nothing is allocated here. */\n",
+	OUT("/* model.c - %s: the layout of the weights and activations, the loss terms, and the\n"
+	    " * training step (gen/step.inc, straight-line calls layer by layer) compiled for the CPU\n"
+	    " * backend (the kernels' twins in gen/cpu/, OpenBLAS) and for the CUDA backend (the\n"
+	    " * cubins, cuBLASLt). Weights, gradients and AdamW moments live in arenas of\n"
+	    " * MOEC_PARAM_FLOATS floats at the W_* offsets; activations in one arena at the A_*\n"
+	    " * offsets. Nothing is allocated here. */\n",
 	    s->name ? s->name : w->c->spec_path);
 	OUT("#include <math.h>\n#include <stddef.h>\n#include <string.h>\n\n");
-	OUT("#include \"model.h\"\n#include \"launch.h\"\n#include \"trainer.h\"\n#include \"gemm.h\"\n\n");
+	OUT("#include \"model.h\"\n#include \"trainer.h\"\n#include \"trainer_cuda.h\"\n#include \"gemm.h\"\n");
+	OUT("/* launch.h's stubs call the driver the runtime loaded with dlopen */\n");
+	OUT("#define MOEC_CU_LAUNCH_KERNEL(f, gx, gy, gz, bx, by, bz, smem, s, args, extra) \\\n"
+	    "\tmoert_cu_launch((void *)(f), gx, gy, gz, bx, by, bz, smem, (void *)(s), args, extra)\n");
+	OUT("#include \"launch.h\"\n\n");
 	OUT("/* Shapes (per rank). */\n");
 	OUT("enum {\n\tT = MOEC_TOKENS, H = MOEC_H, V = MOEC_V, NH = MOEC_NH, NKV = MOEC_NKV, HD = MOEC_HD,\n"
 	    "\tQD = NH * HD, KD = NKV * HD, E = MOEC_E, K = MOEC_K, TK = T * K, I = MOEC_I, D = MOEC_D,\n"
@@ -707,62 +844,79 @@ static int step_sizes(struct step_writer *w)
 	return 0;
 }
 
+static int step_write(const struct emit_context *c, const char *rel, const char *text, size_t len)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s", c->dir, rel);
+	int err = file_write_atomic(path, text, len, true);
+	if (err)
+		fprintf(stderr, "moec: error: cannot write %s: %s\n", path, strerror(err));
+	else if (c->debug >= 2)
+		fprintf(stderr, "==== %s\n%s", path, text);
+	return err ? 1 : 0;
+}
+
 int step_write_model_c(const struct emit_context *c, const struct kernel_set *ks)
 {
 	struct step_writer w = {.c = c, .s = c->spec, .ir = c->ir, .ks = ks};
-	char *defs_text = NULL, *tab_text = NULL, *body_text = NULL;
-	size_t defs_len = 0, tab_len = 0, body_len = 0;
+	char *defs_text = NULL, *tab_text = NULL, *step_text = NULL, *all = NULL, *cubins = NULL;
+	size_t defs_len = 0, tab_len = 0, step_len = 0, all_len = 0, cubins_len = 0;
 	FILE *defs = open_memstream(&defs_text, &defs_len), *tab = open_memstream(&tab_text, &tab_len);
-	FILE *body = open_memstream(&body_text, &body_len);
+	FILE *step = open_memstream(&step_text, &step_len), *f = open_memstream(&all, &all_len);
 	int errors = 1;
-	if (!defs || !tab || !body)
+	if (!defs || !tab || !step || !f)
 		goto out;
 	step_sizes(&w);
 	if (step_layout_params(&w, defs, tab))
 		goto out;
 	step_layout_acts(&w, defs);
-	w.f = body;
-	step_losses(&w);
-	step_micro_step(&w);
-	step_optimizer(&w);
-	step_model_struct(&w);
 	fclose(defs);
 	fclose(tab);
-	fclose(body);
-	defs = tab = body = NULL;
+	defs = tab = NULL;
+	/* gen/step.inc: the step itself, backend-neutral */
+	char gen[PATH_MAX + 128];
+	emit_generated_line(c, gen, sizeof gen);
+	w.f = step;
+	fprintf(step, "// %s\n/* step.inc - one training step of %s, included by model.c once per backend. */\n\n", gen,
+		c->spec->name ? c->spec->name : c->spec_path);
+	step_micro_step(&w);
+	step_optimizer_step(&w);
+	fclose(step);
+	step = NULL;
+	/* gen/model.c */
+	w.f = f;
+	step_prologue(&w, defs_text, tab_text);
+	step_losses(&w);
+	step_optimizer_tables(&w);
+	fputs(step_backend_cpu, f);
+	fputs(step_backend_cuda, f);
+	step_kernel_images(&w);
+	step_model_struct(&w);
+	fclose(f);
+	f = NULL;
 	if (w.err) {
 		fprintf(stderr, "moec: error: the step needs a %s kernel the kernel set lacks (compiler/kernels.c)\n", w.err);
 		goto out;
 	}
-	char *all = NULL;
-	size_t all_len = 0;
-	FILE *f = open_memstream(&all, &all_len);
-	if (!f)
+	cubins = step_cubins_asm(&w, &cubins_len);
+	if (!cubins)
 		goto out;
-	w.f = f;
-	step_prologue(&w, defs_text, tab_text);
-	fputs(body_text, f);
-	fclose(f);
-	char path[PATH_MAX];
-	snprintf(path, sizeof path, "%s/gen/model.c", c->dir);
-	int err = file_write_atomic(path, all, all_len, true);
-	if (err)
-		fprintf(stderr, "moec: error: cannot write %s: %s\n", path, strerror(err));
-	else
-		errors = 0;
-	if (c->debug >= 2)
-		fprintf(stderr, "==== %s\n%s", path, all);
-	free(all);
+	errors = step_write(c, "gen/step.inc", step_text, step_len) + step_write(c, "gen/model.c", all, all_len) +
+		 step_write(c, "gen/cubins.S", cubins, cubins_len);
 out:
 	if (defs)
 		fclose(defs);
 	if (tab)
 		fclose(tab);
-	if (body)
-		fclose(body);
+	if (step)
+		fclose(step);
+	if (f)
+		fclose(f);
 	free(defs_text);
 	free(tab_text);
-	free(body_text);
+	free(step_text);
+	free(all);
+	free(cubins);
 	free(w.blocks);
 	return errors;
 }

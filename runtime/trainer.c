@@ -30,6 +30,7 @@
 #include "moert.h"
 #include "safetensors.h"
 #include "train_state.h"
+#include "trainer_cuda.h"
 
 static volatile sig_atomic_t stop_signal;
 
@@ -155,26 +156,24 @@ static void parse_options(const struct moert_model *m, int argc, char **argv, st
 	}
 }
 
-/* --device: the CPU backend is this build's; the CUDA backend comes with the GPU trainer.
- * The driver is probed with dlopen so the binary starts where there is none. */
-static void choose_device(const char *device, struct log *lg)
+/* --device: auto picks the GPU when a driver and a device are there, else the CPU. The
+ * driver is probed with dlopen, so the binary starts where there is none. Returns 1 for CUDA. */
+static int choose_device(const char *device, struct log *lg)
 {
 	if (!strcmp(device, "cpu"))
-		return;
+		return 0;
 	if (strcmp(device, "auto") && strcmp(device, "cuda"))
 		moert_fatal("--device '%s': expected auto, cpu or cuda", device);
 	void *cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-	if (!strcmp(device, "cuda")) {
-		if (!cuda)
+	if (!cuda) {
+		if (!strcmp(device, "cuda"))
 			moert_fatal("--device cuda: no CUDA driver on this machine (dlopen libcuda.so.1: %s); "
 				    "use --device cpu", dlerror());
-		moert_fatal("--device cuda: this trainer was built with the CPU backend only; "
-			    "the CUDA step is not generated yet. Use --device cpu");
+		return 0;
 	}
-	if (cuda) {
-		log_event(lg, "device", "device: a CUDA driver is present, but this trainer has the CPU backend only");
-		dlclose(cuda);
-	}
+	dlclose(cuda);
+	(void)lg;
+	return 1;
 }
 
 static float *alloc_floats(long long n, const char *what)
@@ -264,7 +263,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	struct log *lg = log_open(o.metrics, o.quiet);
 	if (!lg)
 		moert_fatal("cannot open metrics file %s: %s", o.metrics, strerror(errno));
-	choose_device(o.device, lg);
+	int use_cuda = choose_device(o.device, lg);
 	if (o.threads)
 		moert_set_threads(o.threads);
 
@@ -274,8 +273,8 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	r.exp_avg = alloc_floats(m->param_floats, "AdamW's first moments");
 	r.exp_avg_sq = alloc_floats(m->param_floats, "AdamW's second moments");
 	r.acts = alloc_floats(m->act_floats, "the activations");
-	log_event(lg, "start", "%s: %s, %.2f M parameters, %lld tokens per micro-batch x %d, cpu backend",
-		  m->name, m->generated_by, m->n_params / 1e6, m->tokens, m->grad_accum);
+	log_event(lg, "start", "%s: %.2f M parameters, %lld tokens per micro-batch x %d (%s)", m->name,
+		  m->n_params / 1e6, m->tokens, m->grad_accum, m->generated_by);
 
 	/* Weights and optimizer state: resume > init_from > random. */
 	long long step0 = 0;
@@ -286,6 +285,18 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		train_state_init_from(&ts, &r, o.init_from, lg);
 	else
 		train_state_init_random(&ts, &r, (uint64_t)o.seed);
+
+	if (o.dump)
+		r.logits_out = alloc_floats(m->tokens * m->vocab, "the logits");
+	/* On the GPU the step runs on device copies of the arenas (rd); r stays the host side,
+	 * where checkpoints are written from. */
+	struct moert_run rd = {0}, *run = &r;
+	char device[256] = "cpu";
+	if (use_cuda) {
+		moert_cuda_run_open(m, &r, &rd, 0, device, sizeof device);
+		run = &rd;
+	}
+	log_event(lg, "device", "device: %s", device);
 
 	struct train_batches tb;
 	train_batches_open(&tb, m, &o.data[0], o.n_data, o.batch, (uint64_t)o.seed, cursor);
@@ -303,16 +314,17 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	long long last_saved = step0;
 	for (long long step = step0 + 1; step <= o.steps; step++) {
 		double t0 = moert_seconds();
-		memset(r.grads, 0, (size_t)m->param_floats * sizeof(float));
+		if (use_cuda)
+			moert_cuda_run_zero_grads(m, &rd);
+		else
+			memset(r.grads, 0, (size_t)m->param_floats * sizeof(float));
 		memset(counts, 0, (size_t)m->moe_layers * m->experts * sizeof *counts);
 		struct log_step ls = {.step = step, .steps = o.steps, .moe_layers = m->moe_layers, .experts = m->experts,
 				      .expert_count = counts};
 		for (int a = 0; a < m->grad_accum; a++) {
 			struct moert_batch b;
 			train_batches_next(&tb, &b);
-			if (o.dump && step == o.steps && a == 0 && !r.logits_out)
-				r.logits_out = alloc_floats(m->tokens * m->vocab, "the logits");
-			m->micro_step(&r, &b, 1.0f / m->grad_accum, &st);
+			(use_cuda ? m->micro_step_cuda : m->micro_step)(run, &b, 1.0f / m->grad_accum, &st);
 			ls.loss += st.loss / m->grad_accum;
 			ls.ce_loss += st.ce_loss / m->grad_accum;
 			ls.aux_loss += st.aux_loss / m->grad_accum;
@@ -322,7 +334,9 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 				counts[i] += micro_counts[i];
 		}
 		ls.lr = lr_at(m, o.lr, step, o.steps);
-		ls.grad_norm = m->optimizer_step(&r, ls.lr, (int)step);
+		ls.grad_norm = (use_cuda ? m->optimizer_step_cuda : m->optimizer_step)(run, ls.lr, (int)step);
+		if (use_cuda && !(isfinite(st.loss) && isfinite(ls.grad_norm)))
+			moert_cuda_run_download(m, &rd, &r, 1); /* to name the tensor */
 		stop_on_non_finite(m, &r, step, &st, ls.grad_norm);
 		ls.step_s = moert_seconds() - t0;
 		ls.tokens = m->tokens * m->grad_accum;
@@ -333,6 +347,8 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		int stopping = stop_signal != 0 || step == o.stop_after;
 		bool due = !o.batch && ((o.save_every > 0 && step % o.save_every == 0) || step == o.steps || stopping);
 		if (due) {
+			if (use_cuda)
+				moert_cuda_run_download(m, &rd, &r, 0);
 			train_state_save(&ts, &r, step, train_batches_cursor(&tb), o.keep, lg);
 			last_saved = step;
 		}
@@ -342,8 +358,12 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 			break;
 		}
 	}
-	if (o.dump)
+	if (o.dump) {
+		if (use_cuda)
+			moert_cuda_run_download(m, &rd, &r, 1);
 		train_state_dump(&ts, &r, o.dump, &st);
+	}
+	moert_cuda_run_close(&rd);
 	if (!o.batch && last_saved == step0 && step0 > 0)
 		log_event(lg, "done", "nothing to do: the checkpoint is at step %lld of %lld", step0, o.steps);
 	train_batches_close(&tb);

@@ -51,11 +51,24 @@ struct moert_batch {
 	const int32_t *input_ids, *labels, *positions, *doc_ids;
 };
 
+/* The arenas a step runs on: host memory on the CPU backend; on the CUDA backend device
+ * addresses (never dereferenced on the host) plus what the CUDA step needs. */
 struct moert_run {
 	float *params, *grads, *exp_avg, *exp_avg_sq;   /* [param_floats] each */
 	float *acts;                                     /* [act_floats] */
-	float *logits_out;                               /* optional [tokens, vocab]: the forward's logits */
-	int threads;
+	float *logits_out;                               /* optional, host [tokens, vocab]: the forward's logits */
+	/* CUDA backend only */
+	struct moert_cuda *cuda;                         /* device_cuda.h */
+	void **cuda_fn;                                  /* CUfunction per kernel, model order */
+	void *cuda_stream;                               /* CUstream */
+	float *host_buf;                                 /* [stats_floats + 1]: what GET copies back */
+};
+
+/* One kernel's cubin, embedded in the trainer (gen/cubins.S), and its dynamic shared memory. */
+struct moert_kernel_image {
+	const char *name;
+	const unsigned char *begin, *end;
+	unsigned dyn_smem;
 };
 
 struct moert_model {
@@ -86,11 +99,18 @@ struct moert_model {
 	const char *ckpt_dir;            /* relative to the working directory */
 	int ckpt_every, ckpt_keep, ckpt_resume;
 	const char *init_from;           /* HF model dir or NULL */
-	/* the step */
+	long long stats_floats;          /* the block of statistics the host reads after a forward */
+	/* the step, per backend */
 	void (*micro_step)(const struct moert_run *r, const struct moert_batch *b, float dloss,
 	                   struct moert_stats *st);
 	/* Global gradient norm (before clipping), then clip + AdamW with this lr at step (1-based). */
 	double (*optimizer_step)(const struct moert_run *r, double lr, int step);
+	void (*micro_step_cuda)(const struct moert_run *r, const struct moert_batch *b, float dloss,
+	                        struct moert_stats *st);
+	double (*optimizer_step_cuda)(const struct moert_run *r, double lr, int step);
+	void (*setup_cuda)(const struct moert_run *r); /* once, after the arenas are on the device */
+	int n_kernels;
+	const struct moert_kernel_image *kernels;
 };
 
 /* The whole trainer: flags, data, init or resume, the loop, checkpoints, logs, signals. */

@@ -1,0 +1,44 @@
+/* trainer_cuda.h - what the CUDA backend of a generated step calls besides its kernels
+ * (model.c's CUDA macros), and how the trainer puts a run on the GPU. Host code only: no
+ * CUDA header is needed to include it; the driver is loaded at run time (device_cuda.h).
+ *
+ * Failures here are fatal with a message naming the operation (a step cannot go on after a
+ * failed copy or launch).
+ */
+#ifndef MOERT_TRAINER_CUDA_H
+#define MOERT_TRAINER_CUDA_H
+#include <stddef.h>
+
+#include "trainer.h"
+
+enum moert_step_mm { MOERT_STEP_MM_NT, MOERT_STEP_MM_NN, MOERT_STEP_MM_TN };
+
+/* gemm.h's three products on the device (fp32, cuBLASLt); A, B, C are device addresses. */
+void moert_cuda_step_mm(const struct moert_run *r, enum moert_step_mm op, int M, int N, int K, const float *A,
+			const float *B, float *C, float beta);
+/* Copy n floats at activation offset off to r->host_buf (waits) and return it. */
+const float *moert_cuda_step_get(const struct moert_run *r, long off, long n);
+/* Copy bytes from host src to activation offset off (stream-ordered). */
+void moert_cuda_step_put(const struct moert_run *r, long off, const void *src, long bytes);
+/* The batch's four [tokens] arrays to activation offset off; the device addresses out. */
+void moert_cuda_step_batch(const struct moert_run *r, const struct moert_batch *b, long off, int tokens,
+			   const int **ids, const int **labels, const int **pos, const int **doc);
+/* With r->logits_out: copy a [tokens, c] chunk of logits at vocab column v0 into it. */
+void moert_cuda_step_logits(const struct moert_run *r, const float *chunk, int vocab, int v0, int tokens, int c);
+
+/* cuLaunchKernel of the driver the runtime loaded (launch.h's MOEC_CU_LAUNCH_KERNEL). */
+int moert_cu_launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+		    unsigned smem, void *stream, void **args, void **extra);
+
+/* The trainer's side: open device `ordinal`, load every kernel, allocate the device arenas
+ * (zeroed), copy the host run's weights and moments up, and run the model's setup. dev is
+ * filled with device addresses. */
+void moert_cuda_run_open(const struct moert_model *m, const struct moert_run *host, struct moert_run *dev,
+			 int ordinal, char *desc, size_t desc_len);
+/* Copy weights and moments down (before a checkpoint), or gradients too (for --dump). */
+void moert_cuda_run_download(const struct moert_model *m, const struct moert_run *dev, struct moert_run *host,
+			     int with_grads);
+void moert_cuda_run_zero_grads(const struct moert_model *m, const struct moert_run *dev);
+void moert_cuda_run_close(struct moert_run *dev);
+
+#endif
