@@ -27,8 +27,10 @@
 
 const char *step_unsupported(const struct spec *s, const struct ir *ir, const struct plan *p)
 {
-	if (p->layout.world != 1)
-		return "the step code runs one rank so far (multi-rank layouts come with distributed training)";
+	if (p->layout.tp != 1)
+		return "the step code has no tensor parallelism yet (parallel.tp: 1; data and expert parallelism work)";
+	if (p->layout.ep > 64)
+		return "the CPU backend's expert parallelism handles up to 64 ranks";
 	if (s->train.mode != TRAIN_FULL)
 		return "the step code covers full training so far, not LoRA";
 	if (s->train.precision != DTYPE_FP32)
@@ -63,8 +65,11 @@ struct step_writer {
 	const struct ir *ir;
 	const struct kernel_set *ks;
 	int64_t T, H, V, NH, NKV, HD, QD, KD, E, K, I, D, TK, chunk, nblk;
+	int64_t EP, E_LOCAL, RT;   /* expert parallel ranks, experts per rank, rows a rank's experts may get */
 	struct step_param *blocks; /* storage blocks in arena order: AdamW's tensor list */
 	int nblocks;
+	int ndense;                /* blocks [0, ndense) are dense (dp-replicated), the rest experts */
+	int64_t experts_begin;     /* parameter offset of the first expert block */
 	int64_t param_floats, act_floats;
 	uint64_t model_hash;
 	const char *err;           /* a kernel the step needs is missing from the set */
@@ -112,7 +117,7 @@ static uint64_t step_fnv(uint64_t h, const char *s)
 
 /* One tensor table row: an HF tensor of ndim dims at macro + delta. */
 static void step_table_row(struct step_writer *w, FILE *tab, const struct ir_tensor *t, const char *name,
-			   const char *macro, int64_t delta, int ndim, const int64_t *shape)
+			   const char *macro, int64_t delta, int ndim, const int64_t *shape, int expert)
 {
 	char shape_text[96] = "", hash_text[256];
 	int n = 0;
@@ -120,14 +125,65 @@ static void step_table_row(struct step_writer *w, FILE *tab, const struct ir_ten
 		n += snprintf(shape_text + n, sizeof shape_text - (size_t)n, "%s%lld", d ? ", " : "", (long long)shape[d]);
 	bool norm = t->role == IR_ROLE_INPUT_NORM || t->role == IR_ROLE_POST_ATTN_NORM || t->role == IR_ROLE_FINAL_NORM ||
 		    t->role == IR_ROLE_Q_NORM || t->role == IR_ROLE_K_NORM;
-	fprintf(tab, "\t{\"%s\", %s + %lld, %d, {%s}, %d, %d, %s},\n", name, macro, (long long)delta, ndim, shape_text,
-		t->layer, ndim >= 2, norm ? "MOERT_INIT_ONES" : "MOERT_INIT_NORMAL");
+	fprintf(tab, "\t{\"%s\", %s + %lld, %d, {%s}, %d, %d, %s, %d},\n", name, macro, (long long)delta, ndim, shape_text,
+		t->layer, ndim >= 2, norm ? "MOERT_INIT_ONES" : "MOERT_INIT_NORMAL", expert);
 	snprintf(hash_text, sizeof hash_text, "%s[%s];", name, shape_text);
 	w->model_hash = step_fnv(w->model_hash, hash_text);
 }
 
 /* Storage blocks: one per IR tensor, except that an expert's (or the dense MLP's) gate and
  * up projections share one [.., 2I, H] block, gate rows first, as the grouped GEMMs read it. */
+static bool step_is_expert(const struct ir_tensor *t)
+{
+	return t->role == IR_ROLE_EXPERT_GATE || t->role == IR_ROLE_EXPERT_UP || t->role == IR_ROLE_EXPERT_DOWN;
+}
+
+/* Place IR tensor t: its storage block (made on first use), and its table rows. A rank
+ * stores E_LOCAL experts; the table lists all E, each with its global index, at the offset
+ * it has on the rank that holds it. */
+static void step_place(struct step_writer *w, FILE *defs, FILE *tab, const struct ir_tensor *t)
+{
+	char macro[48];
+	step_param_macro(t, macro, sizeof macro);
+	bool pair = t->role == IR_ROLE_EXPERT_GATE || t->role == IR_ROLE_EXPERT_UP || t->role == IR_ROLE_MLP_GATE ||
+		    t->role == IR_ROLE_MLP_UP;
+	bool up = t->role == IR_ROLE_EXPERT_UP || t->role == IR_ROLE_MLP_UP;
+	int64_t local = t->stacked ? w->E_LOCAL : 1, per = t->stacked ? t->shape[1] * t->shape[2] : ir_tensor_numel(t);
+	struct step_param *b = NULL;
+	for (int j = 0; j < w->nblocks; j++)
+		if (!strcmp(w->blocks[j].macro, macro))
+			b = &w->blocks[j];
+	if (!b) {
+		b = &w->blocks[w->nblocks++];
+		snprintf(b->macro, sizeof b->macro, "%s", macro);
+		b->off = w->param_floats;
+		b->numel = local * per * (pair ? 2 : 1);
+		b->decay = t->ndim >= 2;
+		w->param_floats += b->numel;
+		/* the block's shape: the tensor's (E_LOCAL experts), a gate/up pair's rows doubled */
+		char shape[96] = "";
+		int n = 0, rows = t->stacked ? 1 : 0;
+		for (int d = 0; d < t->ndim; d++)
+			n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%lld", d ? ", " : "",
+				      (long long)(t->stacked && d == 0 ? local : t->shape[d] * (pair && d == rows ? 2 : 1)));
+		fprintf(defs, "#define %-28s %lld /* [%s] */\n", macro, (long long)b->off, shape);
+	}
+	if (!t->stacked) {
+		step_table_row(w, tab, t, t->name, macro, up ? per : 0, t->ndim, t->shape, -1);
+		return;
+	}
+	for (int64_t e = 0; e < t->shape[0]; e++) {
+		char name[IR_NAME_MAX];
+		ir_expert_name(t, e, name, sizeof name);
+		int64_t l = e % w->E_LOCAL, delta = pair ? l * 2 * per + (up ? per : 0) : l * per;
+		step_table_row(w, tab, t, name, macro, delta, t->ndim - 1, t->shape + 1, (int)e);
+	}
+}
+
+/* Storage blocks: one per IR tensor, except that an expert's (or the dense MLP's) gate and
+ * up projections share one [.., 2I, H] block, gate rows first, as the grouped GEMMs read it.
+ * Dense blocks come first and expert blocks after, so each is one range for its all-reduce
+ * (dense gradients over dp, expert gradients over edp). */
 static int step_layout_params(struct step_writer *w, FILE *defs, FILE *tab)
 {
 	const struct ir *ir = w->ir;
@@ -135,44 +191,16 @@ static int step_layout_params(struct step_writer *w, FILE *defs, FILE *tab)
 	if (!w->blocks)
 		return -1;
 	w->model_hash = 0xcbf29ce484222325ull;
-	for (int i = 0; i < ir->ntensors; i++) {
-		const struct ir_tensor *t = &ir->tensors[i];
-		char macro[48];
-		step_param_macro(t, macro, sizeof macro);
-		bool pair = t->role == IR_ROLE_EXPERT_GATE || t->role == IR_ROLE_EXPERT_UP || t->role == IR_ROLE_MLP_GATE ||
-			    t->role == IR_ROLE_MLP_UP;
-		struct step_param *b = NULL;
-		for (int j = 0; j < w->nblocks; j++)
-			if (!strcmp(w->blocks[j].macro, macro))
-				b = &w->blocks[j];
-		if (!b) {
-			b = &w->blocks[w->nblocks++];
-			snprintf(b->macro, sizeof b->macro, "%s", macro);
-			b->off = w->param_floats;
-			b->numel = ir_tensor_numel(t) * (pair ? 2 : 1);
-			b->decay = t->ndim >= 2;
-			w->param_floats += b->numel;
-			/* the block's shape: the tensor's, with a gate/up pair's rows doubled */
-			char shape[96] = "";
-			int n = 0, rows = t->stacked ? 1 : 0;
-			for (int d = 0; d < t->ndim; d++)
-				n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%lld", d ? ", " : "",
-					      (long long)(t->shape[d] * (pair && d == rows ? 2 : 1)));
-			fprintf(defs, "#define %-28s %lld /* [%s] */\n", macro, (long long)b->off, shape);
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			w->ndense = w->nblocks;
+			w->experts_begin = w->param_floats;
+			fprintf(defs, "#define %-28s %lld /* experts from here on */\n", "W_EXPERTS_BEGIN",
+				(long long)w->experts_begin);
 		}
-		bool up = t->role == IR_ROLE_EXPERT_UP || t->role == IR_ROLE_MLP_UP;
-		if (!t->stacked) {
-			step_table_row(w, tab, t, t->name, macro, up ? ir_tensor_numel(t) : 0, t->ndim, t->shape);
-			continue;
-		}
-		/* Expert e of a stacked tensor: [E, rows, cols] -> rows*cols floats per expert, doubled in a gate/up block. */
-		int64_t per = t->shape[1] * t->shape[2];
-		for (int64_t e = 0; e < t->shape[0]; e++) {
-			char name[IR_NAME_MAX];
-			ir_expert_name(t, e, name, sizeof name);
-			int64_t delta = pair ? e * 2 * per + (up ? per : 0) : e * per;
-			step_table_row(w, tab, t, name, macro, delta, t->ndim - 1, t->shape + 1);
-		}
+		for (int i = 0; i < ir->ntensors; i++)
+			if (step_is_expert(&ir->tensors[i]) == (pass == 1))
+				step_place(w, defs, tab, &ir->tensors[i]);
 	}
 	return 0;
 }
@@ -227,8 +255,10 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 			step_act(w, defs, TK, "A_L%d_DEST", l);
 			step_act(w, defs, TK, "A_L%d_ROW_SRC", l);
 			step_act(w, defs, TK * H, "A_L%d_XPERM", l);
-			step_act(w, defs, TK * 2 * w->I, "A_L%d_GU", l);
-			step_act(w, defs, TK * w->I, "A_L%d_HID", l);
+			if (w->EP > 1) /* the rows this rank's experts received, expert after expert */
+				step_act(w, defs, w->RT * H, "A_L%d_XE", l);
+			step_act(w, defs, w->RT * 2 * w->I, "A_L%d_GU", l);
+			step_act(w, defs, w->RT * w->I, "A_L%d_HID", l);
 			step_act(w, defs, TK * H, "A_L%d_YPERM", l);
 		} else {
 			step_act(w, defs, T * 2 * w->D, "A_L%d_GU", l);
@@ -265,12 +295,18 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 	step_act(w, defs, T * w->KD, "A_S_DV");
 	step_act(w, defs, T * w->QD, "A_S_DQ_RAW");
 	step_act(w, defs, T * w->KD, "A_S_DK_RAW");
-	int64_t rows = TK > T ? TK : T, width = 2 * (w->I > w->D ? w->I : w->D);
+	int64_t rows = w->RT > T ? w->RT : T, width = 2 * (w->I > w->D ? w->I : w->D);
 	step_act(w, defs, rows * H, "A_S_DY_PERM");
 	step_act(w, defs, rows * H, "A_S_DX_PERM");
 	step_act(w, defs, rows * width, "A_S_DGU");
 	step_act(w, defs, TK, "A_S_DTOPK_W");
 	step_act(w, defs, T * E, "A_S_DLOGITS");
+	if (w->EP > 1) { /* expert parallel: rows in transit, and the experts' side of the backward */
+		step_act(w, defs, w->RT * H, "A_S_EP_TMP");
+		step_act(w, defs, w->RT * H, "A_S_YE");
+		step_act(w, defs, w->RT * H, "A_S_DYE");
+		step_act(w, defs, w->RT * H, "A_S_DXE");
+	}
 	step_act(w, defs, E * (w->ir->n_moe_layers > 0 ? w->ir->n_moe_layers : 1), "A_S_DPROB_SUM");
 	step_act(w, defs, 2, "A_S_DENSE_OFFSETS");
 	/* The batch on the device, and the GPU kernels' scratch (kernels/<t>.cu headers say
@@ -280,12 +316,13 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 	step_act(w, defs, (router_bytes + 3) / 4, "A_S_ROUTER_WS");
 	step_act(w, defs, (256 + 16) * (H > w->HD ? H : w->HD), "A_S_RMS_WS");
 	step_act(w, defs, 1 + 16, "A_S_RMS_COUNT");
-	step_act(w, defs, 1, "A_S_SUMSQ");
+	step_act(w, defs, 2, "A_S_SUMSQ"); /* dense, experts */
 	step_act(w, defs, 2 * 256, "A_S_SUMSQ_WS");
 	step_act(w, defs, 1, "A_S_SUMSQ_COUNT");
 	/* AdamW's tensor tables on the device: 4 pointer arrays, the offsets, the decay flags */
 	step_act(w, defs, 2 * 4 * (int64_t)w->nblocks, "A_S_OPT_PTRS");
 	step_act(w, defs, 2 * ((int64_t)w->nblocks + 1), "A_S_OPT_OFFSETS");
+	step_act(w, defs, 2 * ((int64_t)w->nblocks + 1), "A_S_OPT_EXPERT_OFFSETS");
 	step_act(w, defs, w->nblocks, "A_S_OPT_DECAY");
 	fprintf(defs, "#define MOEC_ACT_FLOATS %lld\n", (long long)w->act_floats);
 }
@@ -293,20 +330,36 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 /* ---- part 3: the step ---- */
 
 /* The instance of tmpl (with constant name == value when name is given). */
-static const char *step_kernel(struct step_writer *w, const char *tmpl, const char *name, int64_t value)
+static bool step_const_is(const struct kernel_inst *k, const char *name, int64_t value)
 {
 	char v[32];
 	snprintf(v, sizeof v, "%lld", (long long)value);
+	const char *cv = name ? kernels_dict_get(&k->consts, name) : NULL;
+	return !name || (cv && !strcmp(cv, v));
+}
+
+/* The instance of tmpl whose constant name is value (and name2 is value2, when given). */
+static const char *step_kernel2(struct step_writer *w, const char *tmpl, const char *name, int64_t value,
+				const char *name2, int64_t value2)
+{
 	for (int i = 0; i < w->ks->n; i++) {
 		const struct kernel_inst *k = &w->ks->v[i];
-		if (strcmp(k->tmpl, tmpl))
-			continue;
-		const char *cv = name ? kernels_dict_get(&k->consts, name) : NULL;
-		if (!name || (cv && !strcmp(cv, v)))
+		if (!strcmp(k->tmpl, tmpl) && step_const_is(k, name, value) && step_const_is(k, name2, value2))
 			return k->name;
 	}
 	w->err = tmpl;
 	return "missing_kernel";
+}
+
+static const char *step_kernel(struct step_writer *w, const char *tmpl, const char *name, int64_t value)
+{
+	return step_kernel2(w, tmpl, name, value, NULL, 0);
+}
+
+/* The grouped GEMMs: the experts' (E_LOCAL, I) or the dense MLP's (1 group, D). */
+static const char *step_gemm(struct step_writer *w, const char *tmpl, bool moe)
+{
+	return moe ? step_kernel2(w, tmpl, "E_LOCAL", w->E_LOCAL, "I", w->I) : step_kernel2(w, tmpl, "E_LOCAL", 1, "I", w->D);
 }
 
 #define OUT(...) fprintf(w->f, __VA_ARGS__)
@@ -341,7 +394,7 @@ static void step_fwd_moe(struct step_writer *w, int l, int m)
 {
 	OUT("\t/* layer %d experts: route each token to K of E experts, y = sum_k w_k expert_k(xn2) */\n", l);
 	OUT("\tMM_NT(T, E, H, A(A_L%d_XN2), P(W_L%d_ROUTER), A(A_L%d_LOGITS), 0);\n", l, l, l);
-	OUT("\tCALL(%s, A(A_L%d_LOGITS), NULL, AI(A_L%d_TOPK_IDS), A(A_L%d_TOPK_W), A(A_L%d_PROB_SUM), AI(A_L%d_SEL_COUNT),\n"
+	OUT("\tCALL(%s, A(A_L%d_LOGITS), r->router_bias, AI(A_L%d_TOPK_IDS), A(A_L%d_TOPK_W), A(A_L%d_PROB_SUM), AI(A_L%d_SEL_COUNT),\n"
 	    "\t\tAI(A_L%d_EXPERT_COUNT), A(A_L%d_Z_SUM), A(A_S_ROUTER_WS), T);\n",
 	    step_kernel(w, "router_fwd", NULL, 0), l, l, l, l, l, l, l);
 	OUT("\tCALL(%s, AI(A_L%d_TOPK_IDS), AI(A_L%d_BLK), T);\n", step_kernel(w, "moe_count", NULL, 0), l, l);
@@ -351,10 +404,27 @@ static void step_fwd_moe(struct step_writer *w, int l, int m)
 	    "\t\tAI(A_L%d_ROW_SRC), NULL, T);\n",
 	    step_kernel(w, "moe_route", NULL, 0), l, l, l, l, l, l);
 	OUT("\tCALL(%s, A(A_L%d_XN2), AI(A_L%d_DEST), A(A_L%d_XPERM), T);\n", step_kernel(w, "moe_permute", NULL, 0), l, l, l);
-	OUT("\tCALL(%s, A(A_L%d_XPERM), P(W_L%d_EXPERTS_GATE_UP), AI(A_L%d_OFFSETS), A(A_L%d_HID), A(A_L%d_GU), TK);\n",
-	    step_kernel(w, "moe_gate_up_fwd", "E_LOCAL", w->E), l, l, l, l, l);
-	OUT("\tCALL(%s, A(A_L%d_HID), P(W_L%d_EXPERTS_DOWN), AI(A_L%d_OFFSETS), A(A_L%d_YPERM), TK);\n",
-	    step_kernel(w, "moe_down_fwd", "E_LOCAL", w->E), l, l, l, l);
+	/* The experts' GEMMs read rows expert after expert: x_perm itself on one rank; with
+	 * expert parallelism the rows this rank's experts received from the whole EP group
+	 * (runtime/ep.c: counts first, then the rows, regrouped by local expert). */
+	const char *xe = "XPERM", *off = "AI(A_L%d_OFFSETS)", *rows = "TK";
+	char offs[64];
+	if (w->EP > 1) {
+		OUT("\tEP_ROUTE(%d, AI(A_L%d_COUNTS), AI(A_L%d_OFFSETS));\n", m, l, l);
+		OUT("\tEP_DISPATCH(%d, A(A_L%d_XPERM), A(A_L%d_XE));\n", m, l, l);
+		xe = "XE";
+		off = "EP_OFFSETS(%d)";
+		rows = "RT";
+	}
+	snprintf(offs, sizeof offs, off, w->EP > 1 ? m : l);
+	OUT("\tCALL(%s, A(A_L%d_%s), P(W_L%d_EXPERTS_GATE_UP), %s, A(A_L%d_HID), A(A_L%d_GU), %s);\n",
+	    step_gemm(w, "moe_gate_up_fwd", true), l, xe, l, offs, l, l, rows);
+	char yout[64];
+	snprintf(yout, sizeof yout, w->EP > 1 ? "A(A_S_YE)" : "A(A_L%d_YPERM)", l);
+	OUT("\tCALL(%s, A(A_L%d_HID), P(W_L%d_EXPERTS_DOWN), %s, %s, %s);\n", step_gemm(w, "moe_down_fwd", true), l, l, offs,
+	    yout, rows);
+	if (w->EP > 1)
+		OUT("\tEP_COMBINE(%d, A(A_S_YE), A(A_L%d_YPERM));\n", m, l);
 	OUT("\tCALL(%s, A(A_L%d_YPERM), AI(A_L%d_DEST), A(A_L%d_TOPK_W), A(A_S_Y), T);\n", step_kernel(w, "moe_combine", NULL, 0),
 	    l, l, l);
 	OUT("\tCALL(%s, A(A_X%d), A(A_L%d_XMID), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l + 1, l);
@@ -364,9 +434,9 @@ static void step_fwd_dense(struct step_writer *w, int l)
 {
 	OUT("\t/* layer %d dense MLP: y = down(silu(gate(xn2)) * up(xn2)), the grouped GEMMs with one group */\n", l);
 	OUT("\tCALL(%s, A(A_L%d_XN2), P(W_L%d_MLP_GATE_UP), AI(A_S_DENSE_OFFSETS), A(A_L%d_HID), A(A_L%d_GU), T);\n",
-	    step_kernel(w, "moe_gate_up_fwd", "E_LOCAL", 1), l, l, l, l);
+	    step_gemm(w, "moe_gate_up_fwd", false), l, l, l, l);
 	OUT("\tCALL(%s, A(A_L%d_HID), P(W_L%d_MLP_DOWN), AI(A_S_DENSE_OFFSETS), A(A_S_Y), T);\n",
-	    step_kernel(w, "moe_down_fwd", "E_LOCAL", 1), l, l);
+	    step_gemm(w, "moe_down_fwd", false), l, l);
 	OUT("\tCALL(%s, A(A_X%d), A(A_L%d_XMID), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l + 1, l);
 }
 
@@ -392,7 +462,8 @@ static void step_head(struct step_writer *w)
 	OUT("\tCALL(%s, NULL, A(A_CE_LSE), A(A_CE_TOTALS), A(A_ROW_MAX), A(A_ROW_SUM), A(A_TARGET), labels, T);\n",
 	    step_kernel(w, "ce_finish", NULL, 0));
 	OUT("\n\t/* ---- the loss terms: statistics to the host, the router terms' gradients back ---- */\n");
-	OUT("\tmoec_losses(GET(A_STATS, A_STATS_END - A_STATS), dloss, dprob, &dz_sum, st);\n");
+	OUT("\tmoec_losses(GET(A_STATS, A_STATS_END - A_STATS), dloss, dprob, &dz_sum, totals, st, r->comm);\n");
+	OUT("\tPUT(A_CE_TOTALS, totals, 3); /* the global batch's counted targets: ce_chunk_bwd's denominator */\n");
 	OUT("\tPUT(A_S_DPROB_SUM, dprob, DPROB_FLOATS);\n\n");
 	OUT("\t/* ---- backward ---- */\n");
 	OUT("\tfor (int v0 = 0; v0 < V; v0 += CHUNK) {\n");
@@ -413,14 +484,30 @@ static void step_bwd_moe(struct step_writer *w, int l, int m)
 	OUT("\t/* layer %d experts backward (dx holds d x_%d) */\n", l, l + 1);
 	OUT("\tCALL(%s, A(A_S_DX), A(A_L%d_YPERM), AI(A_L%d_DEST), A(A_L%d_TOPK_W), A(A_S_DY_PERM), A(A_S_DTOPK_W), T);\n",
 	    step_kernel(w, "moe_combine_bwd", NULL, 0), l, l, l);
-	OUT("\tCALL(%s, A(A_S_DY_PERM), P(W_L%d_EXPERTS_DOWN), A(A_L%d_GU), AI(A_L%d_OFFSETS), A(A_S_DGU), TK);\n",
-	    step_kernel(w, "moe_down_bwd_data", "E_LOCAL", w->E), l, l, l);
-	OUT("\tCALL(%s, A(A_S_DY_PERM), A(A_L%d_HID), AI(A_L%d_OFFSETS), G(W_L%d_EXPERTS_DOWN), TK);\n",
-	    step_kernel(w, "moe_down_bwd_weight", "E_LOCAL", w->E), l, l, l);
-	OUT("\tCALL(%s, A(A_S_DGU), P(W_L%d_EXPERTS_GATE_UP), AI(A_L%d_OFFSETS), A(A_S_DX_PERM), TK);\n",
-	    step_kernel(w, "moe_gate_up_bwd_data", "E_LOCAL", w->E), l, l);
-	OUT("\tCALL(%s, A(A_S_DGU), A(A_L%d_XPERM), AI(A_L%d_OFFSETS), G(W_L%d_EXPERTS_GATE_UP), TK);\n",
-	    step_kernel(w, "moe_gate_up_bwd_weight", "E_LOCAL", w->E), l, l, l);
+	/* the experts' side: on one rank the permuted rows themselves; with expert parallelism
+	 * the gradient rows go to the experts' ranks and the input gradients come back */
+	char offs[64], xe[64];
+	const char *dy = "A(A_S_DY_PERM)", *dx = "A(A_S_DX_PERM)", *rows = "TK";
+	snprintf(offs, sizeof offs, "AI(A_L%d_OFFSETS)", l);
+	snprintf(xe, sizeof xe, "A(A_L%d_XPERM)", l);
+	if (w->EP > 1) {
+		OUT("\tEP_DISPATCH(%d, A(A_S_DY_PERM), A(A_S_DYE));\n", m);
+		snprintf(offs, sizeof offs, "EP_OFFSETS(%d)", m);
+		snprintf(xe, sizeof xe, "A(A_L%d_XE)", l);
+		dy = "A(A_S_DYE)";
+		dx = "A(A_S_DXE)";
+		rows = "RT";
+	}
+	OUT("\tCALL(%s, %s, P(W_L%d_EXPERTS_DOWN), A(A_L%d_GU), %s, A(A_S_DGU), %s);\n",
+	    step_gemm(w, "moe_down_bwd_data", true), dy, l, l, offs, rows);
+	OUT("\tCALL(%s, %s, A(A_L%d_HID), %s, G(W_L%d_EXPERTS_DOWN), %s);\n", step_gemm(w, "moe_down_bwd_weight", true), dy,
+	    l, offs, l, rows);
+	OUT("\tCALL(%s, A(A_S_DGU), P(W_L%d_EXPERTS_GATE_UP), %s, %s, %s);\n", step_gemm(w, "moe_gate_up_bwd_data", true), l,
+	    offs, dx, rows);
+	OUT("\tCALL(%s, A(A_S_DGU), %s, %s, G(W_L%d_EXPERTS_GATE_UP), %s);\n", step_gemm(w, "moe_gate_up_bwd_weight", true),
+	    xe, offs, l, rows);
+	if (w->EP > 1)
+		OUT("\tEP_COMBINE(%d, A(A_S_DXE), A(A_S_DX_PERM));\n", m);
 	OUT("\tCALL(%s, A(A_S_DX_PERM), AI(A_L%d_DEST), A(A_S_DXN), T);\n", step_kernel(w, "moe_permute_bwd", NULL, 0), l);
 	OUT("\tCALL(%s, A(A_L%d_LOGITS), AI(A_L%d_TOPK_IDS), A(A_S_DTOPK_W), DPROB_SUM(%d), dz_sum, A(A_S_DLOGITS), T);\n",
 	    step_kernel(w, "router_bwd", NULL, 0), l, l, m);
@@ -432,13 +519,13 @@ static void step_bwd_dense(struct step_writer *w, int l)
 {
 	OUT("\t/* layer %d dense MLP backward (dx holds d x_%d) */\n", l, l + 1);
 	OUT("\tCALL(%s, A(A_S_DX), P(W_L%d_MLP_DOWN), A(A_L%d_GU), AI(A_S_DENSE_OFFSETS), A(A_S_DGU), T);\n",
-	    step_kernel(w, "moe_down_bwd_data", "E_LOCAL", 1), l, l);
+	    step_gemm(w, "moe_down_bwd_data", false), l, l);
 	OUT("\tCALL(%s, A(A_S_DX), A(A_L%d_HID), AI(A_S_DENSE_OFFSETS), G(W_L%d_MLP_DOWN), T);\n",
-	    step_kernel(w, "moe_down_bwd_weight", "E_LOCAL", 1), l, l);
+	    step_gemm(w, "moe_down_bwd_weight", false), l, l);
 	OUT("\tCALL(%s, A(A_S_DGU), P(W_L%d_MLP_GATE_UP), AI(A_S_DENSE_OFFSETS), A(A_S_DXN), T);\n",
-	    step_kernel(w, "moe_gate_up_bwd_data", "E_LOCAL", 1), l);
+	    step_gemm(w, "moe_gate_up_bwd_data", false), l);
 	OUT("\tCALL(%s, A(A_S_DGU), A(A_L%d_XN2), AI(A_S_DENSE_OFFSETS), G(W_L%d_MLP_GATE_UP), T);\n",
-	    step_kernel(w, "moe_gate_up_bwd_weight", "E_LOCAL", 1), l, l);
+	    step_gemm(w, "moe_gate_up_bwd_weight", false), l, l);
 }
 
 static void step_bwd_attention(struct step_writer *w, int l)
@@ -488,7 +575,7 @@ static void step_micro_step(struct step_writer *w)
 	    "\t\t\t\t  struct moert_stats *st)\n{\n");
 	OUT("\tconst int *ids, *labels, *pos, *doc;\n");
 	OUT("\tBATCH(b, ids, labels, pos, doc);\n");
-	OUT("\tfloat dprob[DPROB_FLOATS], dz_sum;\n");
+	OUT("\tfloat dprob[DPROB_FLOATS], dz_sum, totals[3];\n");
 	OUT("\tPUT(A_S_DENSE_OFFSETS, ((const int[]){0, T}), 2);\n\n");
 	OUT("\t/* ---- forward ---- */\n");
 	OUT("\tCALL(%s, A(A_X0), P(W_EMBED), ids, T, 0, V);\n", step_kernel(w, "embedding_fwd", NULL, 0));
@@ -535,33 +622,52 @@ static void step_losses(struct step_writer *w)
 	}
 	OUT("#define DPROB_FLOATS (E * %s)\n\n", per_layer ? "(MOE_LAYERS ? MOE_LAYERS : 1)" : "1");
 	OUT("/* Loss values into st; dprob_sum[m][e] = d(aux_coef * aux) / d prob_sum_m[e] and\n"
-	    " * dz_sum = d(z_coef * z) / d z_sum, both scaled by dloss. */\n");
-	OUT("static void moec_losses(const float *stats, float dloss, float *dprob_sum, float *dz_sum, struct moert_stats *st)\n{\n");
-	OUT("\tconst float *totals = stats + (A_CE_TOTALS - A_STATS);\n");
-	OUT("\tdouble count[MOE_LAYERS ? MOE_LAYERS : 1][E], prob[MOE_LAYERS ? MOE_LAYERS : 1][E], z = 0;\n");
-	OUT("\tst->ce_loss = totals[2];\n\tst->counted = totals[1];\n\tst->aux_loss = 0;\n\tst->dropped = 0;\n");
+	    " * dz_sum = d(z_coef * z) / d z_sum, both scaled by dloss; totals for ce_chunk_bwd. With\n"
+	    " * data parallelism every statistic is summed over the dp ranks first, so the losses are\n"
+	    " * the global batch's (mean over all its counted targets, balance over all its rows) and\n"
+	    " * the gradients, summed over dp afterwards, are exactly the one-rank gradients. */\n");
+	OUT("static void moec_losses(const float *stats, float dloss, float *dprob_sum, float *dz_sum, float *totals,\n"
+	    "\t\t\tstruct moert_stats *st, struct moert_comm *comm)\n{\n");
+	OUT("\tenum { PER = 2 * E + 2, N = PER * (MOE_LAYERS ? MOE_LAYERS : 1) + 2 };\n");
+	OUT("\tdouble v[N] = {0}; /* per layer: probabilities [E], picks [E], z, dropped; then CE sum, counted */\n");
+	OUT("\tconst float *ce = stats + (A_CE_TOTALS - A_STATS);\n");
 	OUT("\tfor (int m = 0; m < MOE_LAYERS; m++) {\n"
 	    "\t\tconst int *c = (const int *)(stats + moec_stat_count[m]);\n"
 	    "\t\tfor (int e = 0; e < E; e++) {\n"
-	    "\t\t\tcount[m][e] = c[e];\n"
-	    "\t\t\tprob[m][e] = stats[moec_stat_prob[m] + e];\n"
-	    "\t\t\tst->expert_count[m * E + e] = c[e];\n"
+	    "\t\t\tv[m * PER + e] = stats[moec_stat_prob[m] + e];\n"
+	    "\t\t\tv[m * PER + E + e] = c[e];\n"
 	    "\t\t}\n"
-	    "\t\tz += stats[moec_stat_z[m]];\n"
-	    "\t\tst->dropped += *(const int *)(stats + moec_stat_dropped[m]);\n"
+	    "\t\tv[m * PER + 2 * E] = stats[moec_stat_z[m]];\n"
+	    "\t\tv[m * PER + 2 * E + 1] = *(const int *)(stats + moec_stat_dropped[m]);\n"
 	    "\t}\n");
-	OUT("\tst->z_loss = MOE_LAYERS ? z / ((double)MOE_LAYERS * T) : 0;\n");
+	OUT("\tv[N - 2] = ce[0];\n\tv[N - 1] = ce[1];\n");
+	OUT("\tif (comm)\n\t\tmoert_allreduce_f64(comm, MOERT_DP, MOERT_BYTES_OTHER, v, N);\n");
+	OUT("\tconst double rows = (double)T * (comm ? comm->size[MOERT_DP] : 1); /* tokens of the global batch */\n");
+	OUT("\tdouble count[MOE_LAYERS ? MOE_LAYERS : 1][E], prob[MOE_LAYERS ? MOE_LAYERS : 1][E], z = 0;\n");
+	OUT("\tst->counted = v[N - 1];\n\tst->ce_loss = v[N - 1] > 0 ? v[N - 2] / v[N - 1] : 0;\n");
+	OUT("\ttotals[0] = (float)v[N - 2];\n\ttotals[1] = (float)v[N - 1];\n\ttotals[2] = (float)st->ce_loss;\n");
+	OUT("\tst->aux_loss = 0;\n\tst->dropped = 0;\n");
+	OUT("\tfor (int m = 0; m < MOE_LAYERS; m++) {\n"
+	    "\t\tfor (int e = 0; e < E; e++) {\n"
+	    "\t\t\tprob[m][e] = v[m * PER + e];\n"
+	    "\t\t\tcount[m][e] = v[m * PER + E + e];\n"
+	    "\t\t\tst->expert_count[m * E + e] = (int)count[m][e];\n"
+	    "\t\t}\n"
+	    "\t\tz += v[m * PER + 2 * E];\n"
+	    "\t\tst->dropped += (long long)v[m * PER + 2 * E + 1];\n"
+	    "\t}\n");
+	OUT("\tst->z_loss = MOE_LAYERS ? z / ((double)MOE_LAYERS * rows) : 0;\n");
 	if (per_layer) {
 		OUT("\t/* per_layer: aux = mean over layers of E * sum_e (C_l[e] / T) (S_l[e] / T) */\n");
 		OUT("\tfor (int m = 0; m < MOE_LAYERS; m++)\n"
 		    "\t\tfor (int e = 0; e < E; e++) {\n"
-		    "\t\t\tst->aux_loss += E * (count[m][e] / T) * (prob[m][e] / T) / MOE_LAYERS;\n"
-		    "\t\t\tdprob_sum[m * E + e] = (float)(dloss * AUX_COEF * E * count[m][e] / ((double)T * T * MOE_LAYERS));\n"
+		    "\t\t\tst->aux_loss += E * (count[m][e] / rows) * (prob[m][e] / rows) / MOE_LAYERS;\n"
+		    "\t\t\tdprob_sum[m * E + e] = (float)(dloss * AUX_COEF * E * count[m][e] / (rows * rows * MOE_LAYERS));\n"
 		    "\t\t}\n");
 	} else {
 		OUT("\t/* all_layers (HF): R = rows of all layers, C[e] = picks, S[e] = probabilities, summed\n"
 		    "\t * over layers; aux = E * sum_e (C[e] / R) (S[e] / R); the same gradient for every layer. */\n");
-		OUT("\tconst double R = (double)MOE_LAYERS * T;\n");
+		OUT("\tconst double R = MOE_LAYERS * rows;\n");
 		OUT("\tfor (int e = 0; e < E; e++) {\n"
 		    "\t\tdouble c = 0, s = 0;\n"
 		    "\t\tfor (int m = 0; m < MOE_LAYERS; m++) {\n"
@@ -573,7 +679,7 @@ static void step_losses(struct step_writer *w)
 		    "\t\tdprob_sum[e] = MOE_LAYERS ? (float)(dloss * AUX_COEF * E * c / (R * R)) : 0;\n"
 		    "\t}\n");
 	}
-	OUT("\t*dz_sum = MOE_LAYERS ? (float)(dloss * Z_COEF / ((double)MOE_LAYERS * T)) : 0;\n");
+	OUT("\t*dz_sum = MOE_LAYERS ? (float)(dloss * Z_COEF / (MOE_LAYERS * rows)) : 0;\n");
 	OUT("\tst->loss = st->ce_loss + AUX_COEF * st->aux_loss + Z_COEF * st->z_loss;\n}\n\n");
 	OUT("#define DPROB_SUM(m) %s\n\n", per_layer ? "(A(A_S_DPROB_SUM) + (m) * E)" : "A(A_S_DPROB_SUM)");
 }
@@ -592,6 +698,13 @@ static void step_optimizer_tables(struct step_writer *w)
 	OUT("\n};\nstatic const int moec_block_decay[NBLOCKS] = {");
 	for (int i = 0; i < w->nblocks; i++)
 		OUT("%s%s%d", i ? ", " : "", i % 16 ? "" : "\n\t", w->blocks[i].decay);
+	OUT("\n};\n");
+	OUT("/* The expert blocks' sizes as offsets of their own list (the norm is summed over ep). */\n");
+	OUT("#define NDENSE %d\n", w->ndense);
+	OUT("static const long moec_expert_offsets[NBLOCKS - NDENSE + 1] = {");
+	for (int i = w->ndense; i <= w->nblocks; i++)
+		OUT("%s%s%lld", i > w->ndense ? ", " : "", (i - w->ndense) % 8 ? "" : "\n\t",
+		    (long long)((i < w->nblocks ? w->blocks[i].off : w->param_floats) - w->experts_begin));
 	OUT("\n};\n\n");
 	OUT("/* The blocks' addresses in the four arenas (host or device addresses alike). */\n");
 	OUT("static void moec_block_pointers(const struct moert_run *r, float **p, float **g, float **m, float **v)\n{\n"
@@ -605,17 +718,30 @@ static void step_optimizer_tables(struct step_writer *w)
 
 static void step_optimizer_step(struct step_writer *w)
 {
-	OUT("/* The global gradient norm (returned), then clip_grad_norm_ and AdamW fused, as torch. */\n");
+	const char *sumsq = step_kernel(w, "grad_sumsq", NULL, 0);
+	OUT("/* Gradients summed over the ranks that share them (dense over dp, experts over edp), the\n"
+	    " * global gradient norm (returned; experts' squares summed over ep), then clip_grad_norm_\n"
+	    " * and AdamW fused, as torch. */\n");
 	OUT("static double STEP(moec_optimizer_step)(const struct moert_run *r, double lr, int step)\n{\n");
 	OUT("\tOPT_TABLES(p, g, m, v, offsets, decay);\n");
-	OUT("\tPUT(A_S_SUMSQ, ((const float[]){0}), 1);\n");
-	OUT("\tCALL_TOTAL(%s, MOEC_PARAM_FLOATS, A(A_S_SUMSQ), (double *)A(A_S_SUMSQ_WS), (unsigned *)AI(A_S_SUMSQ_COUNT), g,\n"
-	    "\t\toffsets, NBLOCKS);\n", step_kernel(w, "grad_sumsq", NULL, 0));
+	OUT("\tREDUCE(MOERT_DP, MOERT_BYTES_DP, G(0), W_EXPERTS_BEGIN);\n");
+	OUT("\tREDUCE(MOERT_EDP, MOERT_BYTES_EDP, G(W_EXPERTS_BEGIN), MOEC_PARAM_FLOATS - W_EXPERTS_BEGIN);\n");
+	OUT("\tPUT(A_S_SUMSQ, ((const float[]){0, 0}), 2);\n");
+	OUT("\tCALL_TOTAL(%s, W_EXPERTS_BEGIN, A(A_S_SUMSQ), (double *)A(A_S_SUMSQ_WS), (unsigned *)AI(A_S_SUMSQ_COUNT), g,\n"
+	    "\t\toffsets, NDENSE);\n", sumsq);
+	OUT("\tif (NBLOCKS > NDENSE)\n");
+	OUT("\t\tCALL_TOTAL(%s, MOEC_PARAM_FLOATS - W_EXPERTS_BEGIN, A(A_S_SUMSQ) + 1, (double *)A(A_S_SUMSQ_WS),\n"
+	    "\t\t\t(unsigned *)AI(A_S_SUMSQ_COUNT), g + NDENSE, EXPERT_OFFSETS, NBLOCKS - NDENSE);\n", sumsq);
+	OUT("\tconst float *part = GET(A_S_SUMSQ, 2);\n");
+	OUT("\tdouble expert = part[1], dense = part[0];\n");
+	OUT("\tif (r->comm)\n\t\tmoert_allreduce_f64(r->comm, MOERT_EP, MOERT_BYTES_OTHER, &expert, 1);\n");
+	OUT("\tconst float total = (float)(dense + expert);\n");
+	OUT("\tPUT(A_S_SUMSQ, &total, 1);\n");
 	OUT("\tCALL_TOTAL(%s, MOEC_PARAM_FLOATS, p, g, m, v, NULL, offsets, decay, NBLOCKS, lr, %.17g, %.17g, %.17g,\n"
 	    "\t\t%.17g, step, A(A_S_SUMSQ), (float)%.17g);\n",
 	    step_kernel(w, "adamw", NULL, 0), w->s->train.adam_beta1, w->s->train.adam_beta2, w->s->train.adam_eps,
 	    w->s->train.weight_decay, w->s->train.max_grad_norm);
-	OUT("\treturn sqrt((double)GET(A_S_SUMSQ, 1)[0]);\n}\n");
+	OUT("\treturn sqrt((double)total);\n}\n");
 }
 
 static void step_c_string(FILE *f, const char *s)
@@ -687,7 +813,10 @@ static void step_model_struct(struct step_writer *w)
 	} else {
 		OUT("NULL");
 	}
+	const struct plan_layout *lay = &w->c->plan->layout;
 	OUT(",\n\t.stats_floats = A_STATS_END - A_STATS,\n");
+	OUT("\t.layout = {%d, %d, %d, %d, %d}, .experts_per_rank = %lld, .experts_begin = W_EXPERTS_BEGIN,\n", lay->world,
+	    lay->dp, lay->tp, lay->ep, lay->edp, (long long)w->E_LOCAL);
 	OUT("\t.micro_step = moec_micro_step_cpu,\n\t.optimizer_step = moec_optimizer_step_cpu,\n");
 	OUT("\t.micro_step_cuda = moec_micro_step_cuda,\n\t.optimizer_step_cuda = moec_optimizer_step_cuda,\n");
 	OUT("\t.setup_cuda = moec_setup_cuda,\n\t.n_kernels = MOEC_NKERNELS,\n\t.kernels = moec_kernel_images,\n};\n\n");
@@ -710,6 +839,12 @@ static const char step_backend_cpu[] =
 	"\t(ids = (b)->input_ids, labels = (b)->labels, pos = (b)->positions, doc = (b)->doc_ids)\n"
 	"#define KEEP_LOGITS(src, v0, c) (r->logits_out ? moert_copy_cols(r->logits_out, V, v0, src, T, c) : (void)0)\n"
 	"#define RMS_SCRATCH A(A_S_RMS_WS), (unsigned *)AI(A_S_RMS_COUNT)\n"
+	"#define REDUCE(group, kind, x, n) (r->comm ? moert_allreduce_f32(r->comm, group, kind, x, n) : (void)0)\n"
+	"#define EP_ROUTE(m, counts, offsets) moert_ep_route(r->comm, &r->ep[m], counts, offsets)\n"
+	"#define EP_DISPATCH(m, x, out) moert_ep_dispatch(r->comm, &r->ep[m], x, H, A(A_S_EP_TMP), out)\n"
+	"#define EP_COMBINE(m, y, out) moert_ep_combine(r->comm, &r->ep[m], y, H, A(A_S_EP_TMP), out)\n"
+	"#define EP_OFFSETS(m) (r->ep[m].local_offsets)\n"
+	"#define EXPERT_OFFSETS moec_expert_offsets\n"
 	"#define OPT_TABLES(p, g, m, v, offsets, decay) \\\n"
 	"\tfloat *p[NBLOCKS], *g[NBLOCKS], *m[NBLOCKS], *v[NBLOCKS]; \\\n"
 	"\tconst long *offsets = moec_block_offsets; \\\n"
@@ -717,7 +852,8 @@ static const char step_backend_cpu[] =
 	"\tmoec_block_pointers(r, p, g, m, v)\n"
 	"#include \"step.inc\"\n"
 	"#undef STEP\n#undef CALL\n#undef CALL_TOTAL\n#undef MM_NT\n#undef MM_NN\n#undef MM_TN\n#undef GET\n#undef PUT\n"
-	"#undef BATCH\n#undef KEEP_LOGITS\n#undef RMS_SCRATCH\n#undef OPT_TABLES\n\n";
+	"#undef BATCH\n#undef KEEP_LOGITS\n#undef RMS_SCRATCH\n#undef OPT_TABLES\n#undef REDUCE\n#undef EP_ROUTE\n"
+	"#undef EP_DISPATCH\n#undef EP_COMBINE\n#undef EP_OFFSETS\n#undef EXPERT_OFFSETS\n\n";
 
 static const char step_backend_cuda[] =
 	"/* ---- the CUDA backend: the cubins (launch.h's <kernel>_cuda), cuBLASLt, and copies of\n"
@@ -735,6 +871,13 @@ static const char step_backend_cuda[] =
 	"#define BATCH(b, ids, labels, pos, doc) moert_cuda_step_batch(r, b, A_S_BATCH, T, &ids, &labels, &pos, &doc)\n"
 	"#define KEEP_LOGITS(src, v0, c) moert_cuda_step_logits(r, src, V, v0, T, c)\n"
 	"#define RMS_SCRATCH A(A_S_RMS_WS), (unsigned *)AI(A_S_RMS_COUNT)\n"
+	"/* one rank only so far: the trainer refuses --device cuda for multi-rank layouts */\n"
+	"#define REDUCE(group, kind, x, n) ((void)0)\n"
+	"#define EP_ROUTE(m, counts, offsets) moert_fatal(\"expert parallelism on the GPU is not implemented yet\")\n"
+	"#define EP_DISPATCH(m, x, out) ((void)0)\n"
+	"#define EP_COMBINE(m, y, out) ((void)0)\n"
+	"#define EP_OFFSETS(m) ((const int *)0)\n"
+	"#define EXPERT_OFFSETS ((const long *)A(A_S_OPT_EXPERT_OFFSETS))\n"
 	"#define OPT_TABLES(p, g, m, v, offsets, decay) \\\n"
 	"\tfloat **p = (float **)A(A_S_OPT_PTRS), **g = p + NBLOCKS, **m = g + NBLOCKS, **v = m + NBLOCKS; \\\n"
 	"\tconst long *offsets = (const long *)A(A_S_OPT_OFFSETS); \\\n"
@@ -747,6 +890,7 @@ static const char step_backend_cuda[] =
 	"\tmoert_cuda_step_put(r, A_S_OPT_PTRS, ptrs, sizeof ptrs);\n"
 	"\tmoert_cuda_step_put(r, A_S_OPT_OFFSETS, moec_block_offsets, sizeof moec_block_offsets);\n"
 	"\tmoert_cuda_step_put(r, A_S_OPT_DECAY, moec_block_decay, sizeof moec_block_decay);\n"
+	"\tmoert_cuda_step_put(r, A_S_OPT_EXPERT_OFFSETS, moec_expert_offsets, sizeof moec_expert_offsets);\n"
 	"}\n\n";
 
 /* The cubins, embedded by gen/cubins.S, and each kernel's dynamic shared memory. */
@@ -797,7 +941,8 @@ static void step_prologue(struct step_writer *w, const char *defs, const char *t
 	    " * offsets. Nothing is allocated here. */\n",
 	    s->name ? s->name : w->c->spec_path);
 	OUT("#include <math.h>\n#include <stddef.h>\n#include <string.h>\n\n");
-	OUT("#include \"model.h\"\n#include \"trainer.h\"\n#include \"trainer_cuda.h\"\n#include \"gemm.h\"\n");
+	OUT("#include \"model.h\"\n#include \"trainer.h\"\n#include \"trainer_cuda.h\"\n#include \"gemm.h\"\n"
+	    "#include \"comm.h\"\n#include \"ep.h\"\n#include \"moert.h\"\n");
 	OUT("/* launch.h's stubs call the driver the runtime loaded with dlopen */\n");
 	OUT("#define MOEC_CU_LAUNCH_KERNEL(f, gx, gy, gz, bx, by, bz, smem, s, args, extra) \\\n"
 	    "\tmoert_cu_launch((void *)(f), gx, gy, gz, bx, by, bz, smem, (void *)(s), args, extra)\n");
@@ -805,9 +950,9 @@ static void step_prologue(struct step_writer *w, const char *defs, const char *t
 	OUT("/* Shapes (per rank). */\n");
 	OUT("enum {\n\tT = MOEC_TOKENS, H = MOEC_H, V = MOEC_V, NH = MOEC_NH, NKV = MOEC_NKV, HD = MOEC_HD,\n"
 	    "\tQD = NH * HD, KD = NKV * HD, E = MOEC_E, K = MOEC_K, TK = T * K, I = MOEC_I, D = MOEC_D,\n"
-	    "\tMOE_LAYERS = MOEC_MOE_LAYERS,\n"
+	    "\tMOE_LAYERS = MOEC_MOE_LAYERS, E_LOCAL = MOEC_E_LOCAL, EP = %lld, RT = EP * TK, /* rows a rank's experts may get */\n"
 	    "\tCHUNK = %lld, /* LM-head vocabulary columns per chunk: T * CHUNK floats of logits at once */\n};\n",
-	    (long long)w->chunk);
+	    (long long)w->EP, (long long)w->chunk);
 	OUT("#define AUX_COEF %.17g\n#define Z_COEF %.17g\n\n", s->moe.router_aux_loss_coef, s->moe.router_z_loss_coef);
 	OUT("#define P(off) (r->params + (off))\n#define G(off) (r->grads + (off))\n"
 	    "#define A(off) (r->acts + (off))\n#define AI(off) ((int *)(r->acts + (off)))\n\n");
@@ -833,6 +978,9 @@ static int step_sizes(struct step_writer *w)
 	w->I = d->expert_inter;
 	w->D = d->dense_inter;
 	w->TK = w->T * w->K;
+	w->EP = w->c->plan->layout.ep;
+	w->E_LOCAL = w->E / (w->EP > 0 ? w->EP : 1);
+	w->RT = w->EP * w->TK; /* dropless: every routed row of the group could pick this rank */
 	w->nblk = (w->T + 255) / 256;
 	w->chunk = STEP_LOGIT_FLOATS / (w->T > 0 ? w->T : 1);
 	if (w->chunk < 1)

@@ -40,9 +40,9 @@ static char *name_with(const char *name, const char *suffix)
 	return s;
 }
 
-void train_state_init(struct train_state *ts, const struct moert_model *m, const char *ckpt_dir)
+void train_state_init(struct train_state *ts, const struct moert_model *m, const char *ckpt_dir, struct moert_comm *comm)
 {
-	*ts = (struct train_state){.m = m, .ckpt_dir = ckpt_dir};
+	*ts = (struct train_state){.m = m, .ckpt_dir = ckpt_dir, .comm = comm, .ep_index = comm->index[MOERT_EP]};
 	ts->exp_avg_names = calloc((size_t)m->n_tensors, sizeof(char *));
 	ts->exp_avg_sq_names = calloc((size_t)m->n_tensors, sizeof(char *));
 	if (!ts->exp_avg_names || !ts->exp_avg_sq_names)
@@ -51,6 +51,11 @@ void train_state_init(struct train_state *ts, const struct moert_model *m, const
 		ts->exp_avg_names[i] = name_with(m->tensors[i].name, ".exp_avg");
 		ts->exp_avg_sq_names[i] = name_with(m->tensors[i].name, ".exp_avg_sq");
 	}
+}
+
+bool train_state_holds(const struct train_state *ts, const struct moert_tensor *t)
+{
+	return t->expert < 0 || t->expert / ts->m->experts_per_rank == ts->ep_index;
 }
 
 /* ---- random init ---- */
@@ -74,6 +79,8 @@ void train_state_init_random(struct train_state *ts, struct moert_run *r, uint64
 	const struct moert_model *m = ts->m;
 	for (int i = 0; i < m->n_tensors; i++) {
 		const struct moert_tensor *t = &m->tensors[i];
+		if (!train_state_holds(ts, t))
+			continue;
 		float *p = r->params + t->offset;
 		long long n = tensor_numel(t);
 		uint64_t s = seed ^ 0xcbf29ce484222325ull;
@@ -93,11 +100,14 @@ void train_state_init_random(struct train_state *ts, struct moert_run *r, uint64
 
 /* ---- Hugging Face init ---- */
 
-static void read_model_tensors(const struct moert_model *m, struct hf_model *hf, float *params)
+static void read_model_tensors(const struct train_state *ts, struct hf_model *hf, float *params)
 {
+	const struct moert_model *m = ts->m;
 	char err[1024];
 	for (int i = 0; i < m->n_tensors; i++) {
 		const struct moert_tensor *t = &m->tensors[i];
+		if (!train_state_holds(ts, t))
+			continue;
 		uint64_t shape[4];
 		tensor_shape(t, shape);
 		if (hf_read_f32(hf, t->name, t->ndim, shape, params + t->offset, err, sizeof err))
@@ -111,7 +121,7 @@ void train_state_init_from(struct train_state *ts, struct moert_run *r, const ch
 	struct hf_model *hf;
 	if (hf_open(path, &hf, err, sizeof err))
 		moert_fatal("%s (initializing from it: --init-from / checkpoint.init_from)", err);
-	read_model_tensors(ts->m, hf, r->params);
+	read_model_tensors(ts, hf, r->params);
 	size_t unused = hf_count(hf) > (size_t)ts->m->n_tensors ? hf_count(hf) - (size_t)ts->m->n_tensors : 0;
 	log_event(lg, "init", "initialized %d tensors from %s%s", ts->m->n_tensors, path,
 		  unused ? " (it holds tensors this model does not use)" : "");
@@ -144,9 +154,11 @@ bool train_state_resume(struct train_state *ts, struct moert_run *r, long long *
 		moert_fatal("%s/optimizer.safetensors: this checkpoint was written for another model (tensor table "
 			    "%s, this trainer's %s). Use another --ckpt-dir, or --no-resume to start fresh",
 			    path, have ? have : "unknown", want);
-	read_model_tensors(m, ckpt_model(c), r->params);
+	read_model_tensors(ts, ckpt_model(c), r->params);
 	for (int i = 0; i < m->n_tensors; i++) {
 		const struct moert_tensor *t = &m->tensors[i];
+		if (!train_state_holds(ts, t))
+			continue;
 		uint64_t shape[4];
 		tensor_shape(t, shape);
 		if (ckpt_read_optim(c, ts->exp_avg_names[i], t->ndim, shape, r->exp_avg + t->offset, err, sizeof err) ||
@@ -188,8 +200,50 @@ static char *read_manifest(size_t *size)
 	return buf;
 }
 
+static void train_state_write(struct train_state *ts, const struct moert_run *r, long long step, struct data_cursor cursor,
+			      int keep, struct log *lg, const float *gp, const float *gm, const float *gv);
+
+/* With expert parallelism rank 0 writes every expert: each EP group gathers its experts'
+ * region of an arena to its first rank ([ep][expert floats]; NULL elsewhere, and with ep 1). */
+static float *gather_experts(const struct train_state *ts, const float *arena)
+{
+	const struct moert_model *m = ts->m;
+	int ep = ts->comm->size[MOERT_EP];
+	if (ep == 1)
+		return NULL;
+	long long ef = m->param_floats - m->experts_begin;
+	float *all = NULL;
+	if (ts->comm->index[MOERT_EP] == 0 && !(all = malloc((size_t)(ep * ef > 0 ? ep * ef : 1) * sizeof *all)))
+		moert_fatal("out of memory");
+	moert_gather_f32(ts->comm, MOERT_EP, 0, arena + m->experts_begin, all, ef);
+	return all;
+}
+
+/* Where tensor t's values are on the writing rank: its arena, or the gathered experts. */
+static const float *tensor_at(const struct train_state *ts, const struct moert_tensor *t, const float *arena,
+			      const float *gathered)
+{
+	const struct moert_model *m = ts->m;
+	if (t->expert < 0 || !gathered)
+		return arena + t->offset;
+	long long ef = m->param_floats - m->experts_begin;
+	return gathered + (long long)(t->expert / m->experts_per_rank) * ef + (t->offset - m->experts_begin);
+}
+
 void train_state_save(struct train_state *ts, const struct moert_run *r, long long step, struct data_cursor cursor,
 		      int keep, struct log *lg)
+{
+	float *gp = gather_experts(ts, r->params), *gm = gather_experts(ts, r->exp_avg), *gv = gather_experts(ts, r->exp_avg_sq);
+	if (ts->comm->rank == 0)
+		train_state_write(ts, r, step, cursor, keep, lg, gp, gm, gv);
+	free(gp);
+	free(gm);
+	free(gv);
+	moert_barrier(ts->comm); /* nobody reads it, or starts the next step's writes, before it is there */
+}
+
+static void train_state_write(struct train_state *ts, const struct moert_run *r, long long step, struct data_cursor cursor,
+			      int keep, struct log *lg, const float *gp, const float *gm, const float *gv)
 {
 	const struct moert_model *m = ts->m;
 	size_t n = (size_t)m->n_tensors;
@@ -201,13 +255,13 @@ void train_state_save(struct train_state *ts, const struct moert_run *r, long lo
 		struct ckpt_tensor base = {.name = t->name, .dtype = ST_F32, .ndim = t->ndim};
 		tensor_shape(t, base.shape);
 		model[i] = base;
-		model[i].data = r->params + t->offset;
+		model[i].data = tensor_at(ts, t, r->params, gp);
 		optim[2 * i] = base;
 		optim[2 * i].name = ts->exp_avg_names[i];
-		optim[2 * i].data = r->exp_avg + t->offset;
+		optim[2 * i].data = tensor_at(ts, t, r->exp_avg, gm);
 		optim[2 * i + 1] = base;
 		optim[2 * i + 1].name = ts->exp_avg_sq_names[i];
-		optim[2 * i + 1].data = r->exp_avg_sq + t->offset;
+		optim[2 * i + 1].data = tensor_at(ts, t, r->exp_avg_sq, gv);
 	}
 	char s_step[32], s_epoch[32], s_row[32], s_model[32], s_spec[32], s_loss[48];
 	snprintf(s_step, sizeof s_step, "%lld", step);
@@ -240,6 +294,12 @@ void train_state_save(struct train_state *ts, const struct moert_run *r, long lo
 void train_state_dump(struct train_state *ts, const struct moert_run *r, const char *path, const struct moert_stats *st)
 {
 	const struct moert_model *m = ts->m;
+	float *gg = gather_experts(ts, r->grads), *gp = gather_experts(ts, r->params);
+	if (ts->comm->rank != 0) {
+		free(gg);
+		free(gp);
+		return;
+	}
 	size_t n = (size_t)m->n_tensors, k = 0;
 	struct st_write_tensor *w = calloc(2 * n + 5, sizeof *w);
 	char **names = calloc(2 * n, sizeof *names);
@@ -252,15 +312,15 @@ void train_state_dump(struct train_state *ts, const struct moert_run *r, const c
 	for (int i = 0; i < 4; i++)
 		w[k++] = (struct st_write_tensor){scalar_names[i], ST_F32, 1, one, &scalars[i]};
 	uint64_t logits_shape[3] = {(uint64_t)m->micro_batch, (uint64_t)m->seq_len, (uint64_t)m->vocab};
-	if (r->logits_out)
+	if (r->logits_out && ts->comm->world == 1) /* with several ranks, rank 0 has its rows' logits only */
 		w[k++] = (struct st_write_tensor){"logits", ST_F32, 3, logits_shape, r->logits_out};
 	for (size_t i = 0; i < n; i++) {
 		const struct moert_tensor *t = &m->tensors[i];
 		tensor_shape(t, shapes[i]);
 		names[2 * i] = name_with("grad.", t->name);
 		names[2 * i + 1] = name_with("adamw.", t->name);
-		w[k++] = (struct st_write_tensor){names[2 * i], ST_F32, t->ndim, shapes[i], r->grads + t->offset};
-		w[k++] = (struct st_write_tensor){names[2 * i + 1], ST_F32, t->ndim, shapes[i], r->params + t->offset};
+		w[k++] = (struct st_write_tensor){names[2 * i], ST_F32, t->ndim, shapes[i], tensor_at(ts, t, r->grads, gg)};
+		w[k++] = (struct st_write_tensor){names[2 * i + 1], ST_F32, t->ndim, shapes[i], tensor_at(ts, t, r->params, gp)};
 	}
 	char err[1024];
 	struct st_kv meta[] = {{"generated_by", m->generated_by}};
@@ -271,6 +331,8 @@ void train_state_dump(struct train_state *ts, const struct moert_run *r, const c
 	free(names);
 	free(shapes);
 	free(w);
+	free(gg);
+	free(gp);
 }
 
 /* ---- batches ---- */
@@ -327,7 +389,7 @@ static void read_fixed_batch(struct train_batches *tb, const char *file)
 }
 
 void train_batches_open(struct train_batches *tb, const struct moert_model *m, const char *const *paths, int n_paths,
-			const char *batch_file, uint64_t seed, struct data_cursor cursor)
+			const char *batch_file, uint64_t seed, struct data_cursor cursor, int dp_rank, int dp_size)
 {
 	*tb = (struct train_batches){.m = m};
 	tb->ids = alloc_tokens(m->tokens);
@@ -352,8 +414,8 @@ void train_batches_open(struct train_batches *tb, const struct moert_model *m, c
 	tb->data = data_open(paths, n_paths, fmt, m->vocab, m->eod_token, err, sizeof err);
 	if (!tb->data)
 		moert_fatal("%s", err);
-	struct data_batcher_config c = {.seq_len = m->seq_len, .micro_batch = m->micro_batch, .dp_rank = 0,
-					.dp_size = 1, .seed = seed, .shuffle = m->shuffle};
+	struct data_batcher_config c = {.seq_len = m->seq_len, .micro_batch = m->micro_batch, .dp_rank = dp_rank,
+					.dp_size = dp_size, .seed = seed, .shuffle = m->shuffle};
 	tb->batcher = data_batcher_new(tb->data, &c, err, sizeof err);
 	if (!tb->batcher)
 		moert_fatal("%s", err);

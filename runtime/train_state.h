@@ -18,9 +18,14 @@ struct train_state {
 	const char *ckpt_dir;
 	char **exp_avg_names, **exp_avg_sq_names; /* "<hf name>.exp_avg", per tensor */
 	double last_loss;
+	/* several ranks: rank 0 writes; each rank holds its EP rank's experts */
+	struct moert_comm *comm;
+	int ep_index;
 };
 
-void train_state_init(struct train_state *ts, const struct moert_model *m, const char *ckpt_dir);
+void train_state_init(struct train_state *ts, const struct moert_model *m, const char *ckpt_dir, struct moert_comm *comm);
+/* Whether this rank holds tensor t (every dense tensor; its own experts). */
+bool train_state_holds(const struct train_state *ts, const struct moert_tensor *t);
 /* HF's init: normal(0, init_std) for matrices and embeddings, ones for norms. Each tensor
  * draws from its own stream seeded by (seed, name), so the values do not depend on the
  * arena layout or on which rank initializes which slice. */
@@ -45,8 +50,9 @@ struct train_batches {
 	int32_t *ids, *labels, *pos, *doc;
 	bool fixed;
 };
+/* dp_rank / dp_size: which rows of each global batch are this rank's (data.h). */
 void train_batches_open(struct train_batches *tb, const struct moert_model *m, const char *const *paths, int n_paths,
-			const char *batch_file, uint64_t seed, struct data_cursor cursor);
+			const char *batch_file, uint64_t seed, struct data_cursor cursor, int dp_rank, int dp_size);
 void train_batches_next(struct train_batches *tb, struct moert_batch *b);
 struct data_cursor train_batches_cursor(const struct train_batches *tb);
 void train_batches_close(struct train_batches *tb);

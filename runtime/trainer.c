@@ -29,6 +29,8 @@
 #include "log.h"
 #include "moert.h"
 #include "safetensors.h"
+#include "comm.h"
+#include "ep.h"
 #include "train_state.h"
 #include "trainer_cuda.h"
 
@@ -240,12 +242,20 @@ static void stop_on_non_finite(const struct moert_model *m, const struct moert_r
 
 int moert_train_main(const struct moert_model *m, int argc, char **argv)
 {
+	/* Ranks first: under mpirun/srun MPI_Init may take its own arguments out of argv. */
+	struct moert_comm comm;
+	moert_comm_init(&comm, &m->layout, &argc, &argv);
+	const int rank0 = comm.rank == 0;
 	struct options o;
 	parse_options(m, argc, argv, &o);
+	if (!rank0) /* one rank speaks and writes the metrics */
+		o.quiet = 1;
 	struct train_state ts;
-	train_state_init(&ts, m, o.ckpt_dir);
+	train_state_init(&ts, m, o.ckpt_dir, &comm);
 	char metrics_default[4096];
-	if (!o.metrics && !o.batch) {
+	if (!rank0)
+		o.metrics = NULL;
+	else if (!o.metrics && !o.batch) {
 		if (moert_make_dirs(o.ckpt_dir))
 			moert_fatal("cannot create checkpoint dir %s: %s", o.ckpt_dir, strerror(errno));
 		snprintf(metrics_default, sizeof metrics_default, "%s/metrics.jsonl", o.ckpt_dir);
@@ -267,7 +277,39 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	if (o.threads)
 		moert_set_threads(o.threads);
 
-	struct moert_run r = {0};
+	if (use_cuda && comm.world > 1)
+		moert_fatal("--device cuda with %d ranks: the GPU step runs one rank so far; use --device cpu", comm.world);
+	if (o.batch && comm.world > 1)
+		moert_fatal("--batch with %d ranks: a fixed batch is for one rank", comm.world);
+	struct moert_run r = {.comm = comm.world > 1 ? &comm : NULL};
+	/* Test hook: MOERT_TEST_FORCE_EXPERTS=a,b,... makes every token pick those experts (a
+	 * selection bias, the routing weights stay the router's), to force ranks whose experts get
+	 * no tokens, or exactly balanced all-to-alls. */
+	float *force_bias = NULL;
+	const char *force = getenv("MOERT_TEST_FORCE_EXPERTS");
+	if (force && *force) {
+		if (use_cuda)
+			moert_fatal("MOERT_TEST_FORCE_EXPERTS is a CPU-backend test hook");
+		force_bias = calloc((size_t)m->experts, sizeof *force_bias);
+		if (!force_bias)
+			moert_fatal("out of memory");
+		for (const char *p = force; *p;) {
+			char *end;
+			long e = strtol(p, &end, 10);
+			if (end == p || e < 0 || e >= m->experts)
+				moert_fatal("MOERT_TEST_FORCE_EXPERTS='%s': expected expert indices below %d", force, m->experts);
+			force_bias[e] = 1e4f;
+			p = *end == ',' ? end + 1 : end;
+		}
+		r.router_bias = force_bias;
+	}
+	if (m->layout.ep > 1) {
+		r.ep = calloc((size_t)m->moe_layers, sizeof *r.ep);
+		if (!r.ep)
+			moert_fatal("out of memory");
+		for (int i = 0; i < m->moe_layers; i++)
+			moert_ep_init(&r.ep[i], m->layout.ep, m->experts_per_rank);
+	}
 	r.params = alloc_floats(m->param_floats, "the weights");
 	r.grads = alloc_floats(m->param_floats, "the gradients");
 	r.exp_avg = alloc_floats(m->param_floats, "AdamW's first moments");
@@ -299,7 +341,8 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	log_event(lg, "device", "device: %s", device);
 
 	struct train_batches tb;
-	train_batches_open(&tb, m, &o.data[0], o.n_data, o.batch, (uint64_t)o.seed, cursor);
+	train_batches_open(&tb, m, &o.data[0], o.n_data, o.batch, (uint64_t)o.seed, cursor, comm.index[MOERT_DP],
+			   comm.size[MOERT_DP]);
 
 	struct sigaction sa = {.sa_handler = on_stop_signal};
 	sigemptyset(&sa.sa_mask);
@@ -344,7 +387,8 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		ls.mfu_tflops = ls.tokens_per_s * m->flops_per_token / 1e12;
 		log_step(lg, &ls);
 		ts.last_loss = ls.loss;
-		int stopping = stop_signal != 0 || step == o.stop_after;
+		/* every rank stops at the same step, whichever got the signal */
+		int stopping = moert_max_i32(&comm, MOERT_WORLD, stop_signal != 0 || step == o.stop_after);
 		bool due = !o.batch && ((o.save_every > 0 && step % o.save_every == 0) || step == o.steps || stopping);
 		if (due) {
 			if (use_cuda)
@@ -375,6 +419,16 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	free(r.exp_avg_sq);
 	free(r.acts);
 	free(r.logits_out);
+	if (r.ep)
+		for (int i = 0; i < m->moe_layers; i++)
+			moert_ep_free(&r.ep[i]);
+	free(r.ep);
+	free(force_bias);
+	if (comm.world > 1 && rank0)
+		log_event(lg, "traffic", "bytes sent by rank 0: all-to-all %.0f, dp all-reduce %.0f, edp all-reduce %.0f, other %.0f",
+			  comm.bytes[MOERT_BYTES_A2A], comm.bytes[MOERT_BYTES_DP], comm.bytes[MOERT_BYTES_EDP],
+			  comm.bytes[MOERT_BYTES_OTHER]);
 	log_close(lg);
+	moert_comm_finalize(&comm);
 	return 0;
 }

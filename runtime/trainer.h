@@ -16,6 +16,9 @@
 #define MOERT_TRAINER_H
 #include <stdint.h>
 
+#include "comm.h"
+#include "ep.h"
+
 /* How a tensor is initialized when training starts from scratch (HF's _init_weights). */
 enum moert_init {
 	MOERT_INIT_NORMAL, /* normal(0, init_std): linear weights, embeddings */
@@ -33,6 +36,7 @@ struct moert_tensor {
 	int layer;                     /* -1: not in a decoder layer */
 	unsigned char decay;           /* AdamW weight decay applies (not norms, biases) */
 	unsigned char init;            /* enum moert_init */
+	int expert;                    /* routed expert index (held by EP rank expert / experts_per_rank), or -1 */
 };
 
 /* What one micro-step measured (filled by the generated step). */
@@ -57,11 +61,15 @@ struct moert_run {
 	float *params, *grads, *exp_avg, *exp_avg_sq;   /* [param_floats] each */
 	float *acts;                                     /* [act_floats] */
 	float *logits_out;                               /* optional, host [tokens, vocab]: the forward's logits */
+	const float *router_bias;                        /* NULL, or a selection bias [experts] (test hook) */
 	/* CUDA backend only */
 	struct moert_cuda *cuda;                         /* device_cuda.h */
 	void **cuda_fn;                                  /* CUfunction per kernel, model order */
 	void *cuda_stream;                               /* CUstream */
 	float *host_buf;                                 /* [stats_floats + 1]: what GET copies back */
+	/* several ranks (NULL / unused with one) */
+	struct moert_comm *comm;
+	struct moert_ep_route *ep;                       /* [moe_layers] when the layout's ep > 1 */
 };
 
 /* One kernel's cubin, embedded in the trainer (gen/cubins.S), and its dynamic shared memory. */
@@ -100,6 +108,9 @@ struct moert_model {
 	int ckpt_every, ckpt_keep, ckpt_resume;
 	const char *init_from;           /* HF model dir or NULL */
 	long long stats_floats;          /* the block of statistics the host reads after a forward */
+	struct moert_layout layout;      /* ranks: world = dp x tp = ep x edp */
+	int experts_per_rank;            /* E / ep: this rank's share of each MoE layer */
+	long long experts_begin;         /* parameter offset where the expert blocks start */
 	/* the step, per backend */
 	void (*micro_step)(const struct moert_run *r, const struct moert_batch *b, float dloss,
 	                   struct moert_stats *st);

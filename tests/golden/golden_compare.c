@@ -1,7 +1,7 @@
 /* golden_compare.c - compare a trainer's --dump with the golden vectors Hugging Face
  * transformers produced (tests/golden/make_golden.py).
  *
- *   golden_compare DUMP GOLDEN LR
+ *   golden_compare DUMP GOLDEN LR [--no-logits]
  *
  * Every golden tensor named loss, ce_loss, aux_loss, logits, grad.* or adamw.* must be in
  * the dump with the same element count, within its tolerance:
@@ -10,7 +10,8 @@
  * Why the second: the first AdamW step moves a weight by lr * g / (|g| + eps), about
  * lr * sign(g). Where a gradient is within float rounding of zero its sign is noise, so a
  * bound relative to the weights would be meaningless; a fraction of the step is not.
- * Prints the worst tensor of each kind; exits 1 on any failure.
+ * Prints the worst tensor of each kind; exits 1 on any failure. --no-logits: the dump of a
+ * multi-rank run holds rank 0's rows only, so logits are not compared.
  */
 #include <math.h>
 #include <stdio.h>
@@ -42,10 +43,11 @@ static int prefixed(const char *s, const char *p)
 
 int main(int argc, char **argv)
 {
-	if (argc != 4) {
-		fprintf(stderr, "usage: golden_compare DUMP GOLDEN LR\n");
+	if (argc != 4 && !(argc == 5 && !strcmp(argv[4], "--no-logits"))) {
+		fprintf(stderr, "usage: golden_compare DUMP GOLDEN LR [--no-logits]\n");
 		return 2;
 	}
+	int logits = argc == 4;
 	char err[1024];
 	struct st_file *dump, *gold;
 	if (st_open(argv[1], &dump, err, sizeof err) || st_open(argv[2], &gold, err, sizeof err)) {
@@ -59,8 +61,8 @@ int main(int argc, char **argv)
 		const struct st_tensor *g = st_tensor_at(gold, i);
 		int kind = prefixed(g->name, "grad.") ? 1 : prefixed(g->name, "adamw.") ? 2 : 0;
 		if (!kind && strcmp(g->name, "loss") && strcmp(g->name, "ce_loss") && strcmp(g->name, "aux_loss") &&
-		    strcmp(g->name, "logits"))
-			continue; /* inputs and the script's debugging tensors */
+		    (strcmp(g->name, "logits") || !logits))
+			continue; /* inputs, the script's debugging tensors, and logits when asked */
 		const struct st_tensor *d = st_find(dump, g->name);
 		if (!d || d->numel != g->numel || d->dtype != ST_F32 || g->dtype != ST_F32) {
 			printf("FAIL: %s: %s\n", g->name, d ? "element count or dtype differs" : "not in the dump");
