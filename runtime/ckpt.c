@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "ckpt.h"
+#include "moert.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,32 +24,6 @@
 
 #define MODEL_FILE "model.safetensors"
 #define OPTIM_FILE "optimizer.safetensors"
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* Append to a message already in err (a lower layer's), to say what to do about it. */
-static void adderr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void adderr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	size_t n = strnlen(err, errlen);
-	if (n + 1 >= errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err + n, errlen - n, fmt, ap);
-	va_end(ap);
-}
 
 /* snprintf into a PATH_MAX buffer; -1 when the path does not fit. */
 static int pathf(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -81,7 +56,7 @@ static int mkdir_p(const char *path, char *err, size_t errlen)
 {
 	char p[PATH_MAX];
 	if (pathf(p, "%s", path)) {
-		seterr(err, errlen, "%s: path too long", path);
+		moert_seterr(err, errlen, "%s: path too long", path);
 		return -1;
 	}
 	for (char *s = p + 1;; s++) {
@@ -99,7 +74,7 @@ static int mkdir_p(const char *path, char *err, size_t errlen)
 				fsync_dir(".");
 			}
 		} else if (errno != EEXIST) {
-			seterr(err, errlen, "%s: cannot create directory %s: %s", path, p, strerror(errno));
+			moert_seterr(err, errlen, "%s: cannot create directory %s: %s", path, p, strerror(errno));
 			return -1;
 		}
 		*s = c;
@@ -108,24 +83,8 @@ static int mkdir_p(const char *path, char *err, size_t errlen)
 	}
 	struct stat sb;
 	if (stat(path, &sb) || !S_ISDIR(sb.st_mode)) {
-		seterr(err, errlen, "%s: not a directory (the checkpoint root must be one)", path);
+		moert_seterr(err, errlen, "%s: not a directory (the checkpoint root must be one)", path);
 		return -1;
-	}
-	return 0;
-}
-
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-	while (n) {
-		ssize_t w = write(fd, c, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		c += w;
-		n -= (size_t)w;
 	}
 	return 0;
 }
@@ -136,16 +95,16 @@ static int write_file(const char *path, const void *data, size_t size, char *err
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0) {
-		seterr(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot create: %s", path, strerror(errno));
 		return -1;
 	}
-	if (write_all(fd, data, size) || fsync(fd)) {
-		seterr(err, errlen, "%s: cannot write: %s (disk full?)", path, strerror(errno));
+	if (moert_write_all(fd, data, size) || fsync(fd)) {
+		moert_seterr(err, errlen, "%s: cannot write: %s (disk full?)", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
 	if (close(fd)) {
-		seterr(err, errlen, "%s: cannot close: %s", path, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot close: %s", path, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -314,29 +273,29 @@ static int list_steps(const char *dir, struct step_dir **out, size_t *n)
 static int check_save(const struct ckpt_save *s, char *err, size_t errlen)
 {
 	if (!s->dir || !*s->dir) {
-		seterr(err, errlen, "checkpoint: no directory given; set checkpoint.dir in the spec");
+		moert_seterr(err, errlen, "checkpoint: no directory given; set checkpoint.dir in the spec");
 		return -1;
 	}
 	if ((s->n_model && !s->model) || (s->n_optim && !s->optim) || (s->n_state && !s->state) ||
 	    (s->n_files && !s->files)) {
-		seterr(err, errlen, "%s: a tensor, state or file count without its array; this is a bug in the trainer", s->dir);
+		moert_seterr(err, errlen, "%s: a tensor, state or file count without its array; this is a bug in the trainer", s->dir);
 		return -1;
 	}
 	if (s->step < 0) {
-		seterr(err, errlen, "%s: step %lld is negative; this is a bug in the trainer", s->dir, s->step);
+		moert_seterr(err, errlen, "%s: step %lld is negative; this is a bug in the trainer", s->dir, s->step);
 		return -1;
 	}
 	for (size_t i = 0; i < s->n_files; i++) {
 		const char *n = s->files[i].name;
 		if (!n || !*n || strchr(n, '/') || !strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, MODEL_FILE) ||
 		    !strcmp(n, OPTIM_FILE) || (s->files[i].size && !s->files[i].data)) {
-			seterr(err, errlen, "%s: extra file %zu ('%s') needs a plain file name other than %s and %s, and its data",
+			moert_seterr(err, errlen, "%s: extra file %zu ('%s') needs a plain file name other than %s and %s, and its data",
 			       s->dir, i, n ? n : "(null)", MODEL_FILE, OPTIM_FILE);
 			return -1;
 		}
 		for (size_t k = 0; k < i; k++)
 			if (!strcmp(s->files[k].name, n)) {
-				seterr(err, errlen, "%s: extra file '%s' given twice", s->dir, n);
+				moert_seterr(err, errlen, "%s: extra file '%s' given twice", s->dir, n);
 				return -1;
 			}
 	}
@@ -345,7 +304,7 @@ static int check_save(const struct ckpt_save *s, char *err, size_t errlen)
 	for (size_t i = 0; i < s->n_state; i++)
 		for (size_t k = 0; k < i; k++)
 			if (s->state[i].key && s->state[k].key && !strcmp(s->state[i].key, s->state[k].key)) {
-				seterr(err, errlen, "%s: state key '%s' given twice", s->dir, s->state[i].key);
+				moert_seterr(err, errlen, "%s: state key '%s' given twice", s->dir, s->state[i].key);
 				return -1;
 			}
 	return 0;
@@ -356,7 +315,7 @@ static int write_tensors(const char *path, const struct ckpt_tensor *t, size_t n
 {
 	struct st_write_tensor *w = calloc(n ? n : 1, sizeof *w);
 	if (!w) {
-		seterr(err, errlen, "%s: out of memory", path);
+		moert_seterr(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -387,12 +346,12 @@ static int fill(const char *tmp, const struct ckpt_save *s, char *err, size_t er
 			return -1;
 	}
 	if (fsync_dir(tmp)) {
-		seterr(err, errlen, "%s: cannot fsync: %s", tmp, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot fsync: %s", tmp, strerror(errno));
 		return -1;
 	}
 	return 0;
 toolong:
-	seterr(err, errlen, "%s: path too long for the checkpoint's files; choose a shorter checkpoint.dir", tmp);
+	moert_seterr(err, errlen, "%s: path too long for the checkpoint's files; choose a shorter checkpoint.dir", tmp);
 	return -1;
 }
 
@@ -426,7 +385,7 @@ static int commit(const char *tmp, const char *final, const char *aside, const c
 	*old = aside;
 	return 0;
 fail:
-	seterr(err, errlen, "%s: cannot rename %s to it: %s", final, tmp, strerror(errno));
+	moert_seterr(err, errlen, "%s: cannot rename %s to it: %s", final, tmp, strerror(errno));
 	return -1;
 }
 
@@ -439,7 +398,7 @@ static int prune(const char *dir, const char *written, int keep, char *err, size
 	if (keep <= 0)
 		return 0;
 	if (list_steps(dir, &v, &n)) {
-		seterr(err, errlen, "%s: cannot list: %s", dir, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot list: %s", dir, strerror(errno));
 		return -1;
 	}
 	int kept = 1, rc = 0; /* the one just written */
@@ -450,7 +409,7 @@ static int prune(const char *dir, const char *written, int keep, char *err, size
 		if (pathf(from, "%s/%s", dir, v[i].name) || pathf(to, "%s/.tmp-del-%s-%ld", dir, v[i].name, (long)getpid()))
 			continue;
 		if (rename(from, to) || rm_tree(to)) {
-			seterr(err, errlen, "%s: cannot remove old checkpoint %s: %s; remove it by hand", dir, v[i].name,
+			moert_seterr(err, errlen, "%s: cannot remove old checkpoint %s: %s; remove it by hand", dir, v[i].name,
 			       strerror(errno));
 			rc = -1;
 		}
@@ -464,7 +423,7 @@ static int clean_stale(const char *dir, char *err, size_t errlen)
 {
 	DIR *d = opendir(dir);
 	if (!d) {
-		seterr(err, errlen, "%s: cannot list: %s", dir, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot list: %s", dir, strerror(errno));
 		return -1;
 	}
 	int rc = 0;
@@ -474,7 +433,7 @@ static int clean_stale(const char *dir, char *err, size_t errlen)
 		if (pid <= 0 || (pid != getpid() && pid_alive(pid)))
 			continue;
 		if (rm_at(dirfd(d), e->d_name, 0)) {
-			seterr(err, errlen, "%s: cannot remove stale %s: %s; remove it by hand", dir, e->d_name, strerror(errno));
+			moert_seterr(err, errlen, "%s: cannot remove stale %s: %s; remove it by hand", dir, e->d_name, strerror(errno));
 			rc = -1;
 		}
 	}
@@ -493,13 +452,13 @@ int ckpt_write(const struct ckpt_save *s, char *err, size_t errlen)
 	long pid = (long)getpid();
 	if (pathf(tmp, "%s/.tmp-%s-%ld", s->dir, name, pid) || pathf(final, "%s/%s", s->dir, name) ||
 	    pathf(aside, "%s/.tmp-old-%s-%ld", s->dir, name, pid)) {
-		seterr(err, errlen, "%s: path too long for a checkpoint directory", s->dir);
+		moert_seterr(err, errlen, "%s: path too long for a checkpoint directory", s->dir);
 		return -1;
 	}
 	/* A leftover of this pid's own failed attempt would make mkdir fail. */
 	rm_tree(tmp);
 	if (mkdir(tmp, 0755)) {
-		seterr(err, errlen, "%s: cannot create %s: %s", s->dir, tmp, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot create %s: %s", s->dir, tmp, strerror(errno));
 		return -1;
 	}
 	const char *old;
@@ -508,20 +467,20 @@ int ckpt_write(const struct ckpt_save *s, char *err, size_t errlen)
 		return -1;
 	}
 	if (fsync_dir(s->dir)) {
-		seterr(err, errlen, "%s: cannot fsync after committing %s: %s", s->dir, name, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot fsync after committing %s: %s", s->dir, name, strerror(errno));
 		return -1;
 	}
 	/* Committed. What follows is clean-up; its failure leaves a valid checkpoint. */
 	int rc = 0;
 	if (old && rm_tree(old)) {
-		seterr(err, errlen, "%s: cannot remove the replaced %s (now %s): %s; remove it by hand", s->dir, name, old,
+		moert_seterr(err, errlen, "%s: cannot remove the replaced %s (now %s): %s; remove it by hand", s->dir, name, old,
 		       strerror(errno));
 		rc = -1;
 	}
 	if (prune(s->dir, name, s->keep, err, errlen) || clean_stale(s->dir, err, errlen))
 		rc = -1;
 	if (rc)
-		adderr(err, errlen, " (checkpoint %s itself was saved)", final);
+		moert_adderr(err, errlen, " (checkpoint %s itself was saved)", final);
 	return rc;
 }
 
@@ -550,11 +509,11 @@ static int open_part(const char *stepdir, const char *file, char *path, char *er
 {
 	struct stat sb;
 	if (pathf(path, "%s/%s", stepdir, file)) {
-		seterr(err, errlen, "%s: path too long", stepdir);
+		moert_seterr(err, errlen, "%s: path too long", stepdir);
 		return -1;
 	}
 	if (stat(path, &sb)) {
-		seterr(err, errlen, "%s: %s", path, errno == ENOENT ? "missing" : strerror(errno));
+		moert_seterr(err, errlen, "%s: %s", path, errno == ENOENT ? "missing" : strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -571,13 +530,13 @@ static int open_ckpt(const char *stepdir, int hint, struct ckpt **out, char *err
 	char mp[PATH_MAX], op[PATH_MAX];
 	if (!c || !(c->path = strdup(stepdir))) {
 		free(c);
-		seterr(err, errlen, "%s: out of memory", stepdir);
+		moert_seterr(err, errlen, "%s: out of memory", stepdir);
 		return -1;
 	}
 	if (open_part(stepdir, MODEL_FILE, mp, err, errlen) || open_part(stepdir, OPTIM_FILE, op, err, errlen))
 		goto fail_hint;
 	if (!(c->optim_path = strdup(op))) {
-		seterr(err, errlen, "%s: out of memory", stepdir);
+		moert_seterr(err, errlen, "%s: out of memory", stepdir);
 		goto fail;
 	}
 	if (hf_open(mp, &c->model, err, errlen) || st_open(op, &c->optim, err, errlen))
@@ -586,7 +545,7 @@ static int open_ckpt(const char *stepdir, int hint, struct ckpt **out, char *err
 	return 0;
 fail_hint:
 	if (hint)
-		adderr(err, errlen, " (checkpoint %s is damaged or incomplete; resume from another step_* dir)", stepdir);
+		moert_adderr(err, errlen, " (checkpoint %s is damaged or incomplete; resume from another step_* dir)", stepdir);
 fail:
 	ckpt_close(c);
 	return -1;
@@ -617,7 +576,7 @@ int ckpt_read_optim(struct ckpt *c, const char *name, int ndim, const uint64_t *
 {
 	const struct st_tensor *t = st_find(c->optim, name);
 	if (!t) {
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "%s: no tensor %s (the checkpoint does not match this model or optimizer; compare the spec with the checkpoint's manifest)",
 		       c->optim_path, name);
 		return -1;
@@ -649,7 +608,7 @@ static const char *state_or_err(const struct ckpt *c, const char *key, char *err
 {
 	const char *v = ckpt_state(c, key);
 	if (!v)
-		seterr(err, errlen, "%s: no state %s (the checkpoint was written by another trainer; start without resuming, or use a matching trainer)",
+		moert_seterr(err, errlen, "%s: no state %s (the checkpoint was written by another trainer; start without resuming, or use a matching trainer)",
 		       c->optim_path, key);
 	return v;
 }
@@ -662,7 +621,7 @@ int ckpt_state_i64(const struct ckpt *c, const char *key, long long *out, char *
 	int neg = *v == '-';
 	unsigned long long u;
 	if (parse_digits(v + neg, &u) || u > (unsigned long long)LLONG_MAX + neg) {
-		seterr(err, errlen, "%s: state %s = '%.64s' is not a signed 64-bit integer (the checkpoint is damaged)",
+		moert_seterr(err, errlen, "%s: state %s = '%.64s' is not a signed 64-bit integer (the checkpoint is damaged)",
 		       c->optim_path, key, v);
 		return -1;
 	}
@@ -676,7 +635,7 @@ int ckpt_state_u64(const struct ckpt *c, const char *key, unsigned long long *ou
 	if (!v)
 		return -1;
 	if (parse_digits(v, out)) {
-		seterr(err, errlen, "%s: state %s = '%.64s' is not an unsigned 64-bit integer (the checkpoint is damaged)",
+		moert_seterr(err, errlen, "%s: state %s = '%.64s' is not an unsigned 64-bit integer (the checkpoint is damaged)",
 		       c->optim_path, key, v);
 		return -1;
 	}
@@ -694,7 +653,7 @@ int ckpt_latest(const char *dir, char *path, size_t pathlen, char *err, size_t e
 	if (list_steps(dir, &v, &n)) {
 		if (errno == ENOENT)
 			return 0;
-		seterr(err, errlen, "%s: cannot list checkpoints: %s", dir, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot list checkpoints: %s", dir, strerror(errno));
 		return -1;
 	}
 	char first[1024] = "";
@@ -711,14 +670,14 @@ int ckpt_latest(const char *dir, char *path, size_t pathlen, char *err, size_t e
 		}
 		ckpt_close(c);
 		if (snprintf(path, pathlen, "%s", p) >= (int)pathlen) {
-			seterr(err, errlen, "%s: path too long for the caller's buffer", p);
+			moert_seterr(err, errlen, "%s: path too long for the caller's buffer", p);
 			rc = -1;
 		} else {
 			rc = 1;
 		}
 	}
 	if (rc == 0 && n) {
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "%s (and none of the %zu step_* dirs in %s is a valid checkpoint; restore one, or move them away to start over)",
 		       first, n, dir);
 		rc = -1;

@@ -5,6 +5,7 @@
  * for overflow, because a dataset downloaded from anywhere must never crash the trainer. */
 #define _GNU_SOURCE
 #include "data.h"
+#include "moert.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,17 +44,6 @@ struct data {
 	int64_t ntokens;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 int data_format_parse(const char *name, enum data_format *out)
 {
 	static const char *names[] = {"auto", "megatron", "llmc", "raw"};
@@ -76,12 +66,12 @@ static int map_file(struct data *d, const char *path, struct map **out, char *er
 {
 	int fd = open(path, O_RDONLY);
 	if (fd < 0) {
-		set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return -1;
 	}
 	struct stat st;
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		set_err(err, errlen, "%s: not a regular file", path);
+		moert_seterr(err, errlen, "%s: not a regular file", path);
 		close(fd);
 		return -1;
 	}
@@ -89,7 +79,7 @@ static int map_file(struct data *d, const char *path, struct map **out, char *er
 	if (st.st_size > 0) {
 		p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 		if (p == MAP_FAILED) {
-			set_err(err, errlen, "%s: cannot mmap: %s", path, strerror(errno));
+			moert_seterr(err, errlen, "%s: cannot mmap: %s", path, strerror(errno));
 			close(fd);
 			return -1;
 		}
@@ -153,10 +143,10 @@ static int scan_tokens(const struct map *m, int type, uint64_t base, uint64_t of
 		if (t < 0 || t >= vocab) {
 			uint64_t pos = (off - base) / (uint64_t)es + i;
 			if (t < 0)
-				set_err(err, errlen, "%s: token %lld at position %llu is negative (wrong dtype?)", m->path,
+				moert_seterr(err, errlen, "%s: token %lld at position %llu is negative (wrong dtype?)", m->path,
 				        (long long)t, (unsigned long long)pos);
 			else
-				set_err(err, errlen,
+				moert_seterr(err, errlen,
 				        "%s: token %lld at position %llu is >= vocab_size %lld (was the data tokenized for another model?)",
 				        m->path, (long long)t, (unsigned long long)pos, (long long)vocab);
 			return -1;
@@ -191,34 +181,34 @@ static int open_llmc(struct data *d, uint32_t f, const char *path, int64_t vocab
 	if (map_file(d, path, &m, err, errlen))
 		return -1;
 	if (m->size < LLMC_HEADER) {
-		set_err(err, errlen, "%s: truncated: %llu bytes, the llm.c header alone is %d", path,
+		moert_seterr(err, errlen, "%s: truncated: %llu bytes, the llm.c header alone is %d", path,
 		        (unsigned long long)m->size, LLMC_HEADER);
 		return -1;
 	}
 	int32_t h[3];
 	memcpy(h, m->p, sizeof h);
 	if (h[0] != LLMC_MAGIC) {
-		set_err(err, errlen, "%s: wrong magic %d, an llm.c shard starts with %d", path, h[0], LLMC_MAGIC);
+		moert_seterr(err, errlen, "%s: wrong magic %d, an llm.c shard starts with %d", path, h[0], LLMC_MAGIC);
 		return -1;
 	}
 	if (h[1] != 1 && h[1] != 2) {
-		set_err(err, errlen, "%s: unsupported llm.c shard version %d (1 = uint16 tokens, 2 = uint32 tokens)", path,
+		moert_seterr(err, errlen, "%s: unsupported llm.c shard version %d (1 = uint16 tokens, 2 = uint32 tokens)", path,
 		        h[1]);
 		return -1;
 	}
 	int type = h[1] == 1 ? T_U16 : T_U32;
 	if (h[2] < 0) {
-		set_err(err, errlen, "%s: negative token count %d in the header", path, h[2]);
+		moert_seterr(err, errlen, "%s: negative token count %d in the header", path, h[2]);
 		return -1;
 	}
 	uint64_t n = (uint64_t)h[2], want = LLMC_HEADER + n * (uint64_t)tok_size[type];
 	if (m->size < want) {
-		set_err(err, errlen, "%s: truncated: the header declares %llu tokens (%llu bytes) but the file has %llu bytes",
+		moert_seterr(err, errlen, "%s: truncated: the header declares %llu tokens (%llu bytes) but the file has %llu bytes",
 		        path, (unsigned long long)n, (unsigned long long)want, (unsigned long long)m->size);
 		return -1;
 	}
 	if (m->size > want) {
-		set_err(err, errlen, "%s: %llu bytes after the %llu tokens the header declares", path,
+		moert_seterr(err, errlen, "%s: %llu bytes after the %llu tokens the header declares", path,
 		        (unsigned long long)(m->size - want), (unsigned long long)n);
 		return -1;
 	}
@@ -235,7 +225,7 @@ static int open_raw(struct data *d, uint32_t f, const char *path, int64_t vocab,
 	if (map_file(d, path, &m, err, errlen))
 		return -1;
 	if (m->size % 4) {
-		set_err(err, errlen, "%s: size %llu is not a multiple of 4 (raw uint32 tokens)", path,
+		moert_seterr(err, errlen, "%s: size %llu is not a multiple of 4 (raw uint32 tokens)", path,
 		        (unsigned long long)m->size);
 		return -1;
 	}
@@ -277,17 +267,17 @@ static int open_megatron(struct data *d, uint32_t f, const char *path, int64_t v
 	im = &d->maps[ii];
 	const uint8_t *p = im->p;
 	if (im->size < MM_HEADER) {
-		set_err(err, errlen, "%s: truncated: %llu bytes, the Megatron index header alone is %d", ipath,
+		moert_seterr(err, errlen, "%s: truncated: %llu bytes, the Megatron index header alone is %d", ipath,
 		        (unsigned long long)im->size, MM_HEADER);
 		goto out;
 	}
 	if (memcmp(p, mm_magic, 9)) {
-		set_err(err, errlen, "%s: wrong magic, a Megatron index starts with \"MMIDIDX\\0\\0\"", ipath);
+		moert_seterr(err, errlen, "%s: wrong magic, a Megatron index starts with \"MMIDIDX\\0\\0\"", ipath);
 		goto out;
 	}
 	uint64_t version = rd64(p + 9);
 	if (version != 1) {
-		set_err(err, errlen, "%s: unsupported Megatron index version %llu (only 1)", ipath,
+		moert_seterr(err, errlen, "%s: unsupported Megatron index version %llu (only 1)", ipath,
 		        (unsigned long long)version);
 		goto out;
 	}
@@ -295,7 +285,7 @@ static int open_megatron(struct data *d, uint32_t f, const char *path, int64_t v
 	static const int code_type[] = {-1, T_U8, T_I8, T_I16, T_I32, T_I64, -1, -1, T_U16};
 	int code = p[17];
 	if (code < 1 || code > 8 || code_type[code] < 0) {
-		set_err(err, errlen, "%s: dtype code %d is not an integer token type (1 uint8, 2 int8, 3 int16, 4 int32, 5 int64, 8 uint16)",
+		moert_seterr(err, errlen, "%s: dtype code %d is not an integer token type (1 uint8, 2 int8, 3 int16, 4 int32, 5 int64, 8 uint16)",
 		        ipath, code);
 		goto out;
 	}
@@ -303,13 +293,13 @@ static int open_megatron(struct data *d, uint32_t f, const char *path, int64_t v
 	uint64_t nseq = rd64(p + 18), ndoc = rd64(p + 26), avail = im->size - MM_HEADER;
 	/* Bound each count by what the file could hold before multiplying, so nothing overflows. */
 	if (nseq > avail / 12 || ndoc > (avail - nseq * 12) / 8) {
-		set_err(err, errlen, "%s: truncated: %llu sequences and %llu documents need more than the %llu bytes present",
+		moert_seterr(err, errlen, "%s: truncated: %llu sequences and %llu documents need more than the %llu bytes present",
 		        ipath, (unsigned long long)nseq, (unsigned long long)ndoc, (unsigned long long)im->size);
 		goto out;
 	}
 	uint64_t want = MM_HEADER + nseq * 12 + ndoc * 8;
 	if (im->size != want) {
-		set_err(err, errlen, "%s: %llu bytes after the %llu sequences and %llu documents the header declares", ipath,
+		moert_seterr(err, errlen, "%s: %llu bytes after the %llu sequences and %llu documents the header declares", ipath,
 		        (unsigned long long)(im->size - want), (unsigned long long)nseq, (unsigned long long)ndoc);
 		goto out;
 	}
@@ -318,7 +308,7 @@ static int open_megatron(struct data *d, uint32_t f, const char *path, int64_t v
 	for (uint64_t i = 0; i < ndoc; i++) {
 		uint64_t v = rd64(docidx + i * 8);
 		if (v > nseq || v < prev) {
-			set_err(err, errlen, "%s: document index %lld at %llu is out of order or past the %llu sequences", ipath,
+			moert_seterr(err, errlen, "%s: document index %lld at %llu is out of order or past the %llu sequences", ipath,
 			        (long long)v, (unsigned long long)i, (unsigned long long)nseq);
 			goto out;
 		}
@@ -329,12 +319,12 @@ static int open_megatron(struct data *d, uint32_t f, const char *path, int64_t v
 		memcpy(&len, lens + i * 4, 4);
 		uint64_t ptr = rd64(ptrs + i * 8);
 		if (len < 0) {
-			set_err(err, errlen, "%s: sequence %llu has negative length %d", ipath, (unsigned long long)i, len);
+			moert_seterr(err, errlen, "%s: sequence %llu has negative length %d", ipath, (unsigned long long)i, len);
 			goto out;
 		}
 		uint64_t bytes = (uint64_t)len * (uint64_t)es;
 		if (ptr > bm->size || bytes > bm->size - ptr) {
-			set_err(err, errlen, "%s: sequence %llu at byte %llu with %d tokens runs past the end of %s (%llu bytes)",
+			moert_seterr(err, errlen, "%s: sequence %llu at byte %llu with %d tokens runs past the end of %s (%llu bytes)",
 			        ipath, (unsigned long long)i, (unsigned long long)ptr, len, bpath,
 			        (unsigned long long)bm->size);
 			goto out;
@@ -392,11 +382,11 @@ struct data *data_open(const char *const *paths, int n, enum data_format format,
                        int64_t eod_token, char *err, size_t errlen)
 {
 	if (n < 1) {
-		set_err(err, errlen, "no data files given");
+		moert_seterr(err, errlen, "no data files given");
 		return NULL;
 	}
 	if (vocab_size < 1 || vocab_size > INT32_MAX) {
-		set_err(err, errlen, "vocab_size %lld is outside [1, 2^31 - 1]", (long long)vocab_size);
+		moert_seterr(err, errlen, "vocab_size %lld is outside [1, 2^31 - 1]", (long long)vocab_size);
 		return NULL;
 	}
 	struct data *d = calloc(1, sizeof *d);
@@ -412,7 +402,7 @@ struct data *data_open(const char *const *paths, int n, enum data_format format,
 		case DATA_MEGATRON: rc = open_megatron(d, fi, paths[i], vocab_size, err, errlen); break;
 		case DATA_LLMC: rc = open_llmc(d, fi, paths[i], vocab_size, eod_token, err, errlen); break;
 		case DATA_RAW: rc = open_raw(d, fi, paths[i], vocab_size, eod_token, err, errlen); break;
-		default: set_err(err, errlen, "unknown data format %d", (int)f); rc = -1;
+		default: moert_seterr(err, errlen, "unknown data format %d", (int)f); rc = -1;
 		}
 		if (rc) {
 			data_close(d);
@@ -420,7 +410,7 @@ struct data *data_open(const char *const *paths, int n, enum data_format format,
 		}
 	}
 	if (d->ntokens == 0) {
-		set_err(err, errlen, "%s%s: no tokens", paths[0], n > 1 ? " and the other files" : "");
+		moert_seterr(err, errlen, "%s%s: no tokens", paths[0], n > 1 ? " and the other files" : "");
 		data_close(d);
 		return NULL;
 	}
@@ -509,7 +499,7 @@ struct data_batcher *data_batcher_new(const struct data *d, const struct data_ba
                                       size_t errlen)
 {
 	if (c->seq_len < 1 || c->micro_batch < 1 || c->dp_size < 1 || c->dp_rank < 0 || c->dp_rank >= c->dp_size) {
-		set_err(err, errlen, "bad batcher configuration: seq_len %d, micro_batch %d, dp rank %d of %d", c->seq_len,
+		moert_seterr(err, errlen, "bad batcher configuration: seq_len %d, micro_batch %d, dp rank %d of %d", c->seq_len,
 		        c->micro_batch, c->dp_rank, c->dp_size);
 		return NULL;
 	}
@@ -517,7 +507,7 @@ struct data_batcher *data_batcher_new(const struct data *d, const struct data_ba
 	uint64_t rows = T > S ? (T - 1) / S : 0, per_step = (uint64_t)c->micro_batch * (uint64_t)c->dp_size;
 	rows -= rows % per_step;
 	if (rows == 0) {
-		set_err(err, errlen,
+		moert_seterr(err, errlen,
 		        "the data has %llu tokens, too few for one global batch of %llu rows of %d tokens (micro_batch %d x dp %d)",
 		        (unsigned long long)T, (unsigned long long)per_step, c->seq_len, c->micro_batch, c->dp_size);
 		return NULL;
@@ -619,7 +609,7 @@ int data_batcher_seek(struct data_batcher *b, struct data_cursor c, char *err, s
 	/* A cursor off the step grid or past the epoch came from other data or another batch
 	 * shape; continuing from it would silently repeat or skip data. */
 	if (c.row > b->rows_per_epoch || c.row % per_step) {
-		set_err(err, errlen,
+		moert_seterr(err, errlen,
 		        "data cursor row %llu does not fit this data (%llu rows per epoch, %llu rows per step): was it saved with other data or batch sizes?",
 		        (unsigned long long)c.row, (unsigned long long)b->rows_per_epoch, (unsigned long long)per_step);
 		return -1;

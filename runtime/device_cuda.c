@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "device_cuda.h"
 #include "device_cuda_internal.h"
+#include "moert.h"
 
 #include <cublasLt.h>
 #include <cuda.h>
@@ -166,17 +167,6 @@ struct moert_cuda {
 
 /* ---- messages ---- */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 void moert_cuda_fmt_bytes(size_t bytes, char *buf, size_t n)
 {
 	static const char *units[] = {"KiB", "MiB", "GiB", "TiB"};
@@ -253,7 +243,7 @@ static int cu_fail(const struct cu_api *cu, CUresult r, char *err, size_t errlen
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
 	cu_result_text(cu, r, text, sizeof text);
-	seterr(err, errlen, "%s: %s%s", what, text, cu_hint(r));
+	moert_seterr(err, errlen, "%s: %s%s", what, text, cu_hint(r));
 	return -1;
 }
 
@@ -283,7 +273,7 @@ static int lt_fail(const struct lt_api *lt, cublasStatus_t s, char *err, size_t 
 	va_end(ap);
 	const char *name = lt->cublasLtGetStatusName ? lt->cublasLtGetStatusName(s) : NULL;
 	const char *str = lt->cublasLtGetStatusString ? lt->cublasLtGetStatusString(s) : NULL;
-	seterr(err, errlen, "%s: %s: %s", what, name ? name : "cuBLAS status", str ? str : "(no description)");
+	moert_seterr(err, errlen, "%s: %s: %s", what, name ? name : "cuBLAS status", str ? str : "(no description)");
 	return -1;
 }
 
@@ -298,7 +288,7 @@ static int resolve(void *lib, const char *libname, const struct dl_sym *syms, si
 		if (!p && syms[i].fallback)
 			p = dlsym(lib, syms[i].fallback);
 		if (!p) {
-			seterr(err, errlen, "%s has no %s: %s", libname, syms[i].name, what_to_do);
+			moert_seterr(err, errlen, "%s has no %s: %s", libname, syms[i].name, what_to_do);
 			return -1;
 		}
 		/* POSIX guarantees a dlsym'd object pointer converts to the function's. */
@@ -316,7 +306,7 @@ static void *driver_dlopen(const char *lib_path, char *err, size_t errlen)
 	void *lib = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL);
 	if (!lib) {
 		const char *why = dlerror();
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "no CUDA driver: dlopen %s failed (%s); this machine has no NVIDIA driver - run on the CPU "
 		       "backend (--device cpu)",
 		       lib_path, why ? why : "unknown error");
@@ -349,32 +339,32 @@ static int init_fail(struct moert_cuda *d, const char *lib_path, CUresult r, cha
 	cu_result_text(&d->cu, r, text, sizeof text);
 	switch (r) {
 	case CUDA_ERROR_NO_DEVICE:
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "no CUDA device: cuInit: %s (CUDA_VISIBLE_DEVICES=%s; nvidia-smi lists the GPUs); run on the "
 		       "CPU backend (--device cpu)",
 		       text, cvd ? cvd : "(unset)");
 		break;
 	case CUDA_ERROR_STUB_LIBRARY:
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "no CUDA driver: %s is the CUDA toolkit's stub library, not a driver (cuInit: %s); install the "
 		       "NVIDIA driver or run on the CPU backend (--device cpu)",
 		       lib_path, text);
 		break;
 	case CUDA_ERROR_SYSTEM_NOT_READY:
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "cuInit: %s; a driver daemon is not running (on NVSwitch machines, nvidia-fabricmanager): "
 		       "start it, or run on the CPU backend (--device cpu)",
 		       text);
 		break;
 	case CUDA_ERROR_SYSTEM_DRIVER_MISMATCH:
 	case CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE:
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "cuInit: %s; the driver library (%s) and the kernel module disagree or are too old: "
 		       "update the NVIDIA driver (nvidia-smi shows its version)",
 		       text, lib_path);
 		break;
 	default:
-		seterr(err, errlen, "cuInit: %s; check the driver with nvidia-smi", text);
+		moert_seterr(err, errlen, "cuInit: %s; check the driver with nvidia-smi", text);
 	}
 	return -1;
 }
@@ -423,14 +413,14 @@ static int open_device(struct moert_cuda *d, char *err, size_t errlen)
 		return cu_fail(&d->cu, r, err, errlen, "cuDeviceGetCount");
 	const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
 	if (count <= 0) {
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "no CUDA device: the driver sees none (CUDA_VISIBLE_DEVICES=%s); run on the CPU backend "
 		       "(--device cpu)",
 		       cvd ? cvd : "(unset)");
 		return -1;
 	}
 	if (d->ordinal < 0 || d->ordinal >= count) {
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "CUDA device %d requested, but %d visible (CUDA_VISIBLE_DEVICES=%s); use a device index "
 		       "from 0 to %d, or fewer ranks per node",
 		       d->ordinal, count, cvd ? cvd : "(unset)", count - 1);
@@ -464,7 +454,7 @@ int moert_cuda_open_lib(const char *lib_path, int ordinal, struct moert_cuda **o
 		return -1;
 	struct moert_cuda *d = calloc(1, sizeof *d);
 	if (!d) {
-		seterr(err, errlen, "moert_cuda_open: out of host memory");
+		moert_seterr(err, errlen, "moert_cuda_open: out of host memory");
 		return -1;
 	}
 	d->lib = lib;
@@ -702,7 +692,7 @@ static int module_get(struct moert_cuda *d, const void *image, size_t size, cons
 		int cap = d->capmods ? 2 * d->capmods : 16;
 		struct module *m = realloc(d->mods, (size_t)cap * sizeof *m);
 		if (!m) {
-			seterr(err, errlen, "kernel %s: out of host memory", kernel);
+			moert_seterr(err, errlen, "kernel %s: out of host memory", kernel);
 			return -1;
 		}
 		d->mods = m;
@@ -733,7 +723,7 @@ static int raise_smem(struct moert_cuda *d, CUfunction f, const char *name, unsi
 	if (r != CUDA_SUCCESS)
 		return cu_fail(&d->cu, r, err, errlen, "kernel %s: cuFuncGetAttribute(SHARED_SIZE_BYTES)", name);
 	if ((uint64_t)dyn_smem + (uint64_t)static_smem > (uint64_t)d->smem_optin) {
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "kernel %s: needs %u bytes of dynamic and %d of static shared memory per block, but %s allows "
 		       "at most %d; rebuild the trainer for this GPU (moec build --arch) or with smaller tiles",
 		       name, dyn_smem, static_smem, d->desc, d->smem_optin);
@@ -756,7 +746,7 @@ static int remember_kernel(struct moert_cuda *d, CUfunction f, const char *name,
 		int cap = d->capkernels ? 2 * d->capkernels : 32;
 		struct kernel *k = realloc(d->kernels, (size_t)cap * sizeof *k);
 		if (!k) {
-			seterr(err, errlen, "kernel %s: out of host memory", name);
+			moert_seterr(err, errlen, "kernel %s: out of host memory", name);
 			return -1;
 		}
 		d->kernels = k;
@@ -764,7 +754,7 @@ static int remember_kernel(struct moert_cuda *d, CUfunction f, const char *name,
 	}
 	char *copy = strdup(name);
 	if (!copy) {
-		seterr(err, errlen, "kernel %s: out of host memory", name);
+		moert_seterr(err, errlen, "kernel %s: out of host memory", name);
 		return -1;
 	}
 	d->kernels[d->nkernels++] = (struct kernel){f, copy};
@@ -788,7 +778,7 @@ int moert_cuda_kernel(struct moert_cuda *d, const void *cubin, size_t size, cons
 	if (moert_cuda_image_kind(cubin, size) == MOERT_IMAGE_BAD) {
 		char sz[32];
 		moert_cuda_fmt_bytes(size, sz, sizeof sz);
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "kernel %s: the image (%s) is not a cubin, fatbin or NUL-terminated PTX (or is cut short); "
 		       "rebuild the trainer with moec build",
 		       name, sz);
@@ -837,7 +827,7 @@ int moert_cuda_module_count(const struct moert_cuda *d)
 int moert_cuda_mark(struct moert_cuda *d, int slot, char *err, size_t errlen)
 {
 	if (slot < 0 || slot >= EVENT_SLOTS) {
-		seterr(err, errlen, "moert_cuda_mark: event slot %d is out of range 0..%d", slot, EVENT_SLOTS - 1);
+		moert_seterr(err, errlen, "moert_cuda_mark: event slot %d is out of range 0..%d", slot, EVENT_SLOTS - 1);
 		return -1;
 	}
 	CUresult r;
@@ -856,7 +846,7 @@ int moert_cuda_elapsed_ms(struct moert_cuda *d, int from_slot, int to_slot, floa
 	int slots[2] = {from_slot, to_slot};
 	for (int i = 0; i < 2; i++) {
 		if (slots[i] < 0 || slots[i] >= EVENT_SLOTS || !(d->marked & 1u << slots[i])) {
-			seterr(err, errlen, "moert_cuda_elapsed_ms: event slot %d was never marked (moert_cuda_mark first)",
+			moert_seterr(err, errlen, "moert_cuda_elapsed_ms: event slot %d was never marked (moert_cuda_mark first)",
 			       slots[i]);
 			return -1;
 		}
@@ -1050,7 +1040,7 @@ static void *lt_dlopen(const char *lib_path, char *path_out, size_t path_n, char
 		if (!first[0])
 			copy_str(first, sizeof first, why ? why : cands[i]);
 	}
-	seterr(err, errlen,
+	moert_seterr(err, errlen,
 	       "cuBLASLt not found: dlopen %s failed (%s)%s; install the CUDA 13 cuBLAS library (libcublasLt.so.13) "
 	       "or add its directory to LD_LIBRARY_PATH",
 	       cands[0], first, lib_path ? "" : ", nor was it in $CUDA_HOME/lib64 or /usr/local/cuda/lib64");
@@ -1175,7 +1165,7 @@ static int lt_pick(struct moert_cuda *d, const struct moert_mm_key *k, struct mm
 			e->algo = res[i].algo;
 			return 0;
 		}
-	seterr(err, errlen,
+	moert_seterr(err, errlen,
 	       "cuBLASLt has no algorithm for %s on %s (pointer alignment A %u, B %u, C %u bytes); align the "
 	       "operands to 16 bytes",
 	       what, d->desc, k->align_a, k->align_b, k->align_c);
@@ -1218,7 +1208,7 @@ static struct mm_entry *mm_entry_get(struct moert_cuda *d, const struct moert_mm
 	struct moert_mm_map mp;
 	moert_mm_map((enum moert_mm_op)k->op, k->m, k->n, k->k, &mp);
 	if (!(e = calloc(1, sizeof *e))) {
-		seterr(err, errlen, "moert_cuda_mm: out of host memory");
+		moert_seterr(err, errlen, "moert_cuda_mm: out of host memory");
 		return NULL;
 	}
 	if (lt_build(&d->lt, &mp, k->ab_bf16, k->c_bf16, e, err, errlen) || lt_pick(d, k, e, err, errlen)) {
@@ -1227,7 +1217,7 @@ static struct mm_entry *mm_entry_get(struct moert_cuda *d, const struct moert_mm
 	}
 	if (moert_mm_table_insert(&d->mm, k, e)) {
 		mm_entry_free(d, e);
-		seterr(err, errlen, "moert_cuda_mm: out of host memory");
+		moert_seterr(err, errlen, "moert_cuda_mm: out of host memory");
 		return NULL;
 	}
 	return e;
@@ -1240,7 +1230,7 @@ static int mm_empty_k(struct moert_cuda *d, int M, int N, moert_dptr C, float be
 	if (beta == 1.0f)
 		return 0;
 	if (beta != 0.0f) {
-		seterr(err, errlen, "moert_cuda_mm: K = 0 with beta %g is not supported (beta is 0 or 1)", (double)beta);
+		moert_seterr(err, errlen, "moert_cuda_mm: K = 0 with beta %g is not supported (beta is 0 or 1)", (double)beta);
 		return -1;
 	}
 	return moert_cuda_memset(d, C, 0, (size_t)M * (size_t)N * (c_bf16 ? 2 : 4), err, errlen);
@@ -1250,18 +1240,18 @@ static int mm_check(enum moert_mm_op op, int M, int N, int K, moert_dptr A, moer
 		    int c_bf16, char *err, size_t errlen)
 {
 	if ((unsigned)op > MOERT_MM_TN || M < 0 || N < 0 || K < 0) {
-		seterr(err, errlen, "moert_cuda_mm: bad arguments (op %d, M=%d N=%d K=%d)", (int)op, M, N, K);
+		moert_seterr(err, errlen, "moert_cuda_mm: bad arguments (op %d, M=%d N=%d K=%d)", (int)op, M, N, K);
 		return -1;
 	}
 	if (!ab_bf16 && c_bf16) {
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "moert_cuda_mm(%s M=%d N=%d K=%d): fp32 A/B with a bf16 C is not a cuBLASLt type combination; "
 		       "use bf16 A/B or an fp32 C",
 		       moert_mm_op_name(op), M, N, K);
 		return -1;
 	}
 	if (M && N && (!C || (K && (!A || !B)))) {
-		seterr(err, errlen, "moert_cuda_mm(%s M=%d N=%d K=%d): a NULL device pointer (A 0x%llx, B 0x%llx, C 0x%llx)",
+		moert_seterr(err, errlen, "moert_cuda_mm(%s M=%d N=%d K=%d): a NULL device pointer (A 0x%llx, B 0x%llx, C 0x%llx)",
 		       moert_mm_op_name(op), M, N, K, (unsigned long long)A, (unsigned long long)B,
 		       (unsigned long long)C);
 		return -1;
@@ -1319,7 +1309,7 @@ static int selftest_one(const struct lt_api *lt, enum moert_mm_op op, int M, int
 	cublasLtMatmulPreference_t pref = NULL;
 	int rc = moert_mm_map(op, M, N, K, &mp) ? -1 : 0;
 	if (rc)
-		seterr(err, errlen, "moert_mm_map(%s, %d, %d, %d) failed", moert_mm_op_name(op), M, N, K);
+		moert_seterr(err, errlen, "moert_mm_map(%s, %d, %d, %d) failed", moert_mm_op_name(op), M, N, K);
 	if (!rc)
 		rc = lt_build(lt, &mp, ab, c, &e, err, errlen);
 	if (!rc)

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "hf.h"
+#include "moert.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -24,32 +25,6 @@ struct hf_model {
 	char **shard_paths;       /* and their paths, for messages */
 	size_t nshards;
 };
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* Append to a message already in err (safetensors.c's), to say what to do about it. */
-static void adderr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void adderr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	size_t n = strnlen(err, errlen);
-	if (n + 1 >= errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err + n, errlen - n, fmt, ap);
-	va_end(ap);
-}
 
 /* "a/b" from a and b; NULL when out of memory. */
 static char *join(const char *a, const char *b)
@@ -123,7 +98,7 @@ static int open_index(struct hf_model *m, const char *path, char *err, size_t er
 		return -1;
 	char *dir = strdup(path);
 	if (!dir) {
-		seterr(err, errlen, "%s: out of memory", path);
+		moert_seterr(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
 	char *slash = strrchr(dir, '/');
@@ -133,11 +108,11 @@ static int open_index(struct hf_model *m, const char *path, char *err, size_t er
 		const char *name, *file;
 		st_index_at(m->idx, i, &name, &file);
 		if (!st_index_find(m->idx, name, err, errlen)) {
-			adderr(err, errlen, " (checking the shards of %s: re-download the model, or fix its index)", path);
+			moert_adderr(err, errlen, " (checking the shards of %s: re-download the model, or fix its index)", path);
 			rc = -1;
 		}
 		else if (add_shard(m, d, file)) {
-			seterr(err, errlen, "%s: out of memory", path);
+			moert_seterr(err, errlen, "%s: out of memory", path);
 			rc = -1;
 		}
 	}
@@ -148,7 +123,7 @@ static int open_index(struct hf_model *m, const char *path, char *err, size_t er
 static int open_file(struct hf_model *m, const char *path, char *err, size_t errlen)
 {
 	if (!(m->file_path = strdup(path))) {
-		seterr(err, errlen, "%s: out of memory", path);
+		moert_seterr(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
 	return st_open(path, &m->file, err, errlen);
@@ -160,13 +135,13 @@ static int open_dir(struct hf_model *m, const char *dir, char *err, size_t errle
 	char *single = join(dir, "model.safetensors"), *index = join(dir, "model.safetensors.index.json");
 	int rc = -1;
 	if (!single || !index)
-		seterr(err, errlen, "%s: out of memory", dir);
+		moert_seterr(err, errlen, "%s: out of memory", dir);
 	else if (is_file(single))
 		rc = open_file(m, single, err, errlen);
 	else if (is_file(index))
 		rc = open_index(m, index, err, errlen);
 	else
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "%s: no model.safetensors or model.safetensors.index.json; not a Hugging Face model directory (download the safetensors weights, or give the .safetensors file itself)",
 		       dir);
 	free(single);
@@ -181,14 +156,14 @@ int hf_open(const char *path, struct hf_model **out, char *err, size_t errlen)
 		*err = 0;
 	struct stat sb;
 	if (stat(path, &sb)) {
-		seterr(err, errlen, "%s: cannot open: %s (give a model directory, a .safetensors file or a model.safetensors.index.json)",
+		moert_seterr(err, errlen, "%s: cannot open: %s (give a model directory, a .safetensors file or a model.safetensors.index.json)",
 		       path, strerror(errno));
 		return -1;
 	}
 	struct hf_model *m = calloc(1, sizeof *m);
 	if (!m || !(m->path = strdup(path))) {
 		free(m);
-		seterr(err, errlen, "%s: out of memory", path);
+		moert_seterr(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
 	int rc;
@@ -307,7 +282,7 @@ int hf_tensor_f32(const char *file, const struct st_tensor *t, int ndim, const u
                   size_t errlen)
 {
 	if (ndim < 0 || ndim > ST_MAX_DIMS || (ndim && !shape)) {
-		seterr(err, errlen, "%s: tensor %s: the caller asked for %d dimensions (at most %d); this is a bug in the trainer",
+		moert_seterr(err, errlen, "%s: tensor %s: the caller asked for %d dimensions (at most %d); this is a bug in the trainer",
 		       file, t->name, ndim, ST_MAX_DIMS);
 		return -1;
 	}
@@ -315,13 +290,13 @@ int hf_tensor_f32(const char *file, const struct st_tensor *t, int ndim, const u
 		char have[256], want[256];
 		shape_str(have, sizeof have, t->shape, t->ndim);
 		shape_str(want, sizeof want, shape, ndim);
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "%s: tensor %s has shape %s, this model needs %s (the checkpoint is for another model configuration; compare the spec with the checkpoint's config.json)",
 		       file, t->name, have, want);
 		return -1;
 	}
 	if (t->numel && !dst) {
-		seterr(err, errlen, "%s: tensor %s: no destination buffer; this is a bug in the trainer", file, t->name);
+		moert_seterr(err, errlen, "%s: tensor %s: no destination buffer; this is a bug in the trainer", file, t->name);
 		return -1;
 	}
 	const unsigned char *p = t->data;
@@ -339,7 +314,7 @@ int hf_tensor_f32(const char *file, const struct st_tensor *t, int ndim, const u
 		}
 		return 0;
 	default:
-		seterr(err, errlen, "%s: tensor %s has dtype %s; only F32, BF16 and F16 weights can be read (convert the checkpoint to one of them)",
+		moert_seterr(err, errlen, "%s: tensor %s has dtype %s; only F32, BF16 and F16 weights can be read (convert the checkpoint to one of them)",
 		       file, t->name, st_dtype_name(t->dtype));
 		return -1;
 	}
@@ -351,7 +326,7 @@ int hf_read_f32(struct hf_model *m, const char *name, int ndim, const uint64_t *
 	const char *file = m->path;
 	const struct st_tensor *t = hf_find(m, name, &file);
 	if (!t) {
-		seterr(err, errlen,
+		moert_seterr(err, errlen,
 		       "%s: no tensor %s (the checkpoint does not match this model; compare the spec's model with the checkpoint's config.json, or check the tensor names the trainer expects)",
 		       m->path, name);
 		return -1;

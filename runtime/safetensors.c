@@ -4,6 +4,7 @@
  * mapping; every size computation is overflow-checked, because the file is outside input.
  */
 #define _GNU_SOURCE
+#include "moert.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -51,17 +52,6 @@ int st_dtype_parse(const char *name, enum st_dtype *out)
 	return -1;
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- strict JSON subset ---- */
 
 struct json {
@@ -77,7 +67,7 @@ static void jerr(struct json *j, const char *what)
 	if (j->failed)
 		return;
 	j->failed = 1;
-	seterr(j->err, j->errlen, "%s: header JSON at byte %zu: %s", j->file, (size_t)(j->p - j->start), what);
+	moert_seterr(j->err, j->errlen, "%s: header JSON at byte %zu: %s", j->file, (size_t)(j->p - j->start), what);
 }
 
 static void ws(struct json *j)
@@ -475,7 +465,7 @@ static int parse_tensor(struct json *j, struct st_tensor *t, uint64_t begin_end[
 			if (st_dtype_parse(d, &t->dtype)) {
 				j->failed = 1;
 				snprintf(msg, sizeof msg, "%.100s", d);
-				seterr(j->err, j->errlen,
+				moert_seterr(j->err, j->errlen,
 				       "%s: tensor '%s': unknown dtype \"%s\" (known: BOOL U8 I8 F8_E4M3 F8_E5M2 F8_E8M0 I16 U16 F16 BF16 I32 U32 F32 I64 U64 F64)",
 				       j->file, t->name, msg);
 				free(d);
@@ -507,7 +497,7 @@ static int parse_tensor(struct json *j, struct st_tensor *t, uint64_t begin_end[
 			begin_end[1] = v[1];
 		} else {
 			j->failed = 1;
-			seterr(j->err, j->errlen, "%s: tensor '%s': unknown key '%.100s' (expected dtype, shape, data_offsets)",
+			moert_seterr(j->err, j->errlen, "%s: tensor '%s': unknown key '%.100s' (expected dtype, shape, data_offsets)",
 			       j->file, t->name, key);
 			goto bad;
 		}
@@ -522,7 +512,7 @@ static int parse_tensor(struct json *j, struct st_tensor *t, uint64_t begin_end[
 		return -1;
 	if (!have_dtype || !have_shape || !have_off) {
 		j->failed = 1;
-		seterr(j->err, j->errlen, "%s: tensor '%s': missing '%s'", j->file, t->name,
+		moert_seterr(j->err, j->errlen, "%s: tensor '%s': missing '%s'", j->file, t->name,
 		       !have_dtype ? "dtype" : !have_shape ? "shape" : "data_offsets");
 		return -1;
 	}
@@ -549,7 +539,7 @@ static int parse_metadata(struct json *j, struct st_file *f)
 		ws(j);
 		if (j->p < j->end && *j->p != '"') {
 			j->failed = 1;
-			seterr(j->err, j->errlen, "%s: __metadata__ value for '%s' is not a string (the format allows only strings)",
+			moert_seterr(j->err, j->errlen, "%s: __metadata__ value for '%s' is not a string (the format allows only strings)",
 			       j->file, m->key);
 			return -1;
 		}
@@ -572,7 +562,7 @@ static int parse_metadata(struct json *j, struct st_file *f)
 	for (size_t i = 1; i < f->nmeta; i++)
 		if (!strcmp(keys[i - 1], keys[i])) {
 			j->failed = 1;
-			seterr(j->err, j->errlen, "%s: __metadata__ key '%s' appears twice", j->file, keys[i]);
+			moert_seterr(j->err, j->errlen, "%s: __metadata__ key '%s' appears twice", j->file, keys[i]);
 			free(keys);
 			return -1;
 		}
@@ -586,14 +576,14 @@ int st_open_memory(const char *name, const void *buf, size_t size, struct st_fil
 	struct st_file *f = calloc(1, sizeof *f);
 	if (!f || !(f->name = strdup(name))) {
 		free(f);
-		seterr(err, errlen, "%s: out of memory", name);
+		moert_seterr(err, errlen, "%s: out of memory", name);
 		return -1;
 	}
 	f->base = buf;
 	f->size = size;
 	const unsigned char *b = buf;
 	if (size < 8) {
-		seterr(err, errlen, "%s: %zu bytes is too short for a safetensors file (8-byte header length missing); the file is truncated or not safetensors",
+		moert_seterr(err, errlen, "%s: %zu bytes is too short for a safetensors file (8-byte header length missing); the file is truncated or not safetensors",
 		       name, size);
 		goto fail;
 	}
@@ -601,17 +591,17 @@ int st_open_memory(const char *name, const void *buf, size_t size, struct st_fil
 	for (int i = 7; i >= 0; i--)
 		hlen = hlen << 8 | b[i];
 	if (hlen > size - 8) {
-		seterr(err, errlen, "%s: header length %llu runs past the end of the file (%zu bytes); the file is truncated or not safetensors",
+		moert_seterr(err, errlen, "%s: header length %llu runs past the end of the file (%zu bytes); the file is truncated or not safetensors",
 		       name, (unsigned long long)hlen, size);
 		goto fail;
 	}
 	if (hlen > ST_MAX_HEADER) {
-		seterr(err, errlen, "%s: header length %llu exceeds the format's limit of %llu bytes", name,
+		moert_seterr(err, errlen, "%s: header length %llu exceeds the format's limit of %llu bytes", name,
 		       (unsigned long long)hlen, ST_MAX_HEADER);
 		goto fail;
 	}
 	if (hlen < 2 || b[8] != '{') {
-		seterr(err, errlen, "%s: header does not start with '{'; not a safetensors file", name);
+		moert_seterr(err, errlen, "%s: header does not start with '{'; not a safetensors file", name);
 		goto fail;
 	}
 	const unsigned char *data = b + 8 + hlen;
@@ -675,25 +665,25 @@ int st_open_memory(const char *name, const void *buf, size_t size, struct st_fil
 		}
 		uint64_t es = st_dtype_size(t->dtype);
 		if (over || numel > UINT64_MAX / es || numel * es > SIZE_MAX) {
-			seterr(err, errlen, "%s: tensor '%s': shape %s of %s overflows a 64-bit byte count; the file is corrupt",
+			moert_seterr(err, errlen, "%s: tensor '%s': shape %s of %s overflows a 64-bit byte count; the file is corrupt",
 			       name, t->name, shp, st_dtype_name(t->dtype));
 			goto ofail;
 		}
 		uint64_t need = numel * es, begin = offs[i][0], end = offs[i][1];
 		if (end < begin) {
-			seterr(err, errlen, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin; the file is corrupt",
+			moert_seterr(err, errlen, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin; the file is corrupt",
 			       name, t->name, (unsigned long long)begin, (unsigned long long)end);
 			goto ofail;
 		}
 		if (end - begin != need) {
-			seterr(err, errlen,
+			moert_seterr(err, errlen,
 			       "%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes but shape %s of %s needs %llu; the file is truncated or corrupt",
 			       name, t->name, (unsigned long long)begin, (unsigned long long)end,
 			       (unsigned long long)(end - begin), shp, st_dtype_name(t->dtype), (unsigned long long)need);
 			goto ofail;
 		}
 		if (end > dlen) {
-			seterr(err, errlen,
+			moert_seterr(err, errlen,
 			       "%s: tensor '%s': data_offsets [%llu, %llu] run past the end of the data section (%llu bytes); the file is truncated",
 			       name, t->name, (unsigned long long)begin, (unsigned long long)end, (unsigned long long)dlen);
 			goto ofail;
@@ -711,27 +701,27 @@ int st_open_memory(const char *name, const void *buf, size_t size, struct st_fil
 	for (size_t i = 0; i < f->n; i++) {
 		struct st_tensor *t = &f->t[i];
 		if (t->offset < at) {
-			seterr(err, errlen, "%s: tensor '%s': data_offsets [%llu, %llu] overlap tensor '%s' [%llu, %llu]; the file is corrupt",
+			moert_seterr(err, errlen, "%s: tensor '%s': data_offsets [%llu, %llu] overlap tensor '%s' [%llu, %llu]; the file is corrupt",
 			       name, t->name, (unsigned long long)t->offset, (unsigned long long)(t->offset + t->nbytes),
 			       f->t[i - 1].name, (unsigned long long)f->t[i - 1].offset,
 			       (unsigned long long)(f->t[i - 1].offset + f->t[i - 1].nbytes));
 			goto fail;
 		}
 		if (t->offset > at) {
-			seterr(err, errlen, "%s: tensor '%s': data_offsets begin at %llu, leaving a gap after byte %llu of the data section; the file is corrupt",
+			moert_seterr(err, errlen, "%s: tensor '%s': data_offsets begin at %llu, leaving a gap after byte %llu of the data section; the file is corrupt",
 			       name, t->name, (unsigned long long)t->offset, (unsigned long long)at);
 			goto fail;
 		}
 		at = t->offset + t->nbytes;
 	}
 	if (at != dlen) {
-		seterr(err, errlen, "%s: the data section holds %llu bytes but the tensors cover %llu; the file is corrupt or has trailing data",
+		moert_seterr(err, errlen, "%s: the data section holds %llu bytes but the tensors cover %llu; the file is corrupt or has trailing data",
 		       name, (unsigned long long)dlen, (unsigned long long)at);
 		goto fail;
 	}
 	f->by_name = malloc((f->n ? f->n : 1) * sizeof *f->by_name);
 	if (!f->by_name) {
-		seterr(err, errlen, "%s: out of memory", name);
+		moert_seterr(err, errlen, "%s: out of memory", name);
 		goto fail;
 	}
 	for (size_t i = 0; i < f->n; i++)
@@ -739,7 +729,7 @@ int st_open_memory(const char *name, const void *buf, size_t size, struct st_fil
 	sort(f->by_name, f->n, sizeof *f->by_name, cmp_tensor_name);
 	for (size_t i = 1; i < f->n; i++)
 		if (!strcmp(f->by_name[i - 1]->name, f->by_name[i]->name)) {
-			seterr(err, errlen, "%s: tensor '%s' appears twice in the header; the file is corrupt", name,
+			moert_seterr(err, errlen, "%s: tensor '%s' appears twice in the header; the file is corrupt", name,
 			       f->by_name[i]->name);
 			goto fail;
 		}
@@ -761,17 +751,17 @@ int st_open(const char *path, struct st_file **out, char *err, size_t errlen)
 	*out = NULL;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return -1;
 	}
 	struct stat sb;
 	if (fstat(fd, &sb)) {
-		seterr(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
 	if (!S_ISREG(sb.st_mode)) {
-		seterr(err, errlen, "%s: not a regular file", path);
+		moert_seterr(err, errlen, "%s: not a regular file", path);
 		close(fd);
 		return -1;
 	}
@@ -780,7 +770,7 @@ int st_open(const char *path, struct st_file **out, char *err, size_t errlen)
 	if (size) {
 		m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
 		if (m == MAP_FAILED) {
-			seterr(err, errlen, "%s: cannot mmap %zu bytes: %s", path, size, strerror(errno));
+			moert_seterr(err, errlen, "%s: cannot mmap %zu bytes: %s", path, size, strerror(errno));
 			close(fd);
 			return -1;
 		}
@@ -910,22 +900,6 @@ static int cmp_write(const void *a, const void *b)
 	return strcmp(x->t->name, y->t->name);
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-	while (n) {
-		ssize_t w = write(fd, c, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static int valid_utf8(const char *s)
 {
 	size_t n = strlen(s);
@@ -946,47 +920,47 @@ int st_write(const char *path, const struct st_write_tensor *tensors, size_t n, 
 	char *tmp = NULL;
 	int fd = -1, rc = -1;
 	if (!w) {
-		seterr(err, errlen, "%s: out of memory", path);
+		moert_seterr(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct st_write_tensor *t = &tensors[i];
 		if (!t->name || !*t->name || !strcmp(t->name, "__metadata__") || !valid_utf8(t->name)) {
-			seterr(err, errlen, "%s: tensor %zu: name must be non-empty UTF-8 and not '__metadata__'", path, i);
+			moert_seterr(err, errlen, "%s: tensor %zu: name must be non-empty UTF-8 and not '__metadata__'", path, i);
 			goto out;
 		}
 		if (!st_dtype_name(t->dtype) || t->ndim < 0 || t->ndim > ST_MAX_DIMS || (t->ndim && !t->shape)) {
-			seterr(err, errlen, "%s: tensor '%s': bad dtype or more than %d dimensions", path, t->name, ST_MAX_DIMS);
+			moert_seterr(err, errlen, "%s: tensor '%s': bad dtype or more than %d dimensions", path, t->name, ST_MAX_DIMS);
 			goto out;
 		}
 		uint64_t numel = 1;
 		for (int d = 0; d < t->ndim; d++) {
 			if (t->shape[d] && numel > UINT64_MAX / t->shape[d]) {
-				seterr(err, errlen, "%s: tensor '%s': shape overflows 64 bits", path, t->name);
+				moert_seterr(err, errlen, "%s: tensor '%s': shape overflows 64 bits", path, t->name);
 				goto out;
 			}
 			numel *= t->shape[d];
 		}
 		if (numel > SIZE_MAX / st_dtype_size(t->dtype)) {
-			seterr(err, errlen, "%s: tensor '%s': byte count overflows", path, t->name);
+			moert_seterr(err, errlen, "%s: tensor '%s': byte count overflows", path, t->name);
 			goto out;
 		}
 		w[i].t = t;
 		w[i].nbytes = numel * st_dtype_size(t->dtype);
 		if (w[i].nbytes && !t->data) {
-			seterr(err, errlen, "%s: tensor '%s': no data", path, t->name);
+			moert_seterr(err, errlen, "%s: tensor '%s': no data", path, t->name);
 			goto out;
 		}
 	}
 	sort(w, n, sizeof *w, cmp_write);
 	for (size_t i = 1; i < n; i++)
 		if (!strcmp(w[i - 1].t->name, w[i].t->name)) {
-			seterr(err, errlen, "%s: tensor '%s' given twice", path, w[i].t->name);
+			moert_seterr(err, errlen, "%s: tensor '%s' given twice", path, w[i].t->name);
 			goto out;
 		}
 	for (size_t i = 0; i < nmeta; i++)
 		if (!meta[i].key || !meta[i].value || !valid_utf8(meta[i].key) || !valid_utf8(meta[i].value)) {
-			seterr(err, errlen, "%s: metadata entry %zu: key and value must be UTF-8 strings", path, i);
+			moert_seterr(err, errlen, "%s: metadata entry %zu: key and value must be UTF-8 strings", path, i);
 			goto out;
 		}
 	bputs(&h, "{");
@@ -1025,39 +999,39 @@ int st_write(const char *path, const struct st_write_tensor *tensors, size_t n, 
 	while (h.n % 8)
 		bputs(&h, " ");
 	if (h.oom) {
-		seterr(err, errlen, "%s: out of memory", path);
+		moert_seterr(err, errlen, "%s: out of memory", path);
 		goto out;
 	}
 	size_t plen = strlen(path);
 	tmp = malloc(plen + 32);
 	if (!tmp) {
-		seterr(err, errlen, "%s: out of memory", path);
+		moert_seterr(err, errlen, "%s: out of memory", path);
 		goto out;
 	}
 	snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
-		seterr(err, errlen, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot create %s: %s", path, tmp, strerror(errno));
 		goto out;
 	}
 	unsigned char len8[8];
 	for (int i = 0; i < 8; i++)
 		len8[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
-	int bad = write_all(fd, len8, 8) || write_all(fd, h.p, h.n);
+	int bad = moert_write_all(fd, len8, 8) || moert_write_all(fd, h.p, h.n);
 	for (size_t i = 0; i < n && !bad; i++)
-		bad = write_all(fd, w[i].t->data, w[i].nbytes);
+		bad = moert_write_all(fd, w[i].t->data, w[i].nbytes);
 	if (bad || fsync(fd)) {
-		seterr(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
 		goto out;
 	}
 	if (close(fd)) {
 		fd = -1;
-		seterr(err, errlen, "%s: cannot close %s: %s", path, tmp, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot close %s: %s", path, tmp, strerror(errno));
 		goto out;
 	}
 	fd = -1;
 	if (rename(tmp, path)) {
-		seterr(err, errlen, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
 		goto out;
 	}
 	free(tmp);
@@ -1066,7 +1040,7 @@ int st_write(const char *path, const struct st_write_tensor *tensors, size_t n, 
 	{
 		char *dir = strdup(path);
 		if (!dir) {
-			seterr(err, errlen, "%s: out of memory", path);
+			moert_seterr(err, errlen, "%s: out of memory", path);
 			goto out;
 		}
 		char *slash = strrchr(dir, '/');
@@ -1074,7 +1048,7 @@ int st_write(const char *path, const struct st_write_tensor *tensors, size_t n, 
 		int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		int e = dfd < 0 || fsync(dfd);
 		if (e)
-			seterr(err, errlen, "%s: cannot fsync directory %s: %s", path, d, strerror(errno));
+			moert_seterr(err, errlen, "%s: cannot fsync directory %s: %s", path, d, strerror(errno));
 		if (dfd >= 0)
 			close(dfd);
 		free(dir);
@@ -1168,7 +1142,7 @@ int st_index_open_memory(const char *name, const char *dir, const void *buf, siz
 	struct st_index *x = calloc(1, sizeof *x);
 	if (!x || !(x->name = strdup(name)) || !(x->dir = strdup(dir))) {
 		st_index_close(x);
-		seterr(err, errlen, "%s: out of memory", name);
+		moert_seterr(err, errlen, "%s: out of memory", name);
 		return -1;
 	}
 	struct json j = {.p = buf, .end = (const char *)buf + size, .start = buf, .file = name, .err = err, .errlen = errlen};
@@ -1242,14 +1216,14 @@ int st_index_open_memory(const char *name, const char *dir, const void *buf, siz
 				ws(&j);
 				if (j.p < j.end && *j.p != '"') {
 					j.failed = 1;
-					seterr(err, errlen, "%s: weight_map entry for tensor '%s' is not a file name string", name, m->key);
+					moert_seterr(err, errlen, "%s: weight_map entry for tensor '%s' is not a file name string", name, m->key);
 					goto fail;
 				}
 				if (!(m->value = jstring(&j)))
 					goto fail;
 				if (bad_shard_name(m->value)) {
 					j.failed = 1;
-					seterr(err, errlen,
+					moert_seterr(err, errlen,
 					       "%s: tensor '%s': shard '%s' is not a file name under the index's directory (empty, absolute or '..')",
 					       name, m->key, m->value);
 					goto fail;
@@ -1260,7 +1234,7 @@ int st_index_open_memory(const char *name, const char *dir, const void *buf, siz
 				goto fail;
 		} else {
 			j.failed = 1;
-			seterr(err, errlen, "%s: unknown top-level key '%.100s' (expected metadata, weight_map)", name, key);
+			moert_seterr(err, errlen, "%s: unknown top-level key '%.100s' (expected metadata, weight_map)", name, key);
 			free(key);
 			goto fail;
 		}
@@ -1274,14 +1248,14 @@ int st_index_open_memory(const char *name, const char *dir, const void *buf, siz
 		goto fail;
 	}
 	if (!have_map) {
-		seterr(err, errlen, "%s: no weight_map; not a safetensors index", name);
+		moert_seterr(err, errlen, "%s: no weight_map; not a safetensors index", name);
 		goto fail;
 	}
 	x->by_name = malloc((x->n ? x->n : 1) * sizeof *x->by_name);
 	struct kv **files = malloc((x->n ? x->n : 1) * sizeof *files);
 	if (!x->by_name || !files) {
 		free(files);
-		seterr(err, errlen, "%s: out of memory", name);
+		moert_seterr(err, errlen, "%s: out of memory", name);
 		goto fail;
 	}
 	for (size_t i = 0; i < x->n; i++)
@@ -1289,14 +1263,14 @@ int st_index_open_memory(const char *name, const char *dir, const void *buf, siz
 	sort(x->by_name, x->n, sizeof *x->by_name, cmp_kv_key);
 	for (size_t i = 1; i < x->n; i++)
 		if (!strcmp(x->by_name[i - 1]->key, x->by_name[i]->key)) {
-			seterr(err, errlen, "%s: tensor '%s' appears twice in weight_map", name, x->by_name[i]->key);
+			moert_seterr(err, errlen, "%s: tensor '%s' appears twice in weight_map", name, x->by_name[i]->key);
 			free(files);
 			goto fail;
 		}
 	for (size_t i = 0; i < x->nmeta; i++)
 		for (size_t k = 0; k < i; k++)
 			if (!strcmp(x->meta[i].key, x->meta[k].key)) {
-				seterr(err, errlen, "%s: metadata key '%s' appears twice", name, x->meta[i].key);
+				moert_seterr(err, errlen, "%s: metadata key '%s' appears twice", name, x->meta[i].key);
 				free(files);
 				goto fail;
 			}
@@ -1306,7 +1280,7 @@ int st_index_open_memory(const char *name, const char *dir, const void *buf, siz
 	x->open = calloc(x->n ? x->n : 1, sizeof *x->open);
 	if (!x->shards || !x->open) {
 		free(files);
-		seterr(err, errlen, "%s: out of memory", name);
+		moert_seterr(err, errlen, "%s: out of memory", name);
 		goto fail;
 	}
 	for (size_t i = 0; i < x->n; i++)
@@ -1330,7 +1304,7 @@ int st_index_open(const char *path, struct st_index **out, char *err, size_t err
 		*err = 0;
 	FILE *fp = fopen(path, "rb");
 	if (!fp) {
-		seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		moert_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return -1;
 	}
 	struct buf b = {0};
@@ -1342,7 +1316,7 @@ int st_index_open(const char *path, struct st_index **out, char *err, size_t err
 		if (b.n > ST_MAX_HEADER) {
 			fclose(fp);
 			free(b.p);
-			seterr(err, errlen, "%s: larger than %llu bytes; not a safetensors index", path, ST_MAX_HEADER);
+			moert_seterr(err, errlen, "%s: larger than %llu bytes; not a safetensors index", path, ST_MAX_HEADER);
 			return -1;
 		}
 	}
@@ -1350,13 +1324,13 @@ int st_index_open(const char *path, struct st_index **out, char *err, size_t err
 	fclose(fp);
 	if (rerr || b.oom) {
 		free(b.p);
-		seterr(err, errlen, "%s: cannot read%s", path, b.oom ? ": out of memory" : "");
+		moert_seterr(err, errlen, "%s: cannot read%s", path, b.oom ? ": out of memory" : "");
 		return -1;
 	}
 	char *dir = strdup(path);
 	if (!dir) {
 		free(b.p);
-		seterr(err, errlen, "%s: out of memory", path);
+		moert_seterr(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
 	char *slash = strrchr(dir, '/');
@@ -1412,21 +1386,21 @@ const struct st_tensor *st_index_find(struct st_index *x, const char *name, char
 {
 	struct kv *m = index_lookup(x, name);
 	if (!m) {
-		seterr(err, errlen, "%s: no tensor '%s' in weight_map", x->name, name);
+		moert_seterr(err, errlen, "%s: no tensor '%s' in weight_map", x->name, name);
 		return NULL;
 	}
 	size_t s = 0;
 	while (s < x->nshards && strcmp(x->shards[s].key, m->value))
 		s++;
 	if (s == x->nshards) {
-		seterr(err, errlen, "%s: internal error: shard '%s' not listed", x->name, m->value);
+		moert_seterr(err, errlen, "%s: internal error: shard '%s' not listed", x->name, m->value);
 		return NULL;
 	}
 	if (!x->open[s]) {
 		size_t len = strlen(x->dir) + strlen(m->value) + 2;
 		char *path = malloc(len);
 		if (!path) {
-			seterr(err, errlen, "%s: out of memory", x->name);
+			moert_seterr(err, errlen, "%s: out of memory", x->name);
 			return NULL;
 		}
 		snprintf(path, len, "%s/%s", x->dir, m->value);
@@ -1437,7 +1411,7 @@ const struct st_tensor *st_index_find(struct st_index *x, const char *name, char
 	}
 	const struct st_tensor *t = st_find(x->open[s], name);
 	if (!t)
-		seterr(err, errlen, "%s: weight_map puts tensor '%s' in '%s' but that file has no such tensor; the checkpoint is inconsistent",
+		moert_seterr(err, errlen, "%s: weight_map puts tensor '%s' in '%s' but that file has no such tensor; the checkpoint is inconsistent",
 		       x->name, name, m->value);
 	return t;
 }
