@@ -27,8 +27,10 @@
 
 const char *step_unsupported(const struct spec *s, const struct ir *ir, const struct plan *p)
 {
-	if (p->layout.tp != 1)
-		return "the step code has no tensor parallelism yet (parallel.tp: 1; data and expert parallelism work)";
+	if (p->layout.tp > 1 && ir->n_dense_layers)
+		return "tensor parallelism covers MoE layers so far, not dense MLP layers";
+	if (p->layout.tp > 1 && (s->train.micro_batch * s->train.seq_len) % p->layout.tp)
+		return "tensor parallelism splits the MoE tokens: micro_batch x seq_len must be a multiple of tp";
 	if (p->layout.ep > 64)
 		return "the CPU backend's expert parallelism handles up to 64 ranks";
 	if (s->train.mode != TRAIN_FULL)
@@ -66,9 +68,14 @@ struct step_writer {
 	const struct kernel_set *ks;
 	int64_t T, H, V, NH, NKV, HD, QD, KD, E, K, I, D, TK, chunk, nblk;
 	int64_t EP, E_LOCAL, RT;   /* expert parallel ranks, experts per rank, rows a rank's experts may get */
+	int64_t TP, TS;            /* tensor parallel ranks; tokens each routes (sequence-parallel MoE) */
+	bool kv_split;             /* k/v heads split over tp (else replicated on every tp rank) */
 	struct step_param *blocks; /* storage blocks in arena order: AdamW's tensor list */
 	int nblocks;
 	int ndense;                /* blocks [0, ndense) are dense (dp-replicated), the rest experts */
+	int nsplit;                /* blocks [nsplit, ndense) are split over tp */
+	int64_t partial_begin;     /* replicated over tp, each tp rank's gradient a part of the sum */
+	int64_t split_begin;       /* split over tp (heads): a slice per tp rank */
 	int64_t experts_begin;     /* parameter offset of the first expert block */
 	int64_t param_floats, act_floats;
 	uint64_t model_hash;
@@ -117,7 +124,7 @@ static uint64_t step_fnv(uint64_t h, const char *s)
 
 /* One tensor table row: an HF tensor of ndim dims at macro + delta. */
 static void step_table_row(struct step_writer *w, FILE *tab, const struct ir_tensor *t, const char *name,
-			   const char *macro, int64_t delta, int ndim, const int64_t *shape, int expert)
+			   const char *macro, int64_t delta, int ndim, const int64_t *shape, int expert, int tp_dim)
 {
 	char shape_text[96] = "", hash_text[256];
 	int n = 0;
@@ -125,8 +132,8 @@ static void step_table_row(struct step_writer *w, FILE *tab, const struct ir_ten
 		n += snprintf(shape_text + n, sizeof shape_text - (size_t)n, "%s%lld", d ? ", " : "", (long long)shape[d]);
 	bool norm = t->role == IR_ROLE_INPUT_NORM || t->role == IR_ROLE_POST_ATTN_NORM || t->role == IR_ROLE_FINAL_NORM ||
 		    t->role == IR_ROLE_Q_NORM || t->role == IR_ROLE_K_NORM;
-	fprintf(tab, "\t{\"%s\", %s + %lld, %d, {%s}, %d, %d, %s, %d},\n", name, macro, (long long)delta, ndim, shape_text,
-		t->layer, ndim >= 2, norm ? "MOERT_INIT_ONES" : "MOERT_INIT_NORMAL", expert);
+	fprintf(tab, "\t{\"%s\", %s + %lld, %d, {%s}, %d, %d, %s, %d, %d},\n", name, macro, (long long)delta, ndim,
+		shape_text, t->layer, ndim >= 2, norm ? "MOERT_INIT_ONES" : "MOERT_INIT_NORMAL", expert, tp_dim);
 	snprintf(hash_text, sizeof hash_text, "%s[%s];", name, shape_text);
 	w->model_hash = step_fnv(w->model_hash, hash_text);
 }
@@ -136,6 +143,41 @@ static void step_table_row(struct step_writer *w, FILE *tab, const struct ir_ten
 static bool step_is_expert(const struct ir_tensor *t)
 {
 	return t->role == IR_ROLE_EXPERT_GATE || t->role == IR_ROLE_EXPERT_UP || t->role == IR_ROLE_EXPERT_DOWN;
+}
+
+/* How tensor parallelism treats a weight, which decides where it is stored and how its
+ * gradient is summed:
+ *   SAME     every tp rank computes the whole gradient (embedding, LM head, the input and
+ *            final norms: inputs every tp rank has in full)    -> summed over dp
+ *   PARTIAL  replicated, but each tp rank sees part of the rows or heads (q/k norms, the
+ *            post-attention norm and the router on its token slice, replicated k/v)
+ *                                                              -> summed over dp and tp
+ *   SPLIT    a slice per tp rank: q/k/v rows (heads), o columns -> summed over dp
+ *   EXPERT   E / ep experts per rank                            -> summed over edp
+ * With tp 1 there is no PARTIAL or SPLIT. */
+enum step_class { STEP_SAME, STEP_PARTIAL, STEP_SPLIT, STEP_EXPERT };
+
+static enum step_class step_class_of(const struct step_writer *w, const struct ir_tensor *t)
+{
+	if (step_is_expert(t))
+		return STEP_EXPERT;
+	if (w->TP == 1)
+		return STEP_SAME;
+	switch (t->role) {
+	case IR_ROLE_Q:
+	case IR_ROLE_O:
+		return STEP_SPLIT;
+	case IR_ROLE_K:
+	case IR_ROLE_V:
+		return w->kv_split ? STEP_SPLIT : STEP_PARTIAL;
+	case IR_ROLE_Q_NORM:
+	case IR_ROLE_K_NORM:
+	case IR_ROLE_POST_ATTN_NORM:
+	case IR_ROLE_ROUTER:
+		return STEP_PARTIAL;
+	default:
+		return STEP_SAME;
+	}
 }
 
 /* Place IR tensor t: its storage block (made on first use), and its table rows. A rank
@@ -148,7 +190,10 @@ static void step_place(struct step_writer *w, FILE *defs, FILE *tab, const struc
 	bool pair = t->role == IR_ROLE_EXPERT_GATE || t->role == IR_ROLE_EXPERT_UP || t->role == IR_ROLE_MLP_GATE ||
 		    t->role == IR_ROLE_MLP_UP;
 	bool up = t->role == IR_ROLE_EXPERT_UP || t->role == IR_ROLE_MLP_UP;
+	bool split = step_class_of(w, t) == STEP_SPLIT;
 	int64_t local = t->stacked ? w->E_LOCAL : 1, per = t->stacked ? t->shape[1] * t->shape[2] : ir_tensor_numel(t);
+	if (split) /* this tp rank's rows (q/k/v) or columns (o) */
+		per /= w->TP;
 	struct step_param *b = NULL;
 	for (int j = 0; j < w->nblocks; j++)
 		if (!strcmp(w->blocks[j].macro, macro))
@@ -163,20 +208,23 @@ static void step_place(struct step_writer *w, FILE *defs, FILE *tab, const struc
 		/* the block's shape: the tensor's (E_LOCAL experts), a gate/up pair's rows doubled */
 		char shape[96] = "";
 		int n = 0, rows = t->stacked ? 1 : 0;
+		int split_dim = t->role == IR_ROLE_O ? 1 : 0;
 		for (int d = 0; d < t->ndim; d++)
 			n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%lld", d ? ", " : "",
-				      (long long)(t->stacked && d == 0 ? local : t->shape[d] * (pair && d == rows ? 2 : 1)));
+				      (long long)(t->stacked && d == 0 ? local
+						  : t->shape[d] * (pair && d == rows ? 2 : 1) / (split && d == split_dim ? w->TP : 1)));
 		fprintf(defs, "#define %-28s %lld /* [%s] */\n", macro, (long long)b->off, shape);
 	}
 	if (!t->stacked) {
-		step_table_row(w, tab, t, t->name, macro, up ? per : 0, t->ndim, t->shape, -1);
+		step_table_row(w, tab, t, t->name, macro, up ? per : 0, t->ndim, t->shape, -1,
+			       split ? (t->role == IR_ROLE_O ? 1 : 0) : -1);
 		return;
 	}
 	for (int64_t e = 0; e < t->shape[0]; e++) {
 		char name[IR_NAME_MAX];
 		ir_expert_name(t, e, name, sizeof name);
 		int64_t l = e % w->E_LOCAL, delta = pair ? l * 2 * per + (up ? per : 0) : l * per;
-		step_table_row(w, tab, t, name, macro, delta, t->ndim - 1, t->shape + 1, (int)e);
+		step_table_row(w, tab, t, name, macro, delta, t->ndim - 1, t->shape + 1, (int)e, -1);
 	}
 }
 
@@ -184,22 +232,33 @@ static void step_place(struct step_writer *w, FILE *defs, FILE *tab, const struc
  * up projections share one [.., 2I, H] block, gate rows first, as the grouped GEMMs read it.
  * Dense blocks come first and expert blocks after, so each is one range for its all-reduce
  * (dense gradients over dp, expert gradients over edp). */
+/* Storage blocks: one per IR tensor, except that an expert's (or the dense MLP's) gate and
+ * up projections share one [.., 2I, H] block, gate rows first, as the grouped GEMMs read it.
+ * Blocks are ordered by class (step_class), so each class is one range of the arena for its
+ * gradient all-reduce: SAME, PARTIAL, SPLIT, then EXPERT. */
 static int step_layout_params(struct step_writer *w, FILE *defs, FILE *tab)
 {
+	static const char *begin_macro[] = {NULL, "W_TP_PARTIAL_BEGIN", "W_TP_SPLIT_BEGIN", "W_EXPERTS_BEGIN"};
 	const struct ir *ir = w->ir;
 	w->blocks = calloc((size_t)ir->ntensors, sizeof *w->blocks);
 	if (!w->blocks)
 		return -1;
 	w->model_hash = 0xcbf29ce484222325ull;
-	for (int pass = 0; pass < 2; pass++) {
-		if (pass == 1) {
+	for (int cls = STEP_SAME; cls <= STEP_EXPERT; cls++) {
+		if (cls > STEP_SAME)
+			fprintf(defs, "#define %-28s %lld\n", begin_macro[cls], (long long)w->param_floats);
+		if (cls == STEP_PARTIAL)
+			w->partial_begin = w->param_floats;
+		if (cls == STEP_SPLIT) {
+			w->split_begin = w->param_floats;
+			w->nsplit = w->nblocks;
+		}
+		if (cls == STEP_EXPERT) {
 			w->ndense = w->nblocks;
 			w->experts_begin = w->param_floats;
-			fprintf(defs, "#define %-28s %lld /* experts from here on */\n", "W_EXPERTS_BEGIN",
-				(long long)w->experts_begin);
 		}
 		for (int i = 0; i < ir->ntensors; i++)
-			if (step_is_expert(&ir->tensors[i]) == (pass == 1))
+			if ((int)step_class_of(w, &ir->tensors[i]) == cls)
 				step_place(w, defs, tab, &ir->tensors[i]);
 	}
 	return 0;
@@ -316,13 +375,14 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 	step_act(w, defs, (router_bytes + 3) / 4, "A_S_ROUTER_WS");
 	step_act(w, defs, (256 + 16) * (H > w->HD ? H : w->HD), "A_S_RMS_WS");
 	step_act(w, defs, 1 + 16, "A_S_RMS_COUNT");
-	step_act(w, defs, 2, "A_S_SUMSQ"); /* dense, experts */
+	step_act(w, defs, 3, "A_S_SUMSQ"); /* dense, tp-split, experts */
 	step_act(w, defs, 2 * 256, "A_S_SUMSQ_WS");
 	step_act(w, defs, 1, "A_S_SUMSQ_COUNT");
 	/* AdamW's tensor tables on the device: 4 pointer arrays, the offsets, the decay flags */
 	step_act(w, defs, 2 * 4 * (int64_t)w->nblocks, "A_S_OPT_PTRS");
 	step_act(w, defs, 2 * ((int64_t)w->nblocks + 1), "A_S_OPT_OFFSETS");
 	step_act(w, defs, 2 * ((int64_t)w->nblocks + 1), "A_S_OPT_EXPERT_OFFSETS");
+	step_act(w, defs, 2 * ((int64_t)w->nblocks + 1), "A_S_OPT_SPLIT_OFFSETS");
 	step_act(w, defs, w->nblocks, "A_S_OPT_DECAY");
 	fprintf(defs, "#define MOEC_ACT_FLOATS %lld\n", (long long)w->act_floats);
 }
@@ -386,6 +446,8 @@ static void step_fwd_attention(struct step_writer *w, int l)
 	OUT("\tCALL(%s, A(A_L%d_QR), A(A_L%d_KR), A(A_L%d_V), doc, A(A_L%d_ATT), A(A_L%d_LSE), T);\n",
 	    step_kernel(w, "attention_fwd", NULL, 0), l, l, l, l, l);
 	OUT("\tMM_NT(T, H, QD, A(A_L%d_ATT), P(W_L%d_O), A(A_S_Y), 0);\n", l, l);
+	if (w->TP > 1)
+		OUT("\tTP_SUM(A(A_S_Y), T * H); /* the heads of every tp rank */\n");
 	OUT("\tCALL(%s, A(A_L%d_XMID), A(A_X%d), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l, l);
 	OUT("\tCALL(%s, A(A_L%d_XN2), A(A_L%d_RSTD2), A(A_L%d_XMID), P(W_L%d_POST_ATTN_NORM), T);\n", norm_h, l, l, l, l);
 }
@@ -427,7 +489,6 @@ static void step_fwd_moe(struct step_writer *w, int l, int m)
 		OUT("\tEP_COMBINE(%d, A(A_S_YE), A(A_L%d_YPERM));\n", m, l);
 	OUT("\tCALL(%s, A(A_L%d_YPERM), AI(A_L%d_DEST), A(A_L%d_TOPK_W), A(A_S_Y), T);\n", step_kernel(w, "moe_combine", NULL, 0),
 	    l, l, l);
-	OUT("\tCALL(%s, A(A_X%d), A(A_L%d_XMID), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l + 1, l);
 }
 
 static void step_fwd_dense(struct step_writer *w, int l)
@@ -437,7 +498,6 @@ static void step_fwd_dense(struct step_writer *w, int l)
 	    step_gemm(w, "moe_gate_up_fwd", false), l, l, l, l);
 	OUT("\tCALL(%s, A(A_L%d_HID), P(W_L%d_MLP_DOWN), AI(A_S_DENSE_OFFSETS), A(A_S_Y), T);\n",
 	    step_gemm(w, "moe_down_fwd", false), l, l);
-	OUT("\tCALL(%s, A(A_X%d), A(A_L%d_XMID), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l + 1, l);
 }
 
 /* The LM head weight: its own, or the embedding when tied. */
@@ -528,11 +588,16 @@ static void step_bwd_dense(struct step_writer *w, int l)
 	    step_gemm(w, "moe_gate_up_bwd_weight", false), l, l);
 }
 
+/* The MLP block's norm backward: d x_mid = d x_{l+1} (in dx) + the norm's part. */
+static void step_bwd_post_norm(struct step_writer *w, int l)
+{
+	OUT("\tCALL(%s, A(A_S_DX), G(W_L%d_POST_ATTN_NORM), RMS_SCRATCH, A(A_S_DXN), A(A_L%d_XMID), P(W_L%d_POST_ATTN_NORM),\n"
+	    "\t\tA(A_L%d_RSTD2), T, 1);\n", step_kernel(w, "rmsnorm_bwd", "DIM", w->H), l, l, l, l);
+}
+
 static void step_bwd_attention(struct step_writer *w, int l)
 {
 	const char *norm_bwd = step_kernel(w, "rmsnorm_bwd", "DIM", w->H);
-	OUT("\tCALL(%s, A(A_S_DX), G(W_L%d_POST_ATTN_NORM), RMS_SCRATCH, A(A_S_DXN), A(A_L%d_XMID), P(W_L%d_POST_ATTN_NORM),\n"
-	    "\t\tA(A_L%d_RSTD2), T, 1);\n", norm_bwd, l, l, l, l);
 	OUT("\t/* layer %d attention backward (dx holds d x_mid) */\n", l);
 	OUT("\tMM_NN(T, QD, H, A(A_S_DX), P(W_L%d_O), A(A_S_DATT), 0);\n", l);
 	OUT("\tMM_TN(H, QD, T, A(A_S_DX), A(A_L%d_ATT), G(W_L%d_O), 1);\n", l, l);
@@ -561,8 +626,84 @@ static void step_bwd_attention(struct step_writer *w, int l)
 	OUT("\tMM_TN(QD, H, T, A(%s), A(A_L%d_XN1), G(W_L%d_Q), 1);\n", dq, l, l);
 	OUT("\tMM_TN(KD, H, T, A(%s), A(A_L%d_XN1), G(W_L%d_K), 1);\n", dk, l, l);
 	OUT("\tMM_TN(KD, H, T, A(A_S_DV), A(A_L%d_XN1), G(W_L%d_V), 1);\n", l, l);
+	if (w->TP > 1)
+		OUT("\tTP_SUM(A(A_S_DXN), T * H); /* d xn1 from every tp rank's heads */\n");
 	OUT("\tCALL(%s, A(A_S_DX), G(W_L%d_INPUT_NORM), RMS_SCRATCH, A(A_S_DXN), A(A_X%d), P(W_L%d_INPUT_NORM),\n"
 	    "\t\tA(A_L%d_RSTD1), T, 1);\n", norm_bwd, l, l, l, l);
+}
+
+/* Sequence-parallel MoE under tensor parallelism: a tp rank routes only its TS tokens,
+ * rows R0 .. R0 + TS of the micro-batch. The block body is the one-rank code with T shadowed
+ * by TS and the token-indexed buffers moved to row R0 (the text emit writes, rewritten);
+ * afterwards every tp rank's rows are gathered. */
+static void step_str_replace(char **text, const char *from, const char *to)
+{
+	size_t fl = strlen(from), tl = strlen(to), n = 0;
+	for (const char *p = *text; (p = strstr(p, from)); p += fl)
+		n++;
+	if (!n)
+		return;
+	char *out = malloc(strlen(*text) + n * (tl + 1) + 1), *o = out;
+	if (!out)
+		return;
+	for (const char *p = *text, *q; ; p = q + fl) {
+		q = strstr(p, from);
+		size_t k = q ? (size_t)(q - p) : strlen(p);
+		memcpy(o, p, k);
+		o += k;
+		if (!q)
+			break;
+		memcpy(o, to, tl);
+		o += tl;
+	}
+	*o = 0;
+	free(*text);
+	*text = out;
+}
+
+static void step_sliced(struct step_writer *w, int l, int m, void (*body)(struct step_writer *, int, int),
+			const char *gather)
+{
+	if (w->TP == 1) {
+		body(w, l, m);
+		return;
+	}
+	FILE *real = w->f;
+	char *text = NULL;
+	size_t len = 0;
+	w->f = open_memstream(&text, &len);
+	if (!w->f) {
+		w->f = real;
+		w->err = "memory";
+		return;
+	}
+	body(w, l, m);
+	fclose(w->f);
+	w->f = real;
+	static const char *rows[] = {"XN2", "XMID"};
+	char from[64], to[80];
+	for (int i = 0; i < 2; i++) {
+		snprintf(from, sizeof from, "A(A_L%d_%s)", l, rows[i]);
+		snprintf(to, sizeof to, "A(A_L%d_%s + R0 * H)", l, rows[i]);
+		step_str_replace(&text, from, to);
+	}
+	snprintf(from, sizeof from, "A(A_L%d_RSTD2)", l);
+	snprintf(to, sizeof to, "A(A_L%d_RSTD2 + R0)", l);
+	step_str_replace(&text, from, to);
+	step_str_replace(&text, "A(A_S_Y)", "A(A_S_Y + R0 * H)");
+	step_str_replace(&text, "A(A_S_DX)", "A(A_S_DX + R0 * H)");
+	step_str_replace(&text, "A(A_S_DXN)", "A(A_S_DXN + R0 * H)");
+	step_str_replace(&text, "\n\t", "\n\t\t");
+	OUT("\t{ /* sequence-parallel MoE: this tp rank's TS tokens, rows R0 .. R0 + TS */\n\t\tconst int T = TS;\n\t%s", text);
+	OUT("}\n\tTP_GATHER(A(%s), TS * H);\n", gather);
+	free(text);
+}
+
+/* The MoE block's backward and the norm before it, as one unit for step_sliced. */
+static void step_bwd_moe_block(struct step_writer *w, int l, int m)
+{
+	step_bwd_moe(w, l, m);
+	step_bwd_post_norm(w, l);
 }
 
 static void step_micro_step(struct step_writer *w)
@@ -583,19 +724,21 @@ static void step_micro_step(struct step_writer *w)
 	for (int l = 0; l < ir->nlayers; l++) {
 		step_fwd_attention(w, l);
 		if (ir->layers[l].moe)
-			step_fwd_moe(w, l, m++);
+			step_sliced(w, l, m++, step_fwd_moe, "A_S_Y");
 		else
 			step_fwd_dense(w, l);
-		OUT("\n");
+		OUT("\tCALL(%s, A(A_X%d), A(A_L%d_XMID), A(A_S_Y), (long)T * H);\n\n", step_kernel(w, "add", NULL, 0), l + 1, l);
 	}
 	step_head(w);
 	m = ir->n_moe_layers;
 	for (int l = ir->nlayers - 1; l >= 0; l--) {
 		OUT("\n");
-		if (ir->layers[l].moe)
-			step_bwd_moe(w, l, --m);
-		else
+		if (ir->layers[l].moe) {
+			step_sliced(w, l, --m, step_bwd_moe_block, "A_S_DX");
+		} else {
 			step_bwd_dense(w, l);
+			step_bwd_post_norm(w, l);
+		}
 		step_bwd_attention(w, l);
 	}
 	OUT("\n\tCALL(%s, G(W_EMBED), A(A_S_DX), ids, T, 0, V);\n}\n\n", step_kernel(w, "embedding_bwd", NULL, 0));
@@ -641,7 +784,13 @@ static void step_losses(struct step_writer *w)
 	    "\t\tv[m * PER + 2 * E + 1] = *(const int *)(stats + moec_stat_dropped[m]);\n"
 	    "\t}\n");
 	OUT("\tv[N - 2] = ce[0];\n\tv[N - 1] = ce[1];\n");
-	OUT("\tif (comm)\n\t\tmoert_allreduce_f64(comm, MOERT_DP, MOERT_BYTES_OTHER, v, N);\n");
+	if (w->TP > 1) /* tp ranks route different tokens but compute the same cross-entropy */
+		OUT("\tif (comm) {\n"
+		    "\t\tmoert_allreduce_f64(comm, MOERT_WORLD, MOERT_BYTES_OTHER, v, N - 2);\n"
+		    "\t\tmoert_allreduce_f64(comm, MOERT_DP, MOERT_BYTES_OTHER, v + N - 2, 2);\n"
+		    "\t}\n");
+	else
+		OUT("\tif (comm)\n\t\tmoert_allreduce_f64(comm, MOERT_DP, MOERT_BYTES_OTHER, v, N);\n");
 	OUT("\tconst double rows = (double)T * (comm ? comm->size[MOERT_DP] : 1); /* tokens of the global batch */\n");
 	OUT("\tdouble count[MOE_LAYERS ? MOE_LAYERS : 1][E], prob[MOE_LAYERS ? MOE_LAYERS : 1][E], z = 0;\n");
 	OUT("\tst->counted = v[N - 1];\n\tst->ce_loss = v[N - 1] > 0 ? v[N - 2] / v[N - 1] : 0;\n");
@@ -699,8 +848,14 @@ static void step_optimizer_tables(struct step_writer *w)
 	for (int i = 0; i < w->nblocks; i++)
 		OUT("%s%s%d", i ? ", " : "", i % 16 ? "" : "\n\t", w->blocks[i].decay);
 	OUT("\n};\n");
-	OUT("/* The expert blocks' sizes as offsets of their own list (the norm is summed over ep). */\n");
-	OUT("#define NDENSE %d\n", w->ndense);
+	OUT("/* The tp-split blocks' and the expert blocks' sizes as offsets of their own lists (their\n"
+	    " * squares are summed over tp and ep for the norm). */\n");
+	OUT("#define NDENSE %d\n#define NSPLIT %d\n", w->ndense, w->nsplit);
+	OUT("static const long moec_split_offsets[NDENSE - NSPLIT + 1] = {");
+	for (int i = w->nsplit; i <= w->ndense; i++)
+		OUT("%s%s%lld", i > w->nsplit ? ", " : "", (i - w->nsplit) % 8 ? "" : "\n\t",
+		    (long long)((i < w->ndense ? w->blocks[i].off : w->experts_begin) - w->split_begin));
+	OUT("\n};\n");
 	OUT("static const long moec_expert_offsets[NBLOCKS - NDENSE + 1] = {");
 	for (int i = w->ndense; i <= w->nblocks; i++)
 		OUT("%s%s%lld", i > w->ndense ? ", " : "", (i - w->ndense) % 8 ? "" : "\n\t",
@@ -719,23 +874,34 @@ static void step_optimizer_tables(struct step_writer *w)
 static void step_optimizer_step(struct step_writer *w)
 {
 	const char *sumsq = step_kernel(w, "grad_sumsq", NULL, 0);
-	OUT("/* Gradients summed over the ranks that share them (dense over dp, experts over edp), the\n"
-	    " * global gradient norm (returned; experts' squares summed over ep), then clip_grad_norm_\n"
-	    " * and AdamW fused, as torch. */\n");
+	OUT("/* Gradients summed over the ranks that share them (step_class in compiler/step.c: dense\n"
+	    " * over dp, tp-partial ones over dp and tp, experts over edp), the global gradient norm\n"
+	    " * (returned; squares of tp slices summed over tp, of experts over ep), then\n"
+	    " * clip_grad_norm_ and AdamW fused, as torch. */\n");
 	OUT("static double STEP(moec_optimizer_step)(const struct moert_run *r, double lr, int step)\n{\n");
 	OUT("\tOPT_TABLES(p, g, m, v, offsets, decay);\n");
-	OUT("\tREDUCE(MOERT_DP, MOERT_BYTES_DP, G(0), W_EXPERTS_BEGIN);\n");
+	OUT("\tREDUCE(MOERT_DP, MOERT_BYTES_DP, G(0), W_TP_PARTIAL_BEGIN);\n");
+	if (w->TP > 1) {
+		OUT("\tREDUCE(MOERT_WORLD, MOERT_BYTES_TP, G(W_TP_PARTIAL_BEGIN), W_TP_SPLIT_BEGIN - W_TP_PARTIAL_BEGIN);\n");
+		OUT("\tREDUCE(MOERT_DP, MOERT_BYTES_DP, G(W_TP_SPLIT_BEGIN), W_EXPERTS_BEGIN - W_TP_SPLIT_BEGIN);\n");
+	}
 	OUT("\tREDUCE(MOERT_EDP, MOERT_BYTES_EDP, G(W_EXPERTS_BEGIN), MOEC_PARAM_FLOATS - W_EXPERTS_BEGIN);\n");
-	OUT("\tPUT(A_S_SUMSQ, ((const float[]){0, 0}), 2);\n");
-	OUT("\tCALL_TOTAL(%s, W_EXPERTS_BEGIN, A(A_S_SUMSQ), (double *)A(A_S_SUMSQ_WS), (unsigned *)AI(A_S_SUMSQ_COUNT), g,\n"
-	    "\t\toffsets, NDENSE);\n", sumsq);
+	OUT("\tPUT(A_S_SUMSQ, ((const float[]){0, 0, 0}), 3);\n");
+	OUT("\tCALL_TOTAL(%s, W_TP_SPLIT_BEGIN, A(A_S_SUMSQ), (double *)A(A_S_SUMSQ_WS), (unsigned *)AI(A_S_SUMSQ_COUNT), g,\n"
+	    "\t\toffsets, NSPLIT);\n", sumsq);
+	OUT("\tif (NDENSE > NSPLIT)\n");
+	OUT("\t\tCALL_TOTAL(%s, W_EXPERTS_BEGIN - W_TP_SPLIT_BEGIN, A(A_S_SUMSQ) + 1, (double *)A(A_S_SUMSQ_WS),\n"
+	    "\t\t\t(unsigned *)AI(A_S_SUMSQ_COUNT), g + NSPLIT, SPLIT_OFFSETS, NDENSE - NSPLIT);\n", sumsq);
 	OUT("\tif (NBLOCKS > NDENSE)\n");
-	OUT("\t\tCALL_TOTAL(%s, MOEC_PARAM_FLOATS - W_EXPERTS_BEGIN, A(A_S_SUMSQ) + 1, (double *)A(A_S_SUMSQ_WS),\n"
+	OUT("\t\tCALL_TOTAL(%s, MOEC_PARAM_FLOATS - W_EXPERTS_BEGIN, A(A_S_SUMSQ) + 2, (double *)A(A_S_SUMSQ_WS),\n"
 	    "\t\t\t(unsigned *)AI(A_S_SUMSQ_COUNT), g + NDENSE, EXPERT_OFFSETS, NBLOCKS - NDENSE);\n", sumsq);
-	OUT("\tconst float *part = GET(A_S_SUMSQ, 2);\n");
-	OUT("\tdouble expert = part[1], dense = part[0];\n");
-	OUT("\tif (r->comm)\n\t\tmoert_allreduce_f64(r->comm, MOERT_EP, MOERT_BYTES_OTHER, &expert, 1);\n");
-	OUT("\tconst float total = (float)(dense + expert);\n");
+	OUT("\tconst float *part = GET(A_S_SUMSQ, 3);\n");
+	OUT("\tdouble dense = part[0], split = part[1], expert = part[2];\n");
+	OUT("\tif (r->comm) {\n"
+	    "\t\tmoert_allreduce_f64(r->comm, MOERT_TP, MOERT_BYTES_OTHER, &split, 1);\n"
+	    "\t\tmoert_allreduce_f64(r->comm, MOERT_EP, MOERT_BYTES_OTHER, &expert, 1);\n"
+	    "\t}\n");
+	OUT("\tconst float total = (float)(dense + split + expert);\n");
 	OUT("\tPUT(A_S_SUMSQ, &total, 1);\n");
 	OUT("\tCALL_TOTAL(%s, MOEC_PARAM_FLOATS, p, g, m, v, NULL, offsets, decay, NBLOCKS, lr, %.17g, %.17g, %.17g,\n"
 	    "\t\t%.17g, step, A(A_S_SUMSQ), (float)%.17g);\n",
@@ -817,6 +983,7 @@ static void step_model_struct(struct step_writer *w)
 	OUT(",\n\t.stats_floats = A_STATS_END - A_STATS,\n");
 	OUT("\t.layout = {%d, %d, %d, %d, %d}, .experts_per_rank = %lld, .experts_begin = W_EXPERTS_BEGIN,\n", lay->world,
 	    lay->dp, lay->tp, lay->ep, lay->edp, (long long)w->E_LOCAL);
+	OUT("\t.split_begin = W_TP_SPLIT_BEGIN,\n");
 	OUT("\t.micro_step = moec_micro_step_cpu,\n\t.optimizer_step = moec_optimizer_step_cpu,\n");
 	OUT("\t.micro_step_cuda = moec_micro_step_cuda,\n\t.optimizer_step_cuda = moec_optimizer_step_cuda,\n");
 	OUT("\t.setup_cuda = moec_setup_cuda,\n\t.n_kernels = MOEC_NKERNELS,\n\t.kernels = moec_kernel_images,\n};\n\n");
@@ -845,6 +1012,9 @@ static const char step_backend_cpu[] =
 	"#define EP_COMBINE(m, y, out) moert_ep_combine(r->comm, &r->ep[m], y, H, A(A_S_EP_TMP), out)\n"
 	"#define EP_OFFSETS(m) (r->ep[m].local_offsets)\n"
 	"#define EXPERT_OFFSETS moec_expert_offsets\n"
+	"#define SPLIT_OFFSETS moec_split_offsets\n"
+	"#define TP_SUM(x, n) (r->comm ? moert_allreduce_f32(r->comm, MOERT_TP, MOERT_BYTES_TP, x, n) : (void)0)\n"
+	"#define TP_GATHER(x, n) (r->comm ? moert_allgather_f32(r->comm, MOERT_TP, MOERT_BYTES_TP, x, n) : (void)0)\n"
 	"#define OPT_TABLES(p, g, m, v, offsets, decay) \\\n"
 	"\tfloat *p[NBLOCKS], *g[NBLOCKS], *m[NBLOCKS], *v[NBLOCKS]; \\\n"
 	"\tconst long *offsets = moec_block_offsets; \\\n"
@@ -853,7 +1023,8 @@ static const char step_backend_cpu[] =
 	"#include \"step.inc\"\n"
 	"#undef STEP\n#undef CALL\n#undef CALL_TOTAL\n#undef MM_NT\n#undef MM_NN\n#undef MM_TN\n#undef GET\n#undef PUT\n"
 	"#undef BATCH\n#undef KEEP_LOGITS\n#undef RMS_SCRATCH\n#undef OPT_TABLES\n#undef REDUCE\n#undef EP_ROUTE\n"
-	"#undef EP_DISPATCH\n#undef EP_COMBINE\n#undef EP_OFFSETS\n#undef EXPERT_OFFSETS\n\n";
+	"#undef EP_DISPATCH\n#undef EP_COMBINE\n#undef EP_OFFSETS\n#undef EXPERT_OFFSETS\n#undef SPLIT_OFFSETS\n#undef TP_SUM\n"
+	"#undef TP_GATHER\n\n";
 
 static const char step_backend_cuda[] =
 	"/* ---- the CUDA backend: the cubins (launch.h's <kernel>_cuda), cuBLASLt, and copies of\n"
@@ -878,6 +1049,9 @@ static const char step_backend_cuda[] =
 	"#define EP_COMBINE(m, y, out) ((void)0)\n"
 	"#define EP_OFFSETS(m) ((const int *)0)\n"
 	"#define EXPERT_OFFSETS ((const long *)A(A_S_OPT_EXPERT_OFFSETS))\n"
+	"#define SPLIT_OFFSETS ((const long *)A(A_S_OPT_SPLIT_OFFSETS))\n"
+	"#define TP_SUM(x, n) ((void)0)\n"
+	"#define TP_GATHER(x, n) ((void)0)\n"
 	"#define OPT_TABLES(p, g, m, v, offsets, decay) \\\n"
 	"\tfloat **p = (float **)A(A_S_OPT_PTRS), **g = p + NBLOCKS, **m = g + NBLOCKS, **v = m + NBLOCKS; \\\n"
 	"\tconst long *offsets = (const long *)A(A_S_OPT_OFFSETS); \\\n"
@@ -891,6 +1065,7 @@ static const char step_backend_cuda[] =
 	"\tmoert_cuda_step_put(r, A_S_OPT_OFFSETS, moec_block_offsets, sizeof moec_block_offsets);\n"
 	"\tmoert_cuda_step_put(r, A_S_OPT_DECAY, moec_block_decay, sizeof moec_block_decay);\n"
 	"\tmoert_cuda_step_put(r, A_S_OPT_EXPERT_OFFSETS, moec_expert_offsets, sizeof moec_expert_offsets);\n"
+	"\tmoert_cuda_step_put(r, A_S_OPT_SPLIT_OFFSETS, moec_split_offsets, sizeof moec_split_offsets);\n"
 	"}\n\n";
 
 /* The cubins, embedded by gen/cubins.S, and each kernel's dynamic shared memory. */
@@ -951,9 +1126,12 @@ static void step_prologue(struct step_writer *w, const char *defs, const char *t
 	OUT("enum {\n\tT = MOEC_TOKENS, H = MOEC_H, V = MOEC_V, NH = MOEC_NH, NKV = MOEC_NKV, HD = MOEC_HD,\n"
 	    "\tQD = NH * HD, KD = NKV * HD, E = MOEC_E, K = MOEC_K, TK = T * K, I = MOEC_I, D = MOEC_D,\n"
 	    "\tMOE_LAYERS = MOEC_MOE_LAYERS, E_LOCAL = MOEC_E_LOCAL, EP = %lld, RT = EP * TK, /* rows a rank's experts may get */\n"
+	    "\tTS = MOEC_MOE_TOKENS, /* tokens a rank routes: T / tp */\n"
 	    "\tCHUNK = %lld, /* LM-head vocabulary columns per chunk: T * CHUNK floats of logits at once */\n};\n",
 	    (long long)w->EP, (long long)w->chunk);
 	OUT("#define AUX_COEF %.17g\n#define Z_COEF %.17g\n\n", s->moe.router_aux_loss_coef, s->moe.router_z_loss_coef);
+	OUT("/* This rank's first row of the sequence-parallel MoE (tensor parallelism). */\n"
+	    "#define R0 ((r->comm ? r->comm->index[MOERT_TP] : 0) * TS)\n");
 	OUT("#define P(off) (r->params + (off))\n#define G(off) (r->grads + (off))\n"
 	    "#define A(off) (r->acts + (off))\n#define AI(off) ((int *)(r->acts + (off)))\n\n");
 	OUT("/* Parameter arena offsets (floats). */\n%s", defs);
@@ -969,7 +1147,7 @@ static int step_sizes(struct step_writer *w)
 	w->H = d->hidden;
 	w->V = d->vocab;
 	w->NH = d->heads;
-	w->NKV = d->kv_heads;
+	w->NKV = d->kv_heads; /* whole model here; per rank from the kernels' NKV below */
 	w->HD = d->head_dim;
 	w->QD = w->NH * w->HD;
 	w->KD = w->NKV * w->HD;
@@ -981,6 +1159,10 @@ static int step_sizes(struct step_writer *w)
 	w->EP = w->c->plan->layout.ep;
 	w->E_LOCAL = w->E / (w->EP > 0 ? w->EP : 1);
 	w->RT = w->EP * w->TK; /* dropless: every routed row of the group could pick this rank */
+	w->TP = w->c->plan->layout.tp;
+	w->TS = w->T / (w->TP > 0 ? w->TP : 1);
+	const char *nkv = kernels_dict_get(&w->ks->dict, "NKV");
+	w->kv_split = w->TP == 1 || (nkv && atoll(nkv) * w->TP == w->NKV);
 	w->nblk = (w->T + 255) / 256;
 	w->chunk = STEP_LOGIT_FLOATS / (w->T > 0 ? w->T : 1);
 	if (w->chunk < 1)

@@ -165,6 +165,17 @@ void moert_alltoallv_f32(struct moert_comm *c, enum moert_group g, enum moert_tr
 	free(rd);
 }
 
+void moert_allgather_f32(struct moert_comm *c, enum moert_group g, enum moert_traffic t, float *buf, long n)
+{
+	int p = c->size[g];
+	if (p == 1 || n == 0)
+		return;
+	if (n > INT_MAX)
+		moert_fatal("rank %d: an all-gather of %ld floats is beyond MPI's int counts", c->rank, n);
+	c->bytes[t] += 4.0 * n * (p - 1); /* ring: each rank passes on p - 1 blocks */
+	check(c, MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)n, MPI_FLOAT, comm_of(c, g)), "MPI_Allgather");
+}
+
 void moert_gather_f32(struct moert_comm *c, enum moert_group g, int root, const float *send, float *recv, long n)
 {
 	if (c->size[g] == 1) {

@@ -44,6 +44,8 @@ void moert_alltoall_i32(struct moert_comm *c, enum moert_group g, const int *sen
 void moert_alltoallv_f32(struct moert_comm *c, enum moert_group g, enum moert_traffic t, const float *send,
 			 const long *send_counts, const long *send_displs, float *recv, const long *recv_counts,
 			 const long *recv_displs);
+/* In place: rank i of the group contributes buf[i*n .. i*n + n); afterwards every rank has all. */
+void moert_allgather_f32(struct moert_comm *c, enum moert_group g, enum moert_traffic t, float *buf, long n);
 /* Rank `root` of the group gets every rank's n floats, in group order (recv: size x n). */
 void moert_gather_f32(struct moert_comm *c, enum moert_group g, int root, const float *send, float *recv, long n);
 /* Max of an integer over the group (e.g. "did any rank stop?"). */

@@ -74,6 +74,45 @@ static double uniform01(uint64_t *s)
 	return ((double)(splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;
 }
 
+/* Tensor parallelism: a rank holds slice k of a tp-split tensor, its rows [k*R/tp, ...)
+ * (tp_dim 0) or, of a matrix, its columns [k*C/tp, ...) (tp_dim 1). */
+static void slice_copy(const struct moert_tensor *t, int tp, int k, float *full, float *local, int to_local)
+{
+	long long n = tensor_numel(t);
+	if (t->tp_dim == 0) {
+		long long part = n / tp;
+		if (to_local)
+			memcpy(local, full + k * part, (size_t)part * sizeof *local);
+		else
+			memcpy(full + k * part, local, (size_t)part * sizeof *local);
+		return;
+	}
+	long long rows = (long long)t->shape[0], cols = (long long)t->shape[1], lc = cols / tp;
+	for (long long i = 0; i < rows; i++) {
+		if (to_local)
+			memcpy(local + i * lc, full + i * cols + k * lc, (size_t)lc * sizeof *local);
+		else
+			memcpy(full + i * cols + k * lc, local + i * lc, (size_t)lc * sizeof *local);
+	}
+}
+
+static float *full_buffer(const struct moert_tensor *t)
+{
+	float *b = malloc((size_t)tensor_numel(t) * sizeof *b);
+	if (!b)
+		moert_fatal("out of memory");
+	return b;
+}
+
+/* Put the full tensor's values (full) into this rank's storage of it. */
+static void store_local(const struct train_state *ts, const struct moert_tensor *t, float *full, float *arena)
+{
+	if (t->tp_dim < 0)
+		memcpy(arena + t->offset, full, (size_t)tensor_numel(t) * sizeof *full);
+	else
+		slice_copy(t, ts->m->layout.tp, ts->comm->index[MOERT_TP], full, arena + t->offset, 1);
+}
+
 void train_state_init_random(struct train_state *ts, struct moert_run *r, uint64_t seed)
 {
 	const struct moert_model *m = ts->m;
@@ -81,8 +120,8 @@ void train_state_init_random(struct train_state *ts, struct moert_run *r, uint64
 		const struct moert_tensor *t = &m->tensors[i];
 		if (!train_state_holds(ts, t))
 			continue;
-		float *p = r->params + t->offset;
 		long long n = tensor_numel(t);
+		float *p = t->tp_dim < 0 ? r->params + t->offset : full_buffer(t);
 		uint64_t s = seed ^ 0xcbf29ce484222325ull;
 		for (const char *c = t->name; *c; c++)
 			s = (s ^ (unsigned char)*c) * 0x100000001b3ull;
@@ -94,6 +133,10 @@ void train_state_init_random(struct train_state *ts, struct moert_run *r, uint64
 				p[j + k] = t->init == MOERT_INIT_ONES ? 1.0f
 					   : t->init == MOERT_INIT_ZEROS ? 0.0f
 					   : (float)(m->init_std * z[k]);
+		}
+		if (t->tp_dim >= 0) {
+			store_local(ts, t, p, r->params);
+			free(p);
 		}
 	}
 }
@@ -110,8 +153,13 @@ static void read_model_tensors(const struct train_state *ts, struct hf_model *hf
 			continue;
 		uint64_t shape[4];
 		tensor_shape(t, shape);
-		if (hf_read_f32(hf, t->name, t->ndim, shape, params + t->offset, err, sizeof err))
+		float *full = t->tp_dim < 0 ? params + t->offset : full_buffer(t);
+		if (hf_read_f32(hf, t->name, t->ndim, shape, full, err, sizeof err))
 			moert_fatal("%s", err);
+		if (t->tp_dim >= 0) {
+			store_local(ts, t, full, params);
+			free(full);
+		}
 	}
 }
 
@@ -161,9 +209,14 @@ bool train_state_resume(struct train_state *ts, struct moert_run *r, long long *
 			continue;
 		uint64_t shape[4];
 		tensor_shape(t, shape);
-		if (ckpt_read_optim(c, ts->exp_avg_names[i], t->ndim, shape, r->exp_avg + t->offset, err, sizeof err) ||
-		    ckpt_read_optim(c, ts->exp_avg_sq_names[i], t->ndim, shape, r->exp_avg_sq + t->offset, err, sizeof err))
+		float *fm = full_buffer(t), *fv = full_buffer(t);
+		if (ckpt_read_optim(c, ts->exp_avg_names[i], t->ndim, shape, fm, err, sizeof err) ||
+		    ckpt_read_optim(c, ts->exp_avg_sq_names[i], t->ndim, shape, fv, err, sizeof err))
 			moert_fatal("%s", err);
+		store_local(ts, t, fm, r->exp_avg);
+		store_local(ts, t, fv, r->exp_avg_sq);
+		free(fm);
+		free(fv);
 	}
 	unsigned long long epoch, row;
 	if (ckpt_state_i64(c, "step", step, err, sizeof err) || ckpt_state_u64(c, "data_epoch", &epoch, err, sizeof err) ||
@@ -200,68 +253,99 @@ static char *read_manifest(size_t *size)
 	return buf;
 }
 
-static void train_state_write(struct train_state *ts, const struct moert_run *r, long long step, struct data_cursor cursor,
-			      int keep, struct log *lg, const float *gp, const float *gm, const float *gv);
 
-/* With expert parallelism rank 0 writes every expert: each EP group gathers its experts'
- * region of an arena to its first rank ([ep][expert floats]; NULL elsewhere, and with ep 1). */
-static float *gather_experts(const struct train_state *ts, const float *arena)
+/* Rank 0 writes whole tensors. With expert parallelism each EP group gathers its experts'
+ * region of an arena to its first rank, with tensor parallelism each TP group its split
+ * region ([ranks][region floats]; NULL on other ranks and with one rank in the group). */
+struct gathered {
+	float *experts, *split;
+};
+
+static void train_state_write(struct train_state *ts, const struct moert_run *r, long long step, struct data_cursor cursor,
+			      int keep, struct log *lg, const struct gathered *gp, const struct gathered *gm,
+			      const struct gathered *gv);
+
+static float *gather_region(const struct train_state *ts, enum moert_group g, const float *begin, long long n)
 {
-	const struct moert_model *m = ts->m;
-	int ep = ts->comm->size[MOERT_EP];
-	if (ep == 1)
+	int size = ts->comm->size[g];
+	if (size == 1 || n == 0)
 		return NULL;
-	long long ef = m->param_floats - m->experts_begin;
 	float *all = NULL;
-	if (ts->comm->index[MOERT_EP] == 0 && !(all = malloc((size_t)(ep * ef > 0 ? ep * ef : 1) * sizeof *all)))
+	if (ts->comm->index[g] == 0 && !(all = malloc((size_t)(size * n) * sizeof *all)))
 		moert_fatal("out of memory");
-	moert_gather_f32(ts->comm, MOERT_EP, 0, arena + m->experts_begin, all, ef);
+	moert_gather_f32(ts->comm, g, 0, begin, all, n);
 	return all;
 }
 
-/* Where tensor t's values are on the writing rank: its arena, or the gathered experts. */
-static const float *tensor_at(const struct train_state *ts, const struct moert_tensor *t, const float *arena,
-			      const float *gathered)
+static struct gathered gather_arena(const struct train_state *ts, const float *arena)
 {
 	const struct moert_model *m = ts->m;
-	if (t->expert < 0 || !gathered)
+	struct gathered g;
+	g.experts = gather_region(ts, MOERT_EP, arena + m->experts_begin, m->param_floats - m->experts_begin);
+	g.split = gather_region(ts, MOERT_TP, arena + m->split_begin, m->experts_begin - m->split_begin);
+	return g;
+}
+
+static void gathered_free(struct gathered *g)
+{
+	free(g->experts);
+	free(g->split);
+}
+
+/* Tensor t's full values on the writing rank: in its arena, among the gathered experts, or
+ * assembled from the tp slices into *owned (freed by the caller). */
+static const float *tensor_at(const struct train_state *ts, const struct moert_tensor *t, const float *arena,
+			      const struct gathered *g, float **owned)
+{
+	const struct moert_model *m = ts->m;
+	*owned = NULL;
+	if (t->expert >= 0 && g->experts) {
+		long long ef = m->param_floats - m->experts_begin;
+		return g->experts + (long long)(t->expert / m->experts_per_rank) * ef + (t->offset - m->experts_begin);
+	}
+	if (t->tp_dim < 0 || !g->split)
 		return arena + t->offset;
-	long long ef = m->param_floats - m->experts_begin;
-	return gathered + (long long)(t->expert / m->experts_per_rank) * ef + (t->offset - m->experts_begin);
+	long long sf = m->experts_begin - m->split_begin;
+	float *full = full_buffer(t);
+	for (int k = 0; k < m->layout.tp; k++)
+		slice_copy(t, m->layout.tp, k, full, g->split + k * sf + (t->offset - m->split_begin), 0);
+	return *owned = full;
 }
 
 void train_state_save(struct train_state *ts, const struct moert_run *r, long long step, struct data_cursor cursor,
 		      int keep, struct log *lg)
 {
-	float *gp = gather_experts(ts, r->params), *gm = gather_experts(ts, r->exp_avg), *gv = gather_experts(ts, r->exp_avg_sq);
+	struct gathered gp = gather_arena(ts, r->params), gm = gather_arena(ts, r->exp_avg), gv = gather_arena(ts, r->exp_avg_sq);
 	if (ts->comm->rank == 0)
-		train_state_write(ts, r, step, cursor, keep, lg, gp, gm, gv);
-	free(gp);
-	free(gm);
-	free(gv);
+		train_state_write(ts, r, step, cursor, keep, lg, &gp, &gm, &gv);
+	gathered_free(&gp);
+	gathered_free(&gm);
+	gathered_free(&gv);
 	moert_barrier(ts->comm); /* nobody reads it, or starts the next step's writes, before it is there */
 }
 
 static void train_state_write(struct train_state *ts, const struct moert_run *r, long long step, struct data_cursor cursor,
-			      int keep, struct log *lg, const float *gp, const float *gm, const float *gv)
+			      int keep, struct log *lg, const struct gathered *gp, const struct gathered *gm,
+			      const struct gathered *gv)
 {
 	const struct moert_model *m = ts->m;
 	size_t n = (size_t)m->n_tensors;
 	struct ckpt_tensor *model = calloc(n, sizeof *model), *optim = calloc(2 * n, sizeof *optim);
-	if (!model || !optim)
+	float **owned = calloc(3 * n, sizeof *owned);
+	if (!model || !optim || !owned)
 		moert_fatal("out of memory");
 	for (size_t i = 0; i < n; i++) {
 		const struct moert_tensor *t = &m->tensors[i];
 		struct ckpt_tensor base = {.name = t->name, .dtype = ST_F32, .ndim = t->ndim};
 		tensor_shape(t, base.shape);
 		model[i] = base;
-		model[i].data = tensor_at(ts, t, r->params, gp);
+		model[i].data = tensor_at(ts, t, r->params, gp, &owned[3 * i]);
 		optim[2 * i] = base;
 		optim[2 * i].name = ts->exp_avg_names[i];
-		optim[2 * i].data = tensor_at(ts, t, r->exp_avg, gm);
+		optim[2 * i].data = tensor_at(ts, t, r->exp_avg, gm, &owned[3 * i + 1]);
 		optim[2 * i + 1] = base;
 		optim[2 * i + 1].name = ts->exp_avg_sq_names[i];
-		optim[2 * i + 1].data = tensor_at(ts, t, r->exp_avg_sq, gv);
+		optim[2 * i + 1].data = tensor_at(ts, t, r->exp_avg_sq, gv, &owned[3 * i + 2]);
 	}
 	char s_step[32], s_epoch[32], s_row[32], s_model[32], s_spec[32], s_loss[48];
 	snprintf(s_step, sizeof s_step, "%lld", step);
@@ -289,17 +373,23 @@ static void train_state_write(struct train_state *ts, const struct moert_run *r,
 	free(manifest);
 	free(model);
 	free(optim);
+	for (size_t i = 0; i < 3 * n; i++)
+		free(owned[i]);
+	free(owned);
 }
 
 void train_state_dump(struct train_state *ts, const struct moert_run *r, const char *path, const struct moert_stats *st)
 {
 	const struct moert_model *m = ts->m;
-	float *gg = gather_experts(ts, r->grads), *gp = gather_experts(ts, r->params);
+	struct gathered gg = gather_arena(ts, r->grads), gp = gather_arena(ts, r->params);
 	if (ts->comm->rank != 0) {
-		free(gg);
-		free(gp);
+		gathered_free(&gg);
+		gathered_free(&gp);
 		return;
 	}
+	float **owned = calloc(2 * (size_t)m->n_tensors, sizeof *owned);
+	if (!owned)
+		moert_fatal("out of memory");
 	size_t n = (size_t)m->n_tensors, k = 0;
 	struct st_write_tensor *w = calloc(2 * n + 5, sizeof *w);
 	char **names = calloc(2 * n, sizeof *names);
@@ -319,8 +409,10 @@ void train_state_dump(struct train_state *ts, const struct moert_run *r, const c
 		tensor_shape(t, shapes[i]);
 		names[2 * i] = name_with("grad.", t->name);
 		names[2 * i + 1] = name_with("adamw.", t->name);
-		w[k++] = (struct st_write_tensor){names[2 * i], ST_F32, t->ndim, shapes[i], tensor_at(ts, t, r->grads, gg)};
-		w[k++] = (struct st_write_tensor){names[2 * i + 1], ST_F32, t->ndim, shapes[i], tensor_at(ts, t, r->params, gp)};
+		w[k++] = (struct st_write_tensor){names[2 * i], ST_F32, t->ndim, shapes[i],
+						  tensor_at(ts, t, r->grads, &gg, &owned[2 * i])};
+		w[k++] = (struct st_write_tensor){names[2 * i + 1], ST_F32, t->ndim, shapes[i],
+						  tensor_at(ts, t, r->params, &gp, &owned[2 * i + 1])};
 	}
 	char err[1024];
 	struct st_kv meta[] = {{"generated_by", m->generated_by}};
@@ -331,8 +423,11 @@ void train_state_dump(struct train_state *ts, const struct moert_run *r, const c
 	free(names);
 	free(shapes);
 	free(w);
-	free(gg);
-	free(gp);
+	for (size_t i = 0; i < 2 * n; i++)
+		free(owned[i]);
+	free(owned);
+	gathered_free(&gg);
+	gathered_free(&gp);
 }
 
 /* ---- batches ---- */

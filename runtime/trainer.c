@@ -425,9 +425,10 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	free(r.ep);
 	free(force_bias);
 	if (comm.world > 1 && rank0)
-		log_event(lg, "traffic", "bytes sent by rank 0: all-to-all %.0f, dp all-reduce %.0f, edp all-reduce %.0f, other %.0f",
+		log_event(lg, "traffic",
+			  "bytes sent by rank 0: all-to-all %.0f, dp all-reduce %.0f, edp all-reduce %.0f, tp %.0f, other %.0f",
 			  comm.bytes[MOERT_BYTES_A2A], comm.bytes[MOERT_BYTES_DP], comm.bytes[MOERT_BYTES_EDP],
-			  comm.bytes[MOERT_BYTES_OTHER]);
+			  comm.bytes[MOERT_BYTES_TP], comm.bytes[MOERT_BYTES_OTHER]);
 	log_close(lg);
 	moert_comm_finalize(&comm);
 	return 0;

@@ -37,6 +37,7 @@ struct moert_tensor {
 	unsigned char decay;           /* AdamW weight decay applies (not norms, biases) */
 	unsigned char init;            /* enum moert_init */
 	int expert;                    /* routed expert index (held by EP rank expert / experts_per_rank), or -1 */
+	int tp_dim;                    /* split over tp ranks along this dimension (a rank holds slice tp_index), or -1 */
 };
 
 /* What one micro-step measured (filled by the generated step). */
@@ -111,6 +112,7 @@ struct moert_model {
 	struct moert_layout layout;      /* ranks: world = dp x tp = ep x edp */
 	int experts_per_rank;            /* E / ep: this rank's share of each MoE layer */
 	long long experts_begin;         /* parameter offset where the expert blocks start */
+	long long split_begin;           /* parameter offset where the tp-split blocks start (to experts_begin) */
 	/* the step, per backend */
 	void (*micro_step)(const struct moert_run *r, const struct moert_batch *b, float dloss,
 	                   struct moert_stats *st);
