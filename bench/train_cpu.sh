@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-$(nproc)}
+load=$(cut -d' ' -f1-3 /proc/loadavg) # other work on the machine skews both numbers
 steps=40 warmup=5
 moec=build/release/moec
 [ -x "$moec" ] || { echo "build moec first: scripts/setup.sh"; exit 1; }
@@ -22,7 +23,7 @@ report=$(cat <<REPORT
 # moec CPU backend vs Hugging Face transformers, training examples/tiny_qwen3_moe.yaml
 date:     $(date -u +%Y-%m-%dT%H:%MZ)
 commit:   $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- compiler runtime kernels || echo " (+ uncommitted changes)")
-machine:  $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); threads used: $threads
+machine:  $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); threads used: $threads; load before: $load
 command:  bench/train_cpu.sh $threads   ($steps timed steps after $warmup warm-up, 4 x 256 tokens per step, fp32)
 moec:     $moec_tps tokens/s (build/bench_tiny/train, OpenBLAS)
 baseline: $hf_tps tokens/s (transformers $(python3 -c 'import transformers; print(transformers.__version__)'), torch $(python3 -c 'import torch; print(torch.__version__)'), $(echo "$hf" | cut -d' ' -f3-))
