@@ -27,8 +27,6 @@
 
 const char *step_unsupported(const struct spec *s, const struct ir *ir, const struct plan *p)
 {
-	if (p->layout.tp > 1 && ir->n_dense_layers)
-		return "tensor parallelism covers MoE layers so far, not dense MLP layers";
 	if (p->layout.tp > 1 && (s->train.micro_batch * s->train.seq_len) % p->layout.tp)
 		return "tensor parallelism splits the MoE tokens: micro_batch x seq_len must be a multiple of tp";
 	if (p->layout.ep > 64)
@@ -152,7 +150,8 @@ static bool step_is_expert(const struct ir_tensor *t)
  *   PARTIAL  replicated, but each tp rank sees part of the rows or heads (q/k norms, the
  *            post-attention norm and the router on its token slice, replicated k/v)
  *                                                              -> summed over dp and tp
- *   SPLIT    a slice per tp rank: q/k/v rows (heads), o columns -> summed over dp
+ *   SPLIT    a slice per tp rank: q/k/v rows (heads), o columns, a dense MLP's gate/up
+ *            rows and down columns                              -> summed over dp
  *   EXPERT   E / ep experts per rank                            -> summed over edp
  * With tp 1 there is no PARTIAL or SPLIT. */
 enum step_class { STEP_SAME, STEP_PARTIAL, STEP_SPLIT, STEP_EXPERT };
@@ -166,13 +165,17 @@ static enum step_class step_class_of(const struct step_writer *w, const struct i
 	switch (t->role) {
 	case IR_ROLE_Q:
 	case IR_ROLE_O:
+	case IR_ROLE_MLP_GATE:
+	case IR_ROLE_MLP_UP:
+	case IR_ROLE_MLP_DOWN:
 		return STEP_SPLIT;
 	case IR_ROLE_K:
 	case IR_ROLE_V:
 		return w->kv_split ? STEP_SPLIT : STEP_PARTIAL;
+	case IR_ROLE_POST_ATTN_NORM: /* partial where the MoE runs on a token slice */
+		return w->ir->layers[t->layer].moe ? STEP_PARTIAL : STEP_SAME;
 	case IR_ROLE_Q_NORM:
 	case IR_ROLE_K_NORM:
-	case IR_ROLE_POST_ATTN_NORM:
 	case IR_ROLE_ROUTER:
 		return STEP_PARTIAL;
 	default:
@@ -208,7 +211,7 @@ static void step_place(struct step_writer *w, FILE *defs, FILE *tab, const struc
 		/* the block's shape: the tensor's (E_LOCAL experts), a gate/up pair's rows doubled */
 		char shape[96] = "";
 		int n = 0, rows = t->stacked ? 1 : 0;
-		int split_dim = t->role == IR_ROLE_O ? 1 : 0;
+		int split_dim = t->role == IR_ROLE_O || t->role == IR_ROLE_MLP_DOWN ? 1 : 0;
 		for (int d = 0; d < t->ndim; d++)
 			n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%lld", d ? ", " : "",
 				      (long long)(t->stacked && d == 0 ? local
@@ -217,7 +220,7 @@ static void step_place(struct step_writer *w, FILE *defs, FILE *tab, const struc
 	}
 	if (!t->stacked) {
 		step_table_row(w, tab, t, t->name, macro, up ? per : 0, t->ndim, t->shape, -1,
-			       split ? (t->role == IR_ROLE_O ? 1 : 0) : -1);
+			       split ? (t->role == IR_ROLE_O || t->role == IR_ROLE_MLP_DOWN ? 1 : 0) : -1);
 		return;
 	}
 	for (int64_t e = 0; e < t->shape[0]; e++) {
@@ -419,7 +422,8 @@ static const char *step_kernel(struct step_writer *w, const char *tmpl, const ch
 /* The grouped GEMMs: the experts' (E_LOCAL, I) or the dense MLP's (1 group, D). */
 static const char *step_gemm(struct step_writer *w, const char *tmpl, bool moe)
 {
-	return moe ? step_kernel2(w, tmpl, "E_LOCAL", w->E_LOCAL, "I", w->I) : step_kernel2(w, tmpl, "E_LOCAL", 1, "I", w->D);
+	return moe ? step_kernel2(w, tmpl, "E_LOCAL", w->E_LOCAL, "I", w->I)
+		   : step_kernel2(w, tmpl, "E_LOCAL", 1, "I", w->D / w->TP);
 }
 
 #define OUT(...) fprintf(w->f, __VA_ARGS__)
@@ -498,6 +502,8 @@ static void step_fwd_dense(struct step_writer *w, int l)
 	    step_gemm(w, "moe_gate_up_fwd", false), l, l, l, l);
 	OUT("\tCALL(%s, A(A_L%d_HID), P(W_L%d_MLP_DOWN), AI(A_S_DENSE_OFFSETS), A(A_S_Y), T);\n",
 	    step_gemm(w, "moe_down_fwd", false), l, l);
+	if (w->TP > 1)
+		OUT("\tTP_SUM(A(A_S_Y), T * H); /* every tp rank's slice of the width */\n");
 }
 
 /* The LM head weight: its own, or the embedding when tied. */
@@ -586,6 +592,8 @@ static void step_bwd_dense(struct step_writer *w, int l)
 	    step_gemm(w, "moe_gate_up_bwd_data", false), l);
 	OUT("\tCALL(%s, A(A_S_DGU), A(A_L%d_XN2), AI(A_S_DENSE_OFFSETS), G(W_L%d_MLP_GATE_UP), T);\n",
 	    step_gemm(w, "moe_gate_up_bwd_weight", false), l, l);
+	if (w->TP > 1)
+		OUT("\tTP_SUM(A(A_S_DXN), T * H); /* d xn2 from every tp rank's slice */\n");
 }
 
 /* The MLP block's norm backward: d x_mid = d x_{l+1} (in dx) + the norm's part. */

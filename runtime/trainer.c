@@ -279,8 +279,9 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 
 	if (use_cuda && comm.world > 1)
 		moert_fatal("--device cuda with %d ranks: the GPU step runs one rank so far; use --device cpu", comm.world);
-	if (o.batch && comm.world > 1)
-		moert_fatal("--batch with %d ranks: a fixed batch is for one rank", comm.world);
+	if (o.batch && comm.size[MOERT_DP] > 1)
+		moert_fatal("--batch with %d data-parallel ranks: a fixed batch is one rank's (tp and ep ranks share it)",
+			    comm.size[MOERT_DP]);
 	struct moert_run r = {.comm = comm.world > 1 ? &comm : NULL};
 	/* Test hook: MOERT_TEST_FORCE_EXPERTS=a,b,... makes every token pick those experts (a
 	 * selection bias, the routing weights stay the router's), to force ranks whose experts get
