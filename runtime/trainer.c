@@ -54,7 +54,7 @@ struct options {
 	const char *dump;       /* write loss, logits, gradients and updated weights here */
 	long long seed;
 	long long stop_after;   /* 0: run to steps */
-	int save_every, keep, resume, threads, quiet, seed_set;
+	int save_every, keep, resume, threads, quiet, seed_set, no_save;
 };
 
 static void usage(const struct moert_model *m, FILE *f)
@@ -70,6 +70,7 @@ static void usage(const struct moert_model *m, FILE *f)
 		"  --save-every N     checkpoint every N steps, 0 = only at the end (spec: %d)\n"
 		"  --keep N           checkpoints kept (spec: %d)\n"
 		"  --no-resume        start fresh even when DIR holds a checkpoint\n"
+		"  --no-save          write no checkpoints (benchmarks, experiments)\n"
 		"  --init-from DIR    initialize from a Hugging Face model dir (config.json + safetensors)\n"
 		"  --metrics FILE     JSONL metrics (default: <ckpt-dir>/metrics.jsonl)\n"
 		"  --seed N           init and data-order seed (spec: %llu)\n"
@@ -104,14 +105,15 @@ static double parse_double(const char *flag, const char *v)
 
 static void parse_options(const struct moert_model *m, int argc, char **argv, struct options *o)
 {
-	enum { O_STEPS = 256, O_STOP_AFTER, O_LR, O_DATA, O_CKPT, O_EVERY, O_KEEP, O_NORESUME, O_INIT, O_METRICS, O_SEED, O_DEVICE,
+	enum { O_STEPS = 256, O_STOP_AFTER, O_LR, O_DATA, O_CKPT, O_EVERY, O_KEEP, O_NORESUME, O_NOSAVE, O_INIT, O_METRICS, O_SEED, O_DEVICE,
 	       O_THREADS, O_BATCH, O_DUMP, O_QUIET, O_HELP };
 	static const struct option longopts[] = {
 		{"steps", required_argument, 0, O_STEPS}, {"stop-after", required_argument, 0, O_STOP_AFTER},
 		{"lr", required_argument, 0, O_LR},
 		{"data", required_argument, 0, O_DATA}, {"ckpt-dir", required_argument, 0, O_CKPT},
 		{"save-every", required_argument, 0, O_EVERY}, {"keep", required_argument, 0, O_KEEP},
-		{"no-resume", no_argument, 0, O_NORESUME}, {"init-from", required_argument, 0, O_INIT},
+		{"no-resume", no_argument, 0, O_NORESUME}, {"no-save", no_argument, 0, O_NOSAVE},
+		{"init-from", required_argument, 0, O_INIT},
 		{"metrics", required_argument, 0, O_METRICS}, {"seed", required_argument, 0, O_SEED},
 		{"device", required_argument, 0, O_DEVICE}, {"threads", required_argument, 0, O_THREADS},
 		{"batch", required_argument, 0, O_BATCH}, {"dump", required_argument, 0, O_DUMP},
@@ -135,6 +137,7 @@ static void parse_options(const struct moert_model *m, int argc, char **argv, st
 		case O_EVERY: o->save_every = (int)parse_ll("--save-every", optarg, 0, INT_MAX); break;
 		case O_KEEP: o->keep = (int)parse_ll("--keep", optarg, 0, INT_MAX); break;
 		case O_NORESUME: o->resume = 0; break;
+		case O_NOSAVE: o->no_save = 1; break;
 		case O_INIT: o->init_from = optarg; break;
 		case O_METRICS: o->metrics = optarg; break;
 		case O_SEED: o->seed = parse_ll("--seed", optarg, 0, LLONG_MAX); break;
@@ -390,7 +393,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		ts.last_loss = ls.loss;
 		/* every rank stops at the same step, whichever got the signal */
 		int stopping = moert_max_i32(&comm, MOERT_WORLD, stop_signal != 0 || step == o.stop_after);
-		bool due = !o.batch && ((o.save_every > 0 && step % o.save_every == 0) || step == o.steps || stopping);
+		bool due = !o.batch && !o.no_save && ((o.save_every > 0 && step % o.save_every == 0) || step == o.steps || stopping);
 		if (due) {
 			if (use_cuda)
 				moert_cuda_run_download(m, &rd, &r, 0);
