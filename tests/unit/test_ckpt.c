@@ -22,15 +22,7 @@
 static char dir[64];
 static char err[1024];
 
-#define EXPECT_ERR(want)                                                                              \
-	do {                                                                                          \
-		if (strstr(err, (want))) {                                                            \
-			testing_passed++;                                                             \
-		} else {                                                                              \
-			testing_failed++;                                                             \
-			fprintf(stderr, "%s:%d: FAIL: error \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, err, (want)); \
-		}                                                                                     \
-	} while (0)
+#define EXPECT_ERR(want) EXPECT_CONTAINS(err, want)
 
 static const char *path_of(const char *fmt, const char *a)
 {
@@ -562,17 +554,13 @@ static void test_crash(void)
 
 int main(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/moec_test_ckpt_XXXXXX");
-	if (!mkdtemp(dir))
+	if (testing_tmpdir(dir, sizeof dir, "ckpt"))
 		return 1;
 	test_round_trip();
 	test_state_parse();
 	test_keep();
 	test_bad_input();
 	test_crash();
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	if (system(cmd))
-		fprintf(stderr, "could not remove %s\n", dir);
+	testing_rmdir(dir);
 	return testing_report();
 }

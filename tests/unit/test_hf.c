@@ -16,15 +16,7 @@
 static char dir[64];
 static char err[1024];
 
-#define EXPECT_ERR(want)                                                                              \
-	do {                                                                                          \
-		if (strstr(err, (want))) {                                                            \
-			testing_passed++;                                                             \
-		} else {                                                                              \
-			testing_failed++;                                                             \
-			fprintf(stderr, "%s:%d: FAIL: error \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, err, (want)); \
-		}                                                                                     \
-	} while (0)
+#define EXPECT_ERR(want) EXPECT_CONTAINS(err, want)
 
 static const char *path_of(const char *name)
 {
@@ -258,16 +250,12 @@ static void test_not_a_model(void)
 
 int main(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/moec_test_hf_XXXXXX");
-	if (!mkdtemp(dir))
+	if (testing_tmpdir(dir, sizeof dir, "hf"))
 		return 1;
 	test_convert();
 	test_unaligned();
 	test_sharded();
 	test_not_a_model();
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	if (system(cmd))
-		fprintf(stderr, "could not remove %s\n", dir);
+	testing_rmdir(dir);
 	return testing_report();
 }

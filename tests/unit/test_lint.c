@@ -96,18 +96,6 @@ static int compare_captured(const struct kernel_sig *k, const struct kernel_sig 
 	return errors;
 }
 
-#define EXPECT_CONTAINS(hay, needle)                                                                         \
-	do {                                                                                                 \
-		const char *h_ = (hay), *n_ = (needle);                                                      \
-		if (h_ && strstr(h_, n_)) {                                                                  \
-			testing_passed++;                                                                    \
-		} else {                                                                                     \
-			testing_failed++;                                                                    \
-			fprintf(stderr, "%s:%d: FAIL: output does not contain \"%s\":\n%s\n", __FILE__, __LINE__, n_, \
-			        h_ ? h_ : "(null)");                                                         \
-		}                                                                                            \
-	} while (0)
-
 static const char good_cu[] =
 	"// good.cu - y = x * w, row by row (a test template).\n"
 	"// moec: constants DIM ACT_BF16\n"

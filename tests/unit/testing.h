@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int testing_passed, testing_failed;
@@ -54,6 +55,35 @@ static int testing_passed, testing_failed;
 			        g_ ? g_ : "(null)", w_ ? w_ : "(null)");                                     \
 		}                                                                                          \
 	} while (0)
+
+/* text (an error message, a command's output) contains want. */
+#define EXPECT_CONTAINS(text, want)                                                                          \
+	do {                                                                                                 \
+		const char *h_ = (text), *n_ = (want);                                                       \
+		if (h_ && strstr(h_, n_)) {                                                                  \
+			testing_passed++;                                                                    \
+		} else {                                                                                     \
+			testing_failed++;                                                                    \
+			fprintf(stderr, "%s:%d: FAIL: \"%s\" does not contain \"%s\"\n", __FILE__, __LINE__,     \
+			        h_ ? h_ : "(null)", n_);                                                     \
+		}                                                                                            \
+	} while (0)
+
+/* A fresh directory /tmp/moec_test_<name>_XXXXXX in dir (n bytes); 0 or -1. */
+static inline int testing_tmpdir(char *dir, size_t n, const char *name)
+{
+	snprintf(dir, n, "/tmp/moec_test_%s_XXXXXX", name);
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+/* rm -rf dir (the directory testing_tmpdir made). */
+static inline void testing_rmdir(const char *dir)
+{
+	char cmd[4200];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd))
+		fprintf(stderr, "could not remove %s\n", dir);
+}
 
 static inline int testing_report(void)
 {
