@@ -202,3 +202,12 @@ void moert_barrier(struct moert_comm *c)
 	if (c->world > 1)
 		check(c, MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
 }
+
+void moert_comm_bcast_bytes(struct moert_comm *c, int root, void *buf, size_t n)
+{
+	if (c->world == 1)
+		return;
+	if (n > INT_MAX)
+		moert_fatal("rank %d: a broadcast of %zu bytes is beyond MPI's int counts", c->rank, n);
+	check(c, MPI_Bcast(buf, (int)n, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
+}

@@ -51,5 +51,8 @@ void moert_gather_f32(struct moert_comm *c, enum moert_group g, int root, const 
 /* Max of an integer over the group (e.g. "did any rank stop?"). */
 int moert_max_i32(struct moert_comm *c, enum moert_group g, int v);
 void moert_barrier(struct moert_comm *c);
+/* World rank `root`'s n bytes to every rank: set-up data such as NCCL's unique id (so not
+ * counted in bytes[], which is the step's traffic). One rank: nothing to do. */
+void moert_comm_bcast_bytes(struct moert_comm *c, int root, void *buf, size_t n);
 
 #endif
