@@ -3,6 +3,7 @@
 #include "export.h"
 
 #include <errno.h>
+#include <glob.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "ckpt.h"
@@ -217,11 +219,31 @@ struct export_totals {
 	uint64_t params, bytes;
 };
 
-/* OUT/model.safetensors: every tensor of the checkpoint's model file, converted. */
-static int export_model(struct ckpt *c, const char *out, bool bf16, struct export_totals *tot)
+int export_parse_size(const char *text, unsigned long long *bytes)
 {
-	struct hf_model *m = ckpt_model(c);
-	size_t n = hf_count(m);
+	static const struct {
+		const char *suffix;
+		unsigned long long scale;
+	} units[] = {{"", 1}, {"B", 1}, {"KB", 1000ull}, {"MB", 1000000ull}, {"GB", 1000000000ull},
+		     {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}};
+	char *end;
+	errno = 0;
+	double v = strtod(text, &end);
+	if (errno || end == text || !(v > 0) || v > 1e15)
+		return -1;
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+		if (!strcmp(end, units[i].suffix)) {
+			*bytes = (unsigned long long)(v * (double)units[i].scale);
+			return *bytes ? 0 : -1;
+		}
+	return -1;
+}
+
+/* Convert tensors [first, last) of the checkpoint's model file and write them to path. */
+static int export_file(struct hf_model *m, size_t first, size_t last, bool bf16, const char *path,
+		       struct export_totals *tot)
+{
+	size_t n = last - first;
 	struct st_write_tensor *w = calloc(n ? n : 1, sizeof *w);
 	void **owned = calloc(n ? n : 1, sizeof *owned);
 	int rc = 1;
@@ -230,7 +252,7 @@ static int export_model(struct ckpt *c, const char *out, bool bf16, struct expor
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const struct st_tensor *t = hf_find(m, hf_name_at(m, i), NULL);
+		const struct st_tensor *t = hf_find(m, hf_name_at(m, first + i), NULL);
 		if (export_convert(t, bf16, &w[i], &owned[i])) {
 			export_error("out of memory converting %s (%llu elements)", t->name, (unsigned long long)t->numel);
 			goto out;
@@ -238,9 +260,8 @@ static int export_model(struct ckpt *c, const char *out, bool bf16, struct expor
 		tot->params += t->numel;
 		tot->bytes += t->numel * st_dtype_size(w[i].dtype);
 	}
-	tot->tensors = n;
-	char path[PATH_MAX], err[1024];
-	snprintf(path, sizeof path, "%s/model.safetensors", out);
+	tot->tensors += n;
+	char err[1024];
 	static const struct st_kv meta[] = {{"format", "pt"}};
 	if (st_write(path, w, n, meta, 1, err, sizeof err)) {
 		export_error("%s", err);
@@ -252,6 +273,95 @@ out:
 		free(owned[i]);
 	free(owned);
 	free(w);
+	return rc;
+}
+
+struct export_entry {
+	const char *name;
+	int shard;
+};
+
+static int export_entry_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct export_entry *)a)->name, ((const struct export_entry *)b)->name);
+}
+
+/* model.safetensors.index.json as transformers writes it: total_size, weight_map by name. */
+static int export_index(const char *out, struct export_entry *e, size_t n, int nshards, uint64_t total)
+{
+	char *text = NULL, path[PATH_MAX];
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (!f)
+		return export_error("out of memory");
+	qsort(e, n, sizeof *e, export_entry_cmp);
+	fprintf(f, "{\n  \"metadata\": {\n    \"total_size\": %llu\n  },\n  \"weight_map\": {\n", (unsigned long long)total);
+	for (size_t i = 0; i < n; i++) /* HF names are plain ASCII without quotes or backslashes */
+		fprintf(f, "    \"%s\": \"model-%05d-of-%05d.safetensors\"%s\n", e[i].name, e[i].shard, nshards,
+			i + 1 < n ? "," : "");
+	fprintf(f, "  }\n}\n");
+	fclose(f);
+	snprintf(path, sizeof path, "%s/model.safetensors.index.json", out);
+	int err = file_write_atomic(path, text, len, false);
+	free(text);
+	return err ? export_error("cannot write %s: %s", path, strerror(err)) : 0;
+}
+
+/* Where the weights go: model.safetensors, or shards of at most max_bytes and an index.
+ * Tensors keep checkpoint order; a tensor larger than a shard gets a shard of its own. */
+static int export_model(struct ckpt *c, const char *out, bool bf16, uint64_t max_bytes, struct export_totals *tot)
+{
+	struct hf_model *m = ckpt_model(c);
+	size_t n = hf_count(m);
+	char path[PATH_MAX];
+	struct export_entry *e = calloc(n ? n : 1, sizeof *e);
+	size_t *start = calloc(n + 2, sizeof *start);
+	int nshards = 0, rc = 1;
+	if (!e || !start) {
+		export_error("out of memory");
+		goto out;
+	}
+	uint64_t in_shard = 0, total = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct st_tensor *t = hf_find(m, hf_name_at(m, i), NULL);
+		uint64_t b = t->numel * st_dtype_size(is_float(t->dtype) ? (bf16 ? ST_BF16 : ST_F32) : t->dtype);
+		if (nshards == 0 || (in_shard > 0 && in_shard + b > max_bytes)) {
+			start[nshards++] = i;
+			in_shard = 0;
+		}
+		in_shard += b;
+		total += b;
+		e[i] = (struct export_entry){t->name, nshards};
+	}
+	start[nshards] = n;
+	if (nshards <= 1) {
+		/* a sharded export's files, which would otherwise linger beside the new file */
+		glob_t g;
+		snprintf(path, sizeof path, "%s/model-[0-9][0-9][0-9][0-9][0-9]-of-[0-9]*.safetensors", out);
+		if (!glob(path, 0, NULL, &g)) {
+			for (size_t i = 0; i < g.gl_pathc; i++)
+				unlink(g.gl_pathv[i]);
+			globfree(&g);
+		}
+		snprintf(path, sizeof path, "%s/model.safetensors.index.json", out);
+		unlink(path);
+		snprintf(path, sizeof path, "%s/model.safetensors", out);
+		rc = export_file(m, 0, n, bf16, path, tot);
+		goto out;
+	}
+	for (int k = 0; k < nshards; k++) {
+		snprintf(path, sizeof path, "%s/model-%05d-of-%05d.safetensors", out, k + 1, nshards);
+		if (export_file(m, start[k], start[k + 1], bf16, path, tot))
+			goto out;
+	}
+	if (export_index(out, e, n, nshards, total))
+		goto out;
+	snprintf(path, sizeof path, "%s/model.safetensors", out);
+	unlink(path); /* transformers and hf.c would prefer a stale single file over the index */
+	rc = 0;
+out:
+	free(e);
+	free(start);
 	return rc;
 }
 
@@ -277,14 +387,15 @@ static int export_write(struct ckpt *c, const struct export_options *o, const ch
 	int err = file_make_dirs(o->out);
 	if (err)
 		return export_error("cannot create %s: %s", o->out, strerror(err));
-	if (export_check_out(o->out, ckpt_path(c), o->build) || export_model(c, o->out, o->bf16, &tot))
+	uint64_t max_bytes = o->max_shard_bytes ? o->max_shard_bytes : 5000000000ull;
+	if (export_check_out(o->out, ckpt_path(c), o->build) || export_model(c, o->out, o->bf16, max_bytes, &tot))
 		return 1;
 	snprintf(path, sizeof path, "%s/config.json", o->out);
 	err = file_write_atomic(path, config, config_len, false);
 	if (err)
 		return export_error("cannot write %s: %s", path, strerror(err));
 	const char *step = ckpt_state(c, "step");
-	printf("%s: %zu tensors, %.2f M parameters, %.2f MB %s (config.json, model.safetensors) from %s (step %s)\n",
+	printf("%s: %zu tensors, %.2f M parameters, %.2f MB %s (config.json and the weights) from %s (step %s)\n",
 	       o->out, tot.tensors, (double)tot.params / 1e6, (double)tot.bytes / 1e6, o->bf16 ? "bf16" : "fp32",
 	       ckpt_path(c), step ? step : "?");
 	return 0;

@@ -141,7 +141,7 @@ static const char usage_inspect[] =
 	"  --sass           the SASS of the cubin (needs cuobjdump or nvdisasm)\n";
 
 static const char usage_export[] =
-	"usage: moec export BUILD CKPT -o OUT [--dtype fp32|bf16] [--force]\n"
+	"usage: moec export BUILD CKPT -o OUT [--dtype fp32|bf16] [--max-shard-size SIZE] [--force]\n"
 	"\n"
 	"Write a checkpoint of BUILD's trainer as a Hugging Face model directory: OUT/config.json\n"
 	"(BUILD's, which `moec build` writes for Qwen3-MoE and Mixtral specs) and\n"
@@ -151,10 +151,13 @@ static const char usage_export[] =
 	"checkpoint). The checkpoint must come from BUILD's spec: its spec_hash must equal\n"
 	"BUILD/manifest.json's.\n"
 	"\n"
-	"  -o DIR           output directory (created; its config.json and model.safetensors\n"
-	"                   are replaced)\n"
+	"  -o DIR           output directory (created; its config.json and weight files are\n"
+	"                   replaced)\n"
 	"  --dtype D        fp32 (default: the checkpoint's weights bit for bit) or bf16 (rounded\n"
 	"                   to nearest even; torch_dtype bfloat16)\n"
+	"  --max-shard-size SIZE  split the weights into model-0000K-of-0000N.safetensors files\n"
+	"                   of at most SIZE (5GB, 500MB, 2GiB, bytes; default 5GB, as transformers)\n"
+	"                   with a model.safetensors.index.json; one file when they fit\n"
 	"  --force          export even when the checkpoint's spec_hash is not BUILD's\n";
 
 enum command { CMD_CHECK, CMD_PLAN, CMD_BUILD };
@@ -578,6 +581,13 @@ static int cmd_inspect(int argc, char **argv)
 static int parse_export_option(int argc, char **argv, int *i, struct export_options *o)
 {
 	const char *arg = argv[*i], *v = NULL;
+	if (!strcmp(arg, "--max-shard-size") || !strncmp(arg, "--max-shard-size=", 17)) {
+		v = arg[16] == '=' ? arg + 17 : *i + 1 < argc ? argv[++*i] : NULL;
+		if (!v || export_parse_size(v, &o->max_shard_bytes))
+			return usage_error(usage_export, "--max-shard-size takes a size such as 5GB, 500MB or 2GiB, got '%s'",
+					   v ? v : ""), -2;
+		return 1;
+	}
 	int dtype = !strcmp(arg, "--dtype") || !strncmp(arg, "--dtype=", 8);
 	if (!dtype && strcmp(arg, "-o") && strcmp(arg, "--output") && strncmp(arg, "-o", 2))
 		return 0;

@@ -73,4 +73,23 @@ grep -q '"torch_dtype": "bfloat16"' "$work/out16/config.json" || fail "$work/out
 "$build/train" --init-from "$work/out16" --steps 0 --no-resume --ckpt-dir "$work/y16" --metrics /dev/null --quiet \
 	>"$work/reload16.log" 2>&1 || { cat "$work/reload16.log"; fail "train --init-from the bf16 export"; }
 
+# Sharded as transformers shards: --max-shard-size 1MB gives model-0000K-of-0000N files and
+# an index; the trainer reads the shards back into exactly the checkpoint's weights; an
+# unsharded export into the same directory removes the index again.
+"$moec" export "$build" "$ck" -o "$work/sharded" --max-shard-size 1MB >"$work/sharded.log" 2>&1 ||
+	{ cat "$work/sharded.log"; fail "export --max-shard-size 1MB"; }
+nshards=$(ls "$work/sharded" | grep -c '^model-0000[0-9]-of-0000[0-9]\.safetensors$')
+[ "$nshards" -ge 3 ] || fail "$nshards shards for a 4 MB model at 1 MB each"
+[ -f "$work/sharded/model.safetensors.index.json" ] && [ ! -e "$work/sharded/model.safetensors" ] ||
+	fail "sharded export: index or a stale model.safetensors"
+grep -q '"total_size": ' "$work/sharded/model.safetensors.index.json" || fail "index without total_size"
+"$build/train" --init-from "$work/sharded" --steps 0 --no-resume --ckpt-dir "$work/ys" --metrics /dev/null --quiet \
+	--dump "$work/reload_sharded.safetensors" >"$work/reload_sharded.log" 2>&1 ||
+	{ cat "$work/reload_sharded.log"; fail "train --init-from the sharded export"; }
+"$st_same" --prefix adamw. "$step/model.safetensors" "$work/reload_sharded.safetensors" || fail "sharded weights differ"
+"$moec" export "$build" "$ck" -o "$work/sharded" >/dev/null 2>&1 || fail "unsharded export over a sharded one"
+[ -f "$work/sharded/model.safetensors" ] && [ ! -e "$work/sharded/model.safetensors.index.json" ] ||
+	fail "unsharded export left the index behind"
+! ls "$work/sharded" | grep -q '^model-0' || fail "unsharded export left shards behind"
+if "$moec" export "$build" "$ck" -o "$work/x" --max-shard-size 12parsecs >/dev/null 2>&1; then fail "a bad size was accepted"; fi
 echo "PASS: export: $(head -n 1 "$work/export.log")"
