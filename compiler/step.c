@@ -10,6 +10,7 @@
  */
 #include "step.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -33,8 +34,10 @@ const char *step_unsupported(const struct spec *s, const struct ir *ir, const st
 		return "the CPU backend's expert parallelism handles up to 64 ranks";
 	if (s->train.mode != TRAIN_FULL)
 		return "the step code covers full training so far, not LoRA";
-	if (s->train.precision != DTYPE_FP32)
-		return "the CPU step code computes in fp32 so far (set train.precision: fp32)";
+	if (s->train.precision != DTYPE_FP32 && s->train.precision != DTYPE_BF16)
+		return "the step code computes in fp32 or bf16 so far";
+	if (s->train.precision == DTYPE_BF16 && p->layout.tp > 1)
+		return "bf16 with tensor parallelism is not done yet (the tp sums of bf16 activations)";
 	if (s->model.attention != ATTENTION_GQA || s->model.attention_bias || s->model.attention_sinks ||
 	    s->model.sliding_window)
 		return "the step code covers plain GQA attention so far (no MLA, biases, sinks or sliding windows)";
@@ -68,6 +71,7 @@ struct step_writer {
 	int64_t EP, E_LOCAL, RT;   /* expert parallel ranks, experts per rank, rows a rank's experts may get */
 	int64_t TP, TS;            /* tensor parallel ranks; tokens each routes (sequence-parallel MoE) */
 	bool kv_split;             /* k/v heads split over tp (else replicated on every tp rank) */
+	bool bf16;                 /* train.precision bf16: act_t activations and GEMM weights */
 	struct step_param *blocks; /* storage blocks in arena order: AdamW's tensor list */
 	int nblocks;
 	int ndense;                /* blocks [0, ndense) are dense (dp-replicated), the rest experts */
@@ -269,6 +273,71 @@ static int step_layout_params(struct step_writer *w, FILE *defs, FILE *tab)
 
 /* ---- part 2: the activation arena ---- */
 
+/* Activation buffers of type act_t (bf16 in a bf16 step); the rest are fp32 (norm and
+ * softmax statistics, router and LM-head logits, routing weights) or ints. */
+static bool step_is_act(const char *macro)
+{
+	static const char *layer[] = {"XN1", "Q", "K", "V", "QR", "KR", "ATT", "XMID", "XN2", "XPERM", "XE", "GU", "HID",
+				      "YPERM", NULL};
+	static const char *scratch[] = {"Y", "DX", "DXN", "DATT", "DQ", "DK", "DV", "DQ_RAW", "DK_RAW", "DY_PERM", "DX_PERM",
+					"DGU", "YE", "DYE", "DXE", "EP_TMP", "CAST", NULL};
+	const char *p = macro;
+	if (!strcmp(p, "A_XF"))
+		return true;
+	if (!strncmp(p, "A_X", 3) && p[3] >= '0' && p[3] <= '9')
+		return true;
+	const char **list = NULL;
+	if (!strncmp(p, "A_S_", 4)) {
+		list = scratch;
+		p += 4;
+	} else if (!strncmp(p, "A_L", 3)) {
+		p += 3;
+		while (*p >= '0' && *p <= '9')
+			p++;
+		if (*p++ != '_')
+			return false;
+		list = layer;
+	}
+	for (int i = 0; list && list[i]; i++)
+		if (!strcmp(p, list[i]))
+			return true;
+	return false;
+}
+
+/* The step text uses A(...) for every activation and P(...) for every weight; here the
+ * act_t buffers become AB(...) and the weights the kernels and GEMMs read as act_t PW(...)
+ * (the bf16 copies in a bf16 step). Norm weights stay fp32. */
+static void step_type_buffers(char **text)
+{
+	size_t len = strlen(*text), cap = len + len / 4 + 64, o = 0;
+	char *out = malloc(cap);
+	if (!out)
+		return;
+	for (const char *p = *text; *p;) {
+		int arena = !strncmp(p, "A(A_", 4) ? 1 : !strncmp(p, "P(W_", 4) ? 2 : 0;
+		if (arena && (p == *text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_'))) {
+			char id[64];
+			size_t n = strspn(p + 2, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+			snprintf(id, sizeof id, "%.*s", (int)n, p + 2);
+			bool norm = strstr(id, "NORM") != NULL;
+			const char *rep = arena == 1 ? (step_is_act(id) ? "AB(" : "A(") : (norm ? "P(" : "PW(");
+			if (o + strlen(rep) + 1 >= cap)
+				break;
+			o += (size_t)sprintf(out + o, "%s", rep);
+			p += 2;
+			continue;
+		}
+		if (o + 2 >= cap)
+			break;
+		out[o++] = *p++;
+	}
+	out[o] = 0;
+	free(*text);
+	*text = out;
+}
+
+
+
 static void step_act(struct step_writer *w, FILE *defs, int64_t floats, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 static void step_act(struct step_writer *w, FILE *defs, int64_t floats, const char *fmt, ...)
@@ -279,6 +348,8 @@ static void step_act(struct step_writer *w, FILE *defs, int64_t floats, const ch
 	vsnprintf(name, sizeof name, fmt, ap);
 	va_end(ap);
 	fprintf(defs, "#define %-24s %lld\n", name, (long long)w->act_floats);
+	if (w->bf16 && step_is_act(name)) /* act_t is bf16: two per float of the arena */
+		floats = (floats + 1) / 2;
 	w->act_floats += (floats + STEP_ALIGN - 1) / STEP_ALIGN * STEP_ALIGN;
 }
 
@@ -363,6 +434,8 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 	step_act(w, defs, rows * width, "A_S_DGU");
 	step_act(w, defs, TK, "A_S_DTOPK_W");
 	step_act(w, defs, T * E, "A_S_DLOGITS");
+	if (w->bf16) /* fp32 logit gradients cast to bf16 for the GEMMs with bf16 weights */
+		step_act(w, defs, T * (E > w->chunk ? E : w->chunk), "A_S_CAST");
 	if (w->EP > 1) { /* expert parallel: rows in transit, and the experts' side of the backward */
 		step_act(w, defs, w->RT * H, "A_S_EP_TMP");
 		step_act(w, defs, w->RT * H, "A_S_YE");
@@ -387,6 +460,7 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 	step_act(w, defs, 2 * ((int64_t)w->nblocks + 1), "A_S_OPT_EXPERT_OFFSETS");
 	step_act(w, defs, 2 * ((int64_t)w->nblocks + 1), "A_S_OPT_SPLIT_OFFSETS");
 	step_act(w, defs, w->nblocks, "A_S_OPT_DECAY");
+	step_act(w, defs, 2 * (int64_t)w->nblocks, "A_S_OPT_BF16");
 	fprintf(defs, "#define MOEC_ACT_FLOATS %lld\n", (long long)w->act_floats);
 }
 
@@ -538,8 +612,13 @@ static void step_head(struct step_writer *w)
 	OUT("\t\t\tMM_NT(T, c, H, A(A_XF), P(%s) + (long)v0 * H, A(A_LOGITS), 0);\n", lm);
 	OUT("\t\tCALL(%s, A(A_LOGITS), A(A_CE_LSE), labels, A(A_CE_TOTALS), dloss, T, c, v0);\n",
 	    step_kernel(w, "ce_chunk_bwd", NULL, 0));
-	OUT("\t\tMM_NN(T, H, c, A(A_LOGITS), P(%s) + (long)v0 * H, A(A_S_DXN), v0 ? 1 : 0);\n", lm);
-	OUT("\t\tMM_TN(c, H, T, A(A_LOGITS), A(A_XF), G(%s) + (long)v0 * H, 1);\n", lm);
+	const char *dl = "A(A_LOGITS)";
+	if (w->bf16) {
+		OUT("\t\tCALL(%s, A(A_S_CAST), A(A_LOGITS), (long)T * c);\n", step_kernel(w, "cast_f32_bf16", NULL, 0));
+		dl = "A(A_S_CAST)";
+	}
+	OUT("\t\tMM_NN(T, H, c, %s, P(%s) + (long)v0 * H, A(A_S_DXN), v0 ? 1 : 0);\n", dl, lm);
+	OUT("\t\tMM_TN(c, H, T, %s, A(A_XF), G(%s) + (long)v0 * H, 1);\n", dl, lm);
 	OUT("\t}\n");
 	OUT("\tCALL(%s, A(A_S_DX), G(W_FINAL_NORM), RMS_SCRATCH, A(A_S_DXN), A(A_X%d), P(W_FINAL_NORM), A(A_RSTDF), T, 0);\n",
 	    step_kernel(w, "rmsnorm_bwd", "DIM", w->H), L);
@@ -577,8 +656,13 @@ static void step_bwd_moe(struct step_writer *w, int l, int m)
 	OUT("\tCALL(%s, A(A_S_DX_PERM), AI(A_L%d_DEST), A(A_S_DXN), T);\n", step_kernel(w, "moe_permute_bwd", NULL, 0), l);
 	OUT("\tCALL(%s, A(A_L%d_LOGITS), AI(A_L%d_TOPK_IDS), A(A_S_DTOPK_W), DPROB_SUM(%d), dz_sum, A(A_S_DLOGITS), T);\n",
 	    step_kernel(w, "router_bwd", NULL, 0), l, l, m);
-	OUT("\tMM_NN(T, H, E, A(A_S_DLOGITS), P(W_L%d_ROUTER), A(A_S_DXN), 1);\n", l);
-	OUT("\tMM_TN(E, H, T, A(A_S_DLOGITS), A(A_L%d_XN2), G(W_L%d_ROUTER), 1);\n", l, l);
+	const char *dl = "A(A_S_DLOGITS)";
+	if (w->bf16) { /* the GEMMs take two operands of one type */
+		OUT("\tCALL(%s, A(A_S_CAST), A(A_S_DLOGITS), (long)T * E);\n", step_kernel(w, "cast_f32_bf16", NULL, 0));
+		dl = "A(A_S_CAST)";
+	}
+	OUT("\tMM_NN(T, H, E, %s, P(W_L%d_ROUTER), A(A_S_DXN), 1);\n", dl, l);
+	OUT("\tMM_TN(E, H, T, %s, A(A_L%d_XN2), G(W_L%d_ROUTER), 1);\n", dl, l, l);
 }
 
 static void step_bwd_dense(struct step_writer *w, int l)
@@ -877,6 +961,10 @@ static void step_optimizer_tables(struct step_writer *w)
 	    "\t\tm[i] = r->exp_avg + moec_block_offsets[i];\n"
 	    "\t\tv[i] = r->exp_avg_sq + moec_block_offsets[i];\n"
 	    "\t}\n}\n\n");
+	OUT("/* The bf16 copies AdamW refreshes (bf16 steps; NULL entries otherwise). */\n");
+	OUT("static void moec_block_bf16(const struct moert_run *r, bf16 **p16)\n{\n"
+	    "\tfor (int i = 0; i < NBLOCKS; i++)\n"
+	    "\t\tp16[i] = r->params16 ? (bf16 *)r->params16 + moec_block_offsets[i] : NULL;\n}\n\n");
 }
 
 static void step_optimizer_step(struct step_writer *w)
@@ -911,7 +999,7 @@ static void step_optimizer_step(struct step_writer *w)
 	    "\t}\n");
 	OUT("\tconst float total = (float)(dense + split + expert);\n");
 	OUT("\tPUT(A_S_SUMSQ, &total, 1);\n");
-	OUT("\tCALL_TOTAL(%s, MOEC_PARAM_FLOATS, p, g, m, v, NULL, offsets, decay, NBLOCKS, lr, %.17g, %.17g, %.17g,\n"
+	OUT("\tCALL_TOTAL(%s, MOEC_PARAM_FLOATS, p, g, m, v, BF16_COPIES, offsets, decay, NBLOCKS, lr, %.17g, %.17g, %.17g,\n"
 	    "\t\t%.17g, step, A(A_S_SUMSQ), (float)%.17g);\n",
 	    step_kernel(w, "adamw", NULL, 0), w->s->train.adam_beta1, w->s->train.adam_beta2, w->s->train.adam_eps,
 	    w->s->train.weight_decay, w->s->train.max_grad_norm);
@@ -960,7 +1048,7 @@ static void step_model_struct(struct step_writer *w)
 	OUT(",\n\t.generated_by = ");
 	step_c_string(w->f, gen);
 	OUT(",\n\t.spec_hash = MOEC_SPEC_HASH,\n\t.model_hash = 0x%016llxull,\n", (unsigned long long)w->model_hash);
-	OUT("\t.seq_len = MOEC_SEQ, .micro_batch = MOEC_MICRO_BATCH, .grad_accum = MOEC_GRAD_ACCUM,\n");
+	OUT("\t.seq_len = MOEC_SEQ, .micro_batch = MOEC_MICRO_BATCH, .grad_accum = MOEC_GRAD_ACCUM, .act_bf16 = ACT_BF16,\n");
 	OUT("\t.vocab = V, .hidden = H, .layers = MOEC_LAYERS, .moe_layers = MOE_LAYERS, .experts = E, .top_k = K,\n");
 	OUT("\t.tokens = T, .param_floats = MOEC_PARAM_FLOATS, .act_floats = MOEC_ACT_FLOATS, .n_params = %lld,\n",
 	    (long long)w->param_floats);
@@ -1005,9 +1093,12 @@ static const char step_backend_cpu[] =
 	"#define STEP(name) name##_cpu\n"
 	"#define CALL(k, ...) k##_cpu(__VA_ARGS__)\n"
 	"#define CALL_TOTAL(k, total, ...) k##_cpu(__VA_ARGS__)\n"
-	"#define MM_NT(m_, n_, k_, a_, b_, c_, beta_) moert_mm_nt(m_, n_, k_, a_, b_, c_, beta_)\n"
-	"#define MM_NN(m_, n_, k_, a_, b_, c_, beta_) moert_mm_nn(m_, n_, k_, a_, b_, c_, beta_)\n"
-	"#define MM_TN(m_, n_, k_, a_, b_, c_, beta_) moert_mm_tn(m_, n_, k_, a_, b_, c_, beta_)\n"
+	"#define MM_NT(m_, n_, k_, a_, b_, c_, beta_) \\\n"
+	"\tmoert_mm(MOERT_GEMM_NT, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_)\n"
+	"#define MM_NN(m_, n_, k_, a_, b_, c_, beta_) \\\n"
+	"\tmoert_mm(MOERT_GEMM_NN, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_)\n"
+	"#define MM_TN(m_, n_, k_, a_, b_, c_, beta_) \\\n"
+	"\tmoert_mm(MOERT_GEMM_TN, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_)\n"
 	"#define GET(off, n) ((const float *)(r->acts + (off)))\n"
 	"#define PUT(off, src, n) memcpy(r->acts + (off), (src), (size_t)(n) * 4)\n"
 	"#define BATCH(b, ids, labels, pos, doc) \\\n"
@@ -1016,8 +1107,11 @@ static const char step_backend_cpu[] =
 	"#define RMS_SCRATCH A(A_S_RMS_WS), (unsigned *)AI(A_S_RMS_COUNT)\n"
 	"#define REDUCE(group, kind, x, n) (r->comm ? moert_allreduce_f32(r->comm, group, kind, x, n) : (void)0)\n"
 	"#define EP_ROUTE(m, counts, offsets) moert_ep_route(r->comm, &r->ep[m], counts, offsets)\n"
-	"#define EP_DISPATCH(m, x, out) moert_ep_dispatch(r->comm, &r->ep[m], x, H, A(A_S_EP_TMP), out)\n"
-	"#define EP_COMBINE(m, y, out) moert_ep_combine(r->comm, &r->ep[m], y, H, A(A_S_EP_TMP), out)\n"
+	"/* rows move as bytes: H act_t values are H * sizeof(act_t) / 4 floats */\n"
+	"#define EP_DISPATCH(m, x, out) \\\n"
+	"\tmoert_ep_dispatch(r->comm, &r->ep[m], (const float *)(x), EPW, A(A_S_EP_TMP), (float *)(out))\n"
+	"#define EP_COMBINE(m, y, out) \\\n"
+	"\tmoert_ep_combine(r->comm, &r->ep[m], (const float *)(y), EPW, A(A_S_EP_TMP), (float *)(out))\n"
 	"#define EP_OFFSETS(m) (r->ep[m].local_offsets)\n"
 	"#define EXPERT_OFFSETS moec_expert_offsets\n"
 	"#define SPLIT_OFFSETS moec_split_offsets\n"
@@ -1025,12 +1119,15 @@ static const char step_backend_cpu[] =
 	"#define TP_GATHER(x, n) (r->comm ? moert_allgather_f32(r->comm, MOERT_TP, MOERT_BYTES_TP, x, n) : (void)0)\n"
 	"#define OPT_TABLES(p, g, m, v, offsets, decay) \\\n"
 	"\tfloat *p[NBLOCKS], *g[NBLOCKS], *m[NBLOCKS], *v[NBLOCKS]; \\\n"
+	"\tbf16 *p16[NBLOCKS]; \\\n"
 	"\tconst long *offsets = moec_block_offsets; \\\n"
 	"\tconst int *decay = moec_block_decay; \\\n"
-	"\tmoec_block_pointers(r, p, g, m, v)\n"
+	"\tmoec_block_pointers(r, p, g, m, v); \\\n"
+	"\tmoec_block_bf16(r, p16)\n"
+	"#define BF16_COPIES (ACT_BF16 ? p16 : NULL)\n"
 	"#include \"step.inc\"\n"
 	"#undef STEP\n#undef CALL\n#undef CALL_TOTAL\n#undef MM_NT\n#undef MM_NN\n#undef MM_TN\n#undef GET\n#undef PUT\n"
-	"#undef BATCH\n#undef KEEP_LOGITS\n#undef RMS_SCRATCH\n#undef OPT_TABLES\n#undef REDUCE\n#undef EP_ROUTE\n"
+	"#undef BATCH\n#undef KEEP_LOGITS\n#undef RMS_SCRATCH\n#undef OPT_TABLES\n#undef BF16_COPIES\n#undef REDUCE\n#undef EP_ROUTE\n"
 	"#undef EP_DISPATCH\n#undef EP_COMBINE\n#undef EP_OFFSETS\n#undef EXPERT_OFFSETS\n#undef SPLIT_OFFSETS\n#undef TP_SUM\n"
 	"#undef TP_GATHER\n\n";
 
@@ -1042,9 +1139,12 @@ static const char step_backend_cuda[] =
 	"#define MOEC_LAUNCH (&(const struct moec_cuda_launch){(CUfunction *)r->cuda_fn, (CUstream)r->cuda_stream})\n"
 	"#define CALL(k, ...) k##_cuda(MOEC_LAUNCH, MOEC_K_##k, __VA_ARGS__)\n"
 	"#define CALL_TOTAL(k, total, ...) k##_cuda(MOEC_LAUNCH, MOEC_K_##k, total, __VA_ARGS__)\n"
-	"#define MM_NT(...) moert_cuda_step_mm(r, MOERT_STEP_MM_NT, __VA_ARGS__)\n"
-	"#define MM_NN(...) moert_cuda_step_mm(r, MOERT_STEP_MM_NN, __VA_ARGS__)\n"
-	"#define MM_TN(...) moert_cuda_step_mm(r, MOERT_STEP_MM_TN, __VA_ARGS__)\n"
+	"#define MM_NT(m_, n_, k_, a_, b_, c_, beta_) \\\n"
+	"\tmoert_cuda_step_mm(r, MOERT_GEMM_NT, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_)\n"
+	"#define MM_NN(m_, n_, k_, a_, b_, c_, beta_) \\\n"
+	"\tmoert_cuda_step_mm(r, MOERT_GEMM_NN, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_)\n"
+	"#define MM_TN(m_, n_, k_, a_, b_, c_, beta_) \\\n"
+	"\tmoert_cuda_step_mm(r, MOERT_GEMM_TN, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_)\n"
 	"#define GET(off, n) moert_cuda_step_get(r, off, n)\n"
 	"#define PUT(off, src, n) moert_cuda_step_put(r, off, src, (long)(n) * 4)\n"
 	"#define BATCH(b, ids, labels, pos, doc) moert_cuda_step_batch(r, b, A_S_BATCH, T, &ids, &labels, &pos, &doc)\n"
@@ -1060,6 +1160,7 @@ static const char step_backend_cuda[] =
 	"#define SPLIT_OFFSETS ((const long *)A(A_S_OPT_SPLIT_OFFSETS))\n"
 	"#define TP_SUM(x, n) ((void)0)\n"
 	"#define TP_GATHER(x, n) ((void)0)\n"
+	"#define BF16_COPIES (ACT_BF16 ? (bf16 **)A(A_S_OPT_BF16) : NULL)\n"
 	"#define OPT_TABLES(p, g, m, v, offsets, decay) \\\n"
 	"\tfloat **p = (float **)A(A_S_OPT_PTRS), **g = p + NBLOCKS, **m = g + NBLOCKS, **v = m + NBLOCKS; \\\n"
 	"\tconst long *offsets = (const long *)A(A_S_OPT_OFFSETS); \\\n"
@@ -1074,6 +1175,9 @@ static const char step_backend_cuda[] =
 	"\tmoert_cuda_step_put(r, A_S_OPT_DECAY, moec_block_decay, sizeof moec_block_decay);\n"
 	"\tmoert_cuda_step_put(r, A_S_OPT_EXPERT_OFFSETS, moec_expert_offsets, sizeof moec_expert_offsets);\n"
 	"\tmoert_cuda_step_put(r, A_S_OPT_SPLIT_OFFSETS, moec_split_offsets, sizeof moec_split_offsets);\n"
+	"\tbf16 *p16[NBLOCKS];\n"
+	"\tmoec_block_bf16(r, p16);\n"
+	"\tmoert_cuda_step_put(r, A_S_OPT_BF16, p16, sizeof p16);\n"
 	"}\n\n";
 
 /* The cubins, embedded by gen/cubins.S, and each kernel's dynamic shared memory. */
@@ -1141,7 +1245,15 @@ static void step_prologue(struct step_writer *w, const char *defs, const char *t
 	OUT("/* This rank's first row of the sequence-parallel MoE (tensor parallelism). */\n"
 	    "#define R0 ((r->comm ? r->comm->index[MOERT_TP] : 0) * TS)\n");
 	OUT("#define P(off) (r->params + (off))\n#define G(off) (r->grads + (off))\n"
-	    "#define A(off) (r->acts + (off))\n#define AI(off) ((int *)(r->acts + (off)))\n\n");
+	    "#define A(off) (r->acts + (off))\n#define AI(off) ((int *)(r->acts + (off)))\n"
+	    "/* act_t activations, and the weights kernels and GEMMs read as act_t: in a bf16 step\n"
+	    " * the bf16 copies of the fp32 masters, else the masters themselves */\n"
+	    "#define AB(off) ((act_t *)(r->acts + (off)))\n"
+	    "#if ACT_BF16\n#define PW(off) ((act_t *)r->params16 + (off))\n#else\n#define PW(off) P(off)\n#endif\n"
+	    "/* a GEMM operand's type */\n"
+	    "#define IS16(p) _Generic((p), bf16 *: 1, const bf16 *: 1, default: 0)\n"
+	    "/* a row of H act_t values, in floats (expert-parallel transfers move bytes) */\n"
+	    "#define EPW ((int)(H * sizeof(act_t) / 4))\n\n");
 	OUT("/* Parameter arena offsets (floats). */\n%s", defs);
 	OUT("#define MOEC_PARAM_FLOATS %lld\n\n", (long long)w->param_floats);
 	OUT("/* Every tensor by its Hugging Face name: where it lives, its shape, decay and init. */\n");
@@ -1167,6 +1279,7 @@ static int step_sizes(struct step_writer *w)
 	w->EP = w->c->plan->layout.ep;
 	w->E_LOCAL = w->E / (w->EP > 0 ? w->EP : 1);
 	w->RT = w->EP * w->TK; /* dropless: every routed row of the group could pick this rank */
+	w->bf16 = w->s->train.precision == DTYPE_BF16;
 	w->TP = w->c->plan->layout.tp;
 	w->TS = w->T / (w->TP > 0 ? w->TP : 1);
 	const char *nkv = kernels_dict_get(&w->ks->dict, "NKV");
@@ -1221,6 +1334,8 @@ int step_write_model_c(const struct emit_context *c, const struct kernel_set *ks
 	step_optimizer_step(&w);
 	fclose(step);
 	step = NULL;
+	step_type_buffers(&step_text);
+	step_len = strlen(step_text);
 	/* gen/model.c */
 	w.f = f;
 	step_prologue(&w, defs_text, tab_text);

@@ -1,6 +1,8 @@
 /* gemm_cpu.c - dense GEMMs of the CPU backend through OpenBLAS. See gemm.h. */
 #include "gemm.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define FORCE_OPENBLAS_COMPLEX_STRUCT /* keep complex.h's I out of scope */
@@ -33,4 +35,63 @@ void moert_copy_cols(float *dst, int ld, int col0, const float *src, int rows, i
 void moert_set_threads(int n)
 {
 	openblas_set_num_threads(n);
+}
+
+static float bf16_bits_to_f32(uint16_t h)
+{
+	uint32_t u = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* Round to nearest even, NaN kept a NaN (as kernels/cpu/moec_host.h's float_to_bf16). */
+unsigned short moert_f32_to_bf16(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 0x40);
+	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+/* An fp32 view of n elements: p itself, or a widened copy (freed by the caller). */
+static float *widen(const void *p, int is16, long n, float **owned)
+{
+	*owned = NULL;
+	if (!is16)
+		return (float *)p;
+	float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof *f);
+	if (!f)
+		abort();
+	for (long i = 0; i < n; i++)
+		f[i] = bf16_bits_to_f32(((const uint16_t *)p)[i]);
+	return *owned = f;
+}
+
+void moert_mm(enum moert_gemm_op op, int M, int N, int K, const void *A, int a16, const void *B, int b16, void *C, int c16,
+	      float beta)
+{
+	float *oa, *ob, *oc;
+	const float *a = widen(A, a16, (long)M * K, &oa), *b = widen(B, b16, (long)K * N, &ob);
+	float *c = c16 && beta != 0 ? widen(C, 1, (long)M * N, &oc) : NULL;
+	if (c16 && !c) {
+		oc = c = malloc((size_t)((long)M * N > 0 ? (long)M * N : 1) * sizeof *c);
+		if (!c)
+			abort();
+	}
+	float *out = c16 ? c : C;
+	if (op == MOERT_GEMM_NT)
+		moert_mm_nt(M, N, K, a, b, out, beta);
+	else if (op == MOERT_GEMM_NN)
+		moert_mm_nn(M, N, K, a, b, out, beta);
+	else
+		moert_mm_tn(M, N, K, a, b, out, beta);
+	if (c16)
+		for (long i = 0; i < (long)M * N; i++)
+			((uint16_t *)C)[i] = moert_f32_to_bf16(out[i]);
+	free(oa);
+	free(ob);
+	if (c16)
+		free(c);
 }

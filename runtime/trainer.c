@@ -337,6 +337,11 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	else
 		train_state_init_random(&ts, &r, (uint64_t)o.seed);
 
+	if (m->act_bf16) { /* the bf16 copies the step reads; AdamW keeps them current from here on */
+		r.params16 = alloc_floats((m->param_floats + 1) / 2, "the bf16 weights");
+		for (long long i = 0; i < m->param_floats; i++)
+			((unsigned short *)r.params16)[i] = moert_f32_to_bf16(r.params[i]);
+	}
 	if (o.dump)
 		r.logits_out = alloc_floats(m->tokens * m->vocab, "the logits");
 	/* On the GPU the step runs on device copies of the arenas (rd); r stays the host side,
@@ -423,6 +428,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	free(counts);
 	free(micro_counts);
 	free(r.params);
+	free(r.params16);
 	free(r.grads);
 	free(r.exp_avg);
 	free(r.exp_avg_sq);

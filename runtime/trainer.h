@@ -60,6 +60,7 @@ struct moert_batch {
  * addresses (never dereferenced on the host) plus what the CUDA step needs. */
 struct moert_run {
 	float *params, *grads, *exp_avg, *exp_avg_sq;   /* [param_floats] each */
+	void *params16;                                  /* bf16 steps: bf16 copies of params (AdamW writes them) */
 	float *acts;                                     /* [act_floats] */
 	float *logits_out;                               /* optional, host [tokens, vocab]: the forward's logits */
 	const float *router_bias;                        /* NULL, or a selection bias [experts] (test hook) */
@@ -109,6 +110,7 @@ struct moert_model {
 	int ckpt_every, ckpt_keep, ckpt_resume;
 	const char *init_from;           /* HF model dir or NULL */
 	long long stats_floats;          /* the block of statistics the host reads after a forward */
+	int act_bf16;                    /* activations and GEMM weights in bf16 (fp32 masters) */
 	struct moert_layout layout;      /* ranks: world = dp x tp = ep x edp */
 	int experts_per_rank;            /* E / ep: this rank's share of each MoE layer */
 	long long experts_begin;         /* parameter offset where the expert blocks start */

@@ -23,12 +23,14 @@ static void *hptr(moert_dptr p)
 	return (void *)(uintptr_t)p;
 }
 
-void moert_cuda_step_mm(const struct moert_run *r, enum moert_step_mm op, int M, int N, int K, const float *A,
-			const float *B, float *C, float beta)
+void moert_cuda_step_mm(const struct moert_run *r, int op, int M, int N, int K, const void *A, int a16, const void *B,
+			int b16, void *C, int c16, float beta)
 {
-	static const enum moert_mm_op ops[] = {MOERT_MM_NT, MOERT_MM_NN, MOERT_MM_TN};
+	static const enum moert_mm_op ops[] = {MOERT_MM_NT, MOERT_MM_NN, MOERT_MM_TN}; /* gemm.h's order */
 	char err[512];
-	if (M && N && moert_cuda_mm(r->cuda, ops[op], M, N, K, dptr(A), dptr(B), dptr(C), beta, 0, 0, err, sizeof err))
+	if (a16 != b16)
+		moert_fatal("GEMM [%d x %d x %d] on the GPU: an fp32 and a bf16 operand (the step casts first)", M, N, K);
+	if (M && N && moert_cuda_mm(r->cuda, ops[op], M, N, K, dptr(A), dptr(B), dptr(C), beta, a16, c16, err, sizeof err))
 		moert_fatal("GEMM [%d x %d x %d] on the GPU: %s", M, N, K, err);
 }
 
@@ -147,6 +149,11 @@ void moert_cuda_run_open(const struct moert_model *m, const struct moert_run *ho
 	dev->exp_avg_sq = device_floats(d, m->param_floats, "AdamW's second moments");
 	dev->acts = device_floats(d, m->act_floats, "the activations");
 	copy_up(d, dev->params, host->params, m->param_floats, "the weights");
+	if (host->params16) { /* bf16 copies: half as many floats' worth of bytes */
+		long long n = (m->param_floats + 1) / 2;
+		dev->params16 = device_floats(d, n, "the bf16 weights");
+		copy_up(d, dev->params16, host->params16, n, "the bf16 weights");
+	}
 	copy_up(d, dev->exp_avg, host->exp_avg, m->param_floats, "AdamW's moments");
 	copy_up(d, dev->exp_avg_sq, host->exp_avg_sq, m->param_floats, "AdamW's moments");
 	m->setup_cuda(dev);
@@ -179,9 +186,10 @@ void moert_cuda_run_close(struct moert_run *dev)
 {
 	if (!dev->cuda)
 		return;
-	float *bufs[] = {dev->params, dev->grads, dev->exp_avg, dev->exp_avg_sq, dev->acts};
+	float *bufs[] = {dev->params, dev->grads, dev->exp_avg, dev->exp_avg_sq, dev->acts, dev->params16};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-		moert_cuda_free(dev->cuda, dptr(bufs[i]));
+		if (bufs[i])
+			moert_cuda_free(dev->cuda, dptr(bufs[i]));
 	moert_cuda_close(dev->cuda);
 	free(dev->cuda_fn);
 	free(dev->host_buf);

@@ -11,11 +11,10 @@
 
 #include "trainer.h"
 
-enum moert_step_mm { MOERT_STEP_MM_NT, MOERT_STEP_MM_NN, MOERT_STEP_MM_TN };
-
-/* gemm.h's three products on the device (fp32, cuBLASLt); A, B, C are device addresses. */
-void moert_cuda_step_mm(const struct moert_run *r, enum moert_step_mm op, int M, int N, int K, const float *A,
-			const float *B, float *C, float beta);
+/* gemm.h's moert_mm on the device (cuBLASLt); A, B, C are device addresses; A and B must
+ * have the same type (the step casts an fp32 operand to bf16 first). */
+void moert_cuda_step_mm(const struct moert_run *r, int op, int M, int N, int K, const void *A, int a16, const void *B,
+			int b16, void *C, int c16, float beta);
 /* Copy n floats at activation offset off to r->host_buf (waits) and return it. */
 const float *moert_cuda_step_get(const struct moert_run *r, long off, long n);
 /* Copy bytes from host src to activation offset off (stream-ordered). */
