@@ -413,7 +413,8 @@ static void test_no_master(void)
 	expect_msg(&r, "rank 2: could not reach");
 	expect_msg(&r, addr);
 	expect_msg(&r, "Connection refused");
-	EXPECT(r.seconds >= 0.45 && r.seconds < 1.5);
+	/* it waited for its timeout, and did not hang (the upper bound is loose: CI machines are busy) */
+	EXPECT(r.seconds >= 0.45 && r.seconds < 20);
 	printf("no rank 0: %.2f s: %s\n", r.seconds, r.err);
 }
 
@@ -433,7 +434,7 @@ static void test_missing_rank(void)
 	expect_msg(&a0, "rank 0: timed out");
 	expect_msg(&a0, where);
 	expect_msg(&a0, "2 of 3 ranks arrived, missing 2;");
-	EXPECT(a0.seconds >= 0.55 && a0.seconds < 1.5);
+	EXPECT(a0.seconds >= 0.55 && a0.seconds < 20);
 	EXPECT_INT(a1.rc, -1);
 	expect_msg(&a1, "closed the connection before sending the blob");
 	printf("rank missing: %.2f s: %s\n", a0.seconds, a0.err);
@@ -510,11 +511,11 @@ static void test_wrong_server(void)
 	a.sin_addr.s_addr = htonl(INADDR_ANY);
 	EXPECT_INT(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
 	EXPECT_INT(listen(lfd, 4), 0);
-	struct result r0 = collect(spawn_rank(make_env(0, 2, "", port), blob, sizeof blob, 3.0, 0.0));
+	struct result r0 = collect(spawn_rank(make_env(0, 2, "", port), blob, sizeof blob, 60.0, 0.0));
 	EXPECT_INT(r0.rc, -1);
 	expect_msg(&r0, "cannot listen on port");
 	expect_msg(&r0, "choose another MASTER_PORT");
-	EXPECT(r0.seconds < 0.5);
+	EXPECT(r0.seconds < 20); /* at once, not after its 60 s timeout */
 	close(lfd);
 }
 
@@ -528,7 +529,7 @@ static void test_fd_limit(void)
 	rank0_spare_fds = 2; /* the listening socket and one rank */
 	struct child c[4];
 	for (int r = 3; r >= 0; r--)
-		c[r] = spawn_rank(make_env(r, 4, "127.0.0.1", port), blob, sizeof blob, r == 0 ? 3.0 : 0.8, r == 0 ? 0.1 : 0.0);
+		c[r] = spawn_rank(make_env(r, 4, "127.0.0.1", port), blob, sizeof blob, r == 0 ? 60.0 : 0.8, r == 0 ? 0.1 : 0.0);
 	rank0_spare_fds = 0;
 	struct result a0 = collect(c[0]);
 	for (int r = 1; r < 4; r++)
@@ -536,7 +537,7 @@ static void test_fd_limit(void)
 	EXPECT_INT(a0.rc, -1);
 	expect_msg(&a0, "rank 0: out of file descriptors after 2 ranks arrived");
 	expect_msg(&a0, "ulimit -n");
-	EXPECT(a0.seconds < 1.0);
+	EXPECT(a0.seconds < 20); /* at once, not after its 60 s timeout */
 	printf("out of files: %.2f s: %s\n", a0.seconds, a0.err);
 }
 
