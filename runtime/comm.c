@@ -10,16 +10,28 @@
 #include "moert.h"
 
 /* Launched by mpirun/srun with more than one task? (MPI_Init without a launcher works too,
- * as a singleton, but a plain run should not need MPI at all.) */
+ * as a singleton, but a plain run should not need MPI at all.) Not SLURM_NTASKS: a batch
+ * script's own commands see the job's task count without being one of its tasks. */
 static int launched_world(void)
 {
-	static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS", "MPI_LOCALNRANKS"};
+	static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS"};
 	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
 		const char *v = getenv(vars[i]);
 		if (v && atoi(v) > 1)
 			return atoi(v);
 	}
 	return 1;
+}
+
+/* Started torchrun-style (RANK / WORLD_SIZE, no MPI launcher): the CPU backend's ranks talk
+ * over MPI, which needs mpirun or srun to start them. */
+static void refuse_torchrun(const struct moert_layout *l)
+{
+	const char *ws = getenv("WORLD_SIZE");
+	if (ws && atoi(ws) > 1 && launched_world() == 1)
+		moert_fatal("started torchrun-style (WORLD_SIZE=%s) but this trainer's ranks talk over MPI: start it with "
+			    "`mpirun -np %d` or `srun -n %d` (torchrun-style launch comes with NCCL on GPUs)",
+			    ws, l->world, l->world);
 }
 
 static MPI_Comm comm_of(const struct moert_comm *c, enum moert_group g)
@@ -51,6 +63,7 @@ static void split(struct moert_comm *c, enum moert_group g, int color, int key)
 void moert_comm_init(struct moert_comm *c, const struct moert_layout *l, int *argc, char ***argv)
 {
 	memset(c, 0, sizeof *c);
+	refuse_torchrun(l);
 	int launched = launched_world();
 	if (launched != l->world)
 		moert_fatal("this trainer was built for %d ranks (parallel: dp %d x tp %d, ep %d x edp %d) but was started "

@@ -25,4 +25,9 @@ done
 t/train --steps 1 --no-resume --ckpt-dir ck2 >alone.out 2>&1 && fail "a 2-rank trainer ran as one rank"
 grep -q "built for 2 ranks.*started as 1.*mpirun -np 2" alone.out || fail "world-size mismatch message: $(cat alone.out)"
 echo "ok: $(cat alone.out)"
+# started torchrun-style, it says how to start it instead
+RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29555 t/train --steps 1 --no-resume --ckpt-dir ck3 >torchrun.out 2>&1 &&
+	fail "a 2-rank trainer ran under a torchrun-style environment without MPI"
+grep -q "torchrun-style.*mpirun -np 2" torchrun.out || fail "torchrun message: $(cat torchrun.out)"
+echo "ok: $(cat torchrun.out)"
 echo PASS
