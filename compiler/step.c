@@ -1050,6 +1050,7 @@ static void step_model_struct(struct step_writer *w)
 	OUT(",\n\t.spec_hash = MOEC_SPEC_HASH,\n\t.model_hash = 0x%016llxull,\n", (unsigned long long)w->model_hash);
 	OUT("\t.seq_len = MOEC_SEQ, .micro_batch = MOEC_MICRO_BATCH, .grad_accum = MOEC_GRAD_ACCUM, .act_bf16 = ACT_BF16,\n");
 	OUT("\t.vocab = V, .hidden = H, .layers = MOEC_LAYERS, .moe_layers = MOE_LAYERS, .experts = E, .top_k = K,\n");
+	OUT("\t.expert_inter = I,\n");
 	OUT("\t.tokens = T, .param_floats = MOEC_PARAM_FLOATS, .act_floats = MOEC_ACT_FLOATS, .n_params = %lld,\n",
 	    (long long)w->param_floats);
 	OUT("\t.flops_per_token = %.17g,\n", w->c->plan->compute.flops_per_token);
@@ -1091,14 +1092,14 @@ static void step_model_struct(struct step_writer *w)
 static const char step_backend_cpu[] =
 	"/* ---- the CPU backend: the kernels' CPU twins (gen/cpu/) and OpenBLAS ---- */\n"
 	"#define STEP(name) name##_cpu\n"
-	"#define CALL(k, ...) k##_cpu(__VA_ARGS__)\n"
-	"#define CALL_TOTAL(k, total, ...) k##_cpu(__VA_ARGS__)\n"
+	"#define CALL(k, ...) (PROF_BEGIN(), k##_cpu(__VA_ARGS__), PROF_END(MOEC_K_##k))\n"
+	"#define CALL_TOTAL(k, total, ...) (PROF_BEGIN(), k##_cpu(__VA_ARGS__), PROF_END(MOEC_K_##k))\n"
 	"#define MM_NT(m_, n_, k_, a_, b_, c_, beta_) \\\n"
-	"\tmoert_mm(MOERT_GEMM_NT, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_)\n"
+	"\t(PROF_BEGIN(), moert_mm(MOERT_GEMM_NT, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_), PROF_END(MOEC_NKERNELS))\n"
 	"#define MM_NN(m_, n_, k_, a_, b_, c_, beta_) \\\n"
-	"\tmoert_mm(MOERT_GEMM_NN, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_)\n"
+	"\t(PROF_BEGIN(), moert_mm(MOERT_GEMM_NN, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_), PROF_END(MOEC_NKERNELS + 1))\n"
 	"#define MM_TN(m_, n_, k_, a_, b_, c_, beta_) \\\n"
-	"\tmoert_mm(MOERT_GEMM_TN, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_)\n"
+	"\t(PROF_BEGIN(), moert_mm(MOERT_GEMM_TN, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_), PROF_END(MOEC_NKERNELS + 2))\n"
 	"#define GET(off, n) ((const float *)(r->acts + (off)))\n"
 	"#define PUT(off, src, n) memcpy(r->acts + (off), (src), (size_t)(n) * 4)\n"
 	"#define BATCH(b, ids, labels, pos, doc) \\\n"
@@ -1137,14 +1138,18 @@ static const char step_backend_cuda[] =
 	" * device addresses here. ---- */\n"
 	"#define STEP(name) name##_cuda\n"
 	"#define MOEC_LAUNCH (&(const struct moec_cuda_launch){(CUfunction *)r->cuda_fn, (CUstream)r->cuda_stream})\n"
-	"#define CALL(k, ...) k##_cuda(MOEC_LAUNCH, MOEC_K_##k, __VA_ARGS__)\n"
-	"#define CALL_TOTAL(k, total, ...) k##_cuda(MOEC_LAUNCH, MOEC_K_##k, total, __VA_ARGS__)\n"
+	"#define CALL(k, ...) (PROF_BEGIN(), k##_cuda(MOEC_LAUNCH, MOEC_K_##k, __VA_ARGS__), PROF_END(MOEC_K_##k))\n"
+	"#define CALL_TOTAL(k, total, ...) \\\n"
+	"\t(PROF_BEGIN(), k##_cuda(MOEC_LAUNCH, MOEC_K_##k, total, __VA_ARGS__), PROF_END(MOEC_K_##k))\n"
 	"#define MM_NT(m_, n_, k_, a_, b_, c_, beta_) \\\n"
-	"\tmoert_cuda_step_mm(r, MOERT_GEMM_NT, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_)\n"
+	"\t(PROF_BEGIN(), moert_cuda_step_mm(r, MOERT_GEMM_NT, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_), \\\n"
+	"\t PROF_END(MOEC_NKERNELS))\n"
 	"#define MM_NN(m_, n_, k_, a_, b_, c_, beta_) \\\n"
-	"\tmoert_cuda_step_mm(r, MOERT_GEMM_NN, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_)\n"
+	"\t(PROF_BEGIN(), moert_cuda_step_mm(r, MOERT_GEMM_NN, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_), \\\n"
+	"\t PROF_END(MOEC_NKERNELS + 1))\n"
 	"#define MM_TN(m_, n_, k_, a_, b_, c_, beta_) \\\n"
-	"\tmoert_cuda_step_mm(r, MOERT_GEMM_TN, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_)\n"
+	"\t(PROF_BEGIN(), moert_cuda_step_mm(r, MOERT_GEMM_TN, m_, n_, k_, a_, IS16(a_), b_, IS16(b_), c_, IS16(c_), beta_), \\\n"
+	"\t PROF_END(MOEC_NKERNELS + 2))\n"
 	"#define GET(off, n) moert_cuda_step_get(r, off, n)\n"
 	"#define PUT(off, src, n) moert_cuda_step_put(r, off, src, (long)(n) * 4)\n"
 	"#define BATCH(b, ids, labels, pos, doc) moert_cuda_step_batch(r, b, A_S_BATCH, T, &ids, &labels, &pos, &doc)\n"
@@ -1229,7 +1234,7 @@ static void step_prologue(struct step_writer *w, const char *defs, const char *t
 	    s->name ? s->name : w->c->spec_path);
 	OUT("#include <math.h>\n#include <stddef.h>\n#include <string.h>\n\n");
 	OUT("#include \"model.h\"\n#include \"trainer.h\"\n#include \"trainer_cuda.h\"\n#include \"gemm.h\"\n"
-	    "#include \"comm.h\"\n#include \"ep.h\"\n#include \"moert.h\"\n");
+	    "#include \"comm.h\"\n#include \"ep.h\"\n#include \"moert.h\"\n#include \"profile.h\"\n");
 	OUT("/* launch.h's stubs call the driver the runtime loaded with dlopen */\n");
 	OUT("#define MOEC_CU_LAUNCH_KERNEL(f, gx, gy, gz, bx, by, bz, smem, s, args, extra) \\\n"
 	    "\tmoert_cu_launch((void *)(f), gx, gy, gz, bx, by, bz, smem, (void *)(s), args, extra)\n");
@@ -1250,6 +1255,9 @@ static void step_prologue(struct step_writer *w, const char *defs, const char *t
 	    " * the bf16 copies of the fp32 masters, else the masters themselves */\n"
 	    "#define AB(off) ((act_t *)(r->acts + (off)))\n"
 	    "#if ACT_BF16\n#define PW(off) ((act_t *)r->params16 + (off))\n#else\n#define PW(off) P(off)\n#endif\n"
+	    "/* train --profile: every kernel call and GEMM timed (runtime/profile.h) */\n"
+	    "#define PROF_BEGIN() (r->prof ? moert_prof_begin(r) : (void)0)\n"
+	    "#define PROF_END(id) (r->prof ? moert_prof_end(r, id) : (void)0)\n"
 	    "/* a GEMM operand's type */\n"
 	    "#define IS16(p) _Generic((p), bf16 *: 1, const bf16 *: 1, default: 0)\n"
 	    "/* a row of H act_t values, in floats (expert-parallel transfers move bytes) */\n"

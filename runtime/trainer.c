@@ -31,6 +31,7 @@
 #include "safetensors.h"
 #include "comm.h"
 #include "ep.h"
+#include "profile.h"
 #include "train_state.h"
 #include "trainer_cuda.h"
 
@@ -54,7 +55,7 @@ struct options {
 	const char *dump;       /* write loss, logits, gradients and updated weights here */
 	long long seed;
 	long long stop_after;   /* 0: run to steps */
-	int save_every, keep, resume, threads, quiet, seed_set, no_save;
+	int save_every, keep, resume, threads, quiet, seed_set, no_save, profile;
 };
 
 static void usage(const struct moert_model *m, FILE *f)
@@ -71,6 +72,7 @@ static void usage(const struct moert_model *m, FILE *f)
 		"  --keep N           checkpoints kept (spec: %d)\n"
 		"  --no-resume        start fresh even when DIR holds a checkpoint\n"
 		"  --no-save          write no checkpoints (benchmarks, experiments)\n"
+		"  --profile          time every kernel and GEMM; print the table at the end\n"
 		"  --init-from DIR    initialize from a Hugging Face model dir (config.json + safetensors)\n"
 		"  --metrics FILE     JSONL metrics (default: <ckpt-dir>/metrics.jsonl)\n"
 		"  --seed N           init and data-order seed (spec: %llu)\n"
@@ -105,7 +107,7 @@ static double parse_double(const char *flag, const char *v)
 
 static void parse_options(const struct moert_model *m, int argc, char **argv, struct options *o)
 {
-	enum { O_STEPS = 256, O_STOP_AFTER, O_LR, O_DATA, O_CKPT, O_EVERY, O_KEEP, O_NORESUME, O_NOSAVE, O_INIT, O_METRICS, O_SEED, O_DEVICE,
+	enum { O_STEPS = 256, O_STOP_AFTER, O_LR, O_DATA, O_CKPT, O_EVERY, O_KEEP, O_NORESUME, O_NOSAVE, O_PROFILE, O_INIT, O_METRICS, O_SEED, O_DEVICE,
 	       O_THREADS, O_BATCH, O_DUMP, O_QUIET, O_HELP };
 	static const struct option longopts[] = {
 		{"steps", required_argument, 0, O_STEPS}, {"stop-after", required_argument, 0, O_STOP_AFTER},
@@ -113,6 +115,7 @@ static void parse_options(const struct moert_model *m, int argc, char **argv, st
 		{"data", required_argument, 0, O_DATA}, {"ckpt-dir", required_argument, 0, O_CKPT},
 		{"save-every", required_argument, 0, O_EVERY}, {"keep", required_argument, 0, O_KEEP},
 		{"no-resume", no_argument, 0, O_NORESUME}, {"no-save", no_argument, 0, O_NOSAVE},
+		{"profile", no_argument, 0, O_PROFILE},
 		{"init-from", required_argument, 0, O_INIT},
 		{"metrics", required_argument, 0, O_METRICS}, {"seed", required_argument, 0, O_SEED},
 		{"device", required_argument, 0, O_DEVICE}, {"threads", required_argument, 0, O_THREADS},
@@ -138,6 +141,7 @@ static void parse_options(const struct moert_model *m, int argc, char **argv, st
 		case O_KEEP: o->keep = (int)parse_ll("--keep", optarg, 0, INT_MAX); break;
 		case O_NORESUME: o->resume = 0; break;
 		case O_NOSAVE: o->no_save = 1; break;
+		case O_PROFILE: o->profile = 1; break;
 		case O_INIT: o->init_from = optarg; break;
 		case O_METRICS: o->metrics = optarg; break;
 		case O_SEED: o->seed = parse_ll("--seed", optarg, 0, LLONG_MAX); break;
@@ -353,6 +357,8 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		run = &rd;
 	}
 	log_event(lg, "device", "device: %s", device);
+	if (o.profile)
+		run->prof = moert_prof_new(m);
 
 	struct train_batches tb;
 	train_batches_open(&tb, m, &o.data[0], o.n_data, o.batch, (uint64_t)o.seed, cursor, comm.index[MOERT_DP],
@@ -368,7 +374,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	if (!counts || !micro_counts)
 		moert_fatal("out of memory");
 	struct moert_stats st = {.expert_count = micro_counts};
-	long long last_saved = step0;
+	long long last_saved = step0, run_steps = 0;
 	for (long long step = step0 + 1; step <= o.steps; step++) {
 		double t0 = moert_seconds();
 		if (use_cuda)
@@ -392,6 +398,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		}
 		ls.lr = lr_at(m, o.lr, step, o.steps);
 		ls.grad_norm = (use_cuda ? m->optimizer_step_cuda : m->optimizer_step)(run, ls.lr, (int)step);
+		run_steps++;
 		if (use_cuda && !(isfinite(st.loss) && isfinite(ls.grad_norm)))
 			moert_cuda_run_download(m, &rd, &r, 1); /* to name the tensor */
 		stop_on_non_finite(m, &r, step, &st, ls.grad_norm);
@@ -421,6 +428,10 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 			moert_cuda_run_download(m, &rd, &r, 1);
 		train_state_dump(&ts, &r, o.dump, &st);
 	}
+	if (run->prof && rank0)
+		moert_prof_report(run->prof, m, run_steps, stdout);
+	moert_prof_free(run->prof);
+	run->prof = NULL;
 	moert_cuda_run_close(&rd);
 	if (!o.batch && last_saved == step0 && step0 > 0)
 		log_event(lg, "done", "nothing to do: the checkpoint is at step %lld of %lld", step0, o.steps);

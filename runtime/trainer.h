@@ -72,6 +72,7 @@ struct moert_run {
 	/* several ranks (NULL / unused with one) */
 	struct moert_comm *comm;
 	struct moert_ep_route *ep;                       /* [moe_layers] when the layout's ep > 1 */
+	struct moert_profile *prof;                      /* --profile (profile.h), else NULL */
 };
 
 /* One kernel's cubin, embedded in the trainer (gen/cubins.S), and its dynamic shared memory. */
@@ -89,6 +90,7 @@ struct moert_model {
 	/* sizes */
 	int seq_len, micro_batch, grad_accum;
 	int vocab, hidden, layers, moe_layers, experts, top_k;
+	int expert_inter;                /* I */
 	long long tokens;                /* micro_batch * seq_len */
 	long long param_floats, act_floats, n_params;
 	double flops_per_token;          /* forward + backward, for MFU and TFLOP/s */
