@@ -36,8 +36,6 @@ const char *step_unsupported(const struct spec *s, const struct ir *ir, const st
 		return "the step code covers full training so far, not LoRA";
 	if (s->train.precision != DTYPE_FP32 && s->train.precision != DTYPE_BF16)
 		return "the step code computes in fp32 or bf16 so far";
-	if (s->train.precision == DTYPE_BF16 && p->layout.tp > 1)
-		return "bf16 with tensor parallelism is not done yet (the tp sums of bf16 activations)";
 	if (s->model.attention != ATTENTION_GQA || s->model.attention_bias || s->model.attention_sinks ||
 	    s->model.sliding_window)
 		return "the step code covers plain GQA attention so far (no MLA, biases, sinks or sliding windows)";
@@ -772,19 +770,21 @@ static void step_sliced(struct step_writer *w, int l, int m, void (*body)(struct
 	body(w, l, m);
 	fclose(w->f);
 	w->f = real;
+	/* the row offset outside the macro: pointer arithmetic in the buffer's own type (act_t
+	 * rows are half a float each in a bf16 step) */
 	static const char *rows[] = {"XN2", "XMID"};
 	char from[64], to[80];
 	for (int i = 0; i < 2; i++) {
 		snprintf(from, sizeof from, "A(A_L%d_%s)", l, rows[i]);
-		snprintf(to, sizeof to, "A(A_L%d_%s + R0 * H)", l, rows[i]);
+		snprintf(to, sizeof to, "(A(A_L%d_%s) + R0 * H)", l, rows[i]);
 		step_str_replace(&text, from, to);
 	}
 	snprintf(from, sizeof from, "A(A_L%d_RSTD2)", l);
-	snprintf(to, sizeof to, "A(A_L%d_RSTD2 + R0)", l);
+	snprintf(to, sizeof to, "(A(A_L%d_RSTD2) + R0)", l);
 	step_str_replace(&text, from, to);
-	step_str_replace(&text, "A(A_S_Y)", "A(A_S_Y + R0 * H)");
-	step_str_replace(&text, "A(A_S_DX)", "A(A_S_DX + R0 * H)");
-	step_str_replace(&text, "A(A_S_DXN)", "A(A_S_DXN + R0 * H)");
+	step_str_replace(&text, "A(A_S_Y)", "(A(A_S_Y) + R0 * H)");
+	step_str_replace(&text, "A(A_S_DX)", "(A(A_S_DX) + R0 * H)");
+	step_str_replace(&text, "A(A_S_DXN)", "(A(A_S_DXN) + R0 * H)");
 	step_str_replace(&text, "\n\t", "\n\t\t");
 	OUT("\t{ /* sequence-parallel MoE: this tp rank's TS tokens, rows R0 .. R0 + TS */\n\t\tconst int T = TS;\n\t%s", text);
 	OUT("}\n\tTP_GATHER(A(%s), TS * H);\n", gather);
@@ -1116,8 +1116,13 @@ static const char step_backend_cpu[] =
 	"#define EP_OFFSETS(m) (r->ep[m].local_offsets)\n"
 	"#define EXPERT_OFFSETS moec_expert_offsets\n"
 	"#define SPLIT_OFFSETS moec_split_offsets\n"
-	"#define TP_SUM(x, n) (r->comm ? moert_allreduce_f32(r->comm, MOERT_TP, MOERT_BYTES_TP, x, n) : (void)0)\n"
-	"#define TP_GATHER(x, n) (r->comm ? moert_allgather_f32(r->comm, MOERT_TP, MOERT_BYTES_TP, x, n) : (void)0)\n"
+	"/* sums over tp of act_t buffers (bf16 ones summed in fp32); gathers move bytes */\n"
+	"#define TP_SUM(x, n) \\\n"
+	"\t(r->comm ? _Generic((x), bf16 *: moert_allreduce_bf16, default: moert_allreduce_f32)(r->comm, MOERT_TP, \\\n"
+	"\t\tMOERT_BYTES_TP, x, n) : (void)0)\n"
+	"#define TP_GATHER(x, n) \\\n"
+	"\t(r->comm ? moert_allgather_f32(r->comm, MOERT_TP, MOERT_BYTES_TP, (float *)(x), (long)(n) * (long)sizeof(*(x)) / 4) \\\n"
+	"\t\t : (void)0)\n"
 	"#define OPT_TABLES(p, g, m, v, offsets, decay) \\\n"
 	"\tfloat *p[NBLOCKS], *g[NBLOCKS], *m[NBLOCKS], *v[NBLOCKS]; \\\n"
 	"\tbf16 *p16[NBLOCKS]; \\\n"

@@ -2,11 +2,13 @@
 #include "comm.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <mpi.h>
 
+#include "gemm.h"
 #include "moert.h"
 
 /* Launched by mpirun/srun with more than one task? (MPI_Init without a launcher works too,
@@ -124,6 +126,25 @@ void moert_allreduce_f32(struct moert_comm *c, enum moert_group g, enum moert_tr
 		int k = (int)(n - done < INT_MAX / 2 ? n - done : INT_MAX / 2);
 		check(c, MPI_Allreduce(MPI_IN_PLACE, buf + done, k, MPI_FLOAT, MPI_SUM, comm_of(c, g)), "MPI_Allreduce");
 	}
+}
+
+void moert_allreduce_bf16(struct moert_comm *c, enum moert_group g, enum moert_traffic t, void *buf, long n)
+{
+	if (c->size[g] == 1 || n == 0)
+		return;
+	uint16_t *h = buf;
+	float *f = malloc((size_t)n * sizeof *f);
+	if (!f)
+		moert_fatal("out of memory");
+	for (long i = 0; i < n; i++) {
+		uint32_t u = (uint32_t)h[i] << 16;
+		memcpy(&f[i], &u, 4);
+	}
+	moert_allreduce_f32(c, g, t, f, n);
+	c->bytes[t] -= 2.0 * (c->size[g] - 1) / c->size[g] * 2.0 * n; /* bf16 on the wire: half of what f32 counted */
+	for (long i = 0; i < n; i++)
+		h[i] = moert_f32_to_bf16(f[i]);
+	free(f);
 }
 
 void moert_allreduce_f64(struct moert_comm *c, enum moert_group g, enum moert_traffic t, double *buf, long n)

@@ -38,6 +38,8 @@ void moert_comm_finalize(struct moert_comm *c);
 
 void moert_allreduce_f32(struct moert_comm *c, enum moert_group g, enum moert_traffic t, float *buf, long n);
 void moert_allreduce_f64(struct moert_comm *c, enum moert_group g, enum moert_traffic t, double *buf, long n);
+/* The same over bf16 values (a bf16 step's activations): summed in fp32, rounded once. */
+void moert_allreduce_bf16(struct moert_comm *c, enum moert_group g, enum moert_traffic t, void *buf, long n);
 /* Each rank sends per_rank ints to every rank of the group and receives as many from each. */
 void moert_alltoall_i32(struct moert_comm *c, enum moert_group g, const int *send, int *recv, int per_rank);
 /* All-to-all-v of floats: counts and displacements in elements, per rank of the group. */
