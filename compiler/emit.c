@@ -69,7 +69,7 @@ static int emit_commit(const struct emit_context *c, const char *rel, struct emi
 }
 
 /* A C string literal. */
-static void emit_c_string(FILE *f, const char *s)
+void emit_c_string(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (; *s; s++) {

@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "kernels.h"
 #include "lint.h"
@@ -47,6 +48,8 @@ int emit_compose_instances(const struct emit_context *c, struct kernel_set *ks);
 /* Write gen/<name>.cu, gen/cpu/<name>.c, gen/model.h and plan.txt; remove stale instance files.
  * Returns the number of errors (each printed). */
 int emit_write_sources(const struct emit_context *c, const struct kernel_set *ks);
+/* s as a C string literal (quotes, backslashes and control characters escaped). */
+void emit_c_string(FILE *f, const char *s);
 /* Write gen/launch.h from the kernels' and twins' signatures (NULL: lint unavailable, the
  * file says so). */
 int emit_write_launch(const struct emit_context *c, const struct kernel_set *ks, const struct kernel_sig *sigs, const struct kernel_sig *twin_sigs);

@@ -16,6 +16,7 @@
 
 #include "ckpt.h"
 #include "files.h"
+#include "gemm.h"
 #include "hf.h"
 #include "safetensors.h"
 
@@ -161,16 +162,6 @@ static int export_config(const char *build, bool bf16, char **text, size_t *len)
 
 /* float32 -> bfloat16, round to nearest even; NaNs stay (quiet) NaNs of the same sign,
  * as torch's .to(torch.bfloat16) does. */
-static uint16_t f32_to_bf16(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, sizeof u);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return (uint16_t)((u >> 16) | 0x40u);
-	u += 0x7fffu + ((u >> 16) & 1u);
-	return (uint16_t)(u >> 16);
-}
-
 static float element_f32(const struct st_tensor *t, uint64_t i)
 {
 	const unsigned char *p = t->data;
@@ -204,7 +195,7 @@ static int export_convert(const struct st_tensor *t, bool bf16, struct st_write_
 	for (uint64_t i = 0; i < t->numel; i++) {
 		float f = element_f32(t, i);
 		if (bf16)
-			((uint16_t *)buf)[i] = f32_to_bf16(f);
+			((uint16_t *)buf)[i] = moert_f32_to_bf16(f);
 		else
 			((float *)buf)[i] = f;
 	}

@@ -1006,17 +1006,6 @@ static void step_optimizer_step(struct step_writer *w)
 	OUT("\treturn sqrt((double)total);\n}\n");
 }
 
-static void step_c_string(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; s && *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', f);
-		fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
 /* A data path the trainer can open from any working directory. */
 static void step_absolute(const char *path, char *out, size_t n)
 {
@@ -1039,14 +1028,14 @@ static void step_model_struct(struct step_writer *w)
 		char abs[PATH_MAX];
 		step_absolute(s->data.paths.v[i], abs, sizeof abs);
 		OUT("%s", i ? ", " : "");
-		step_c_string(w->f, abs);
+		emit_c_string(w->f, abs);
 	}
 	OUT("%s};\n\n", s->data.paths.n ? "" : "NULL");
 	OUT("static const struct moert_model moec_model = {\n");
 	OUT("\t.name = ");
-	step_c_string(w->f, s->name ? s->name : w->c->spec_path);
+	emit_c_string(w->f, s->name ? s->name : w->c->spec_path);
 	OUT(",\n\t.generated_by = ");
-	step_c_string(w->f, gen);
+	emit_c_string(w->f, gen);
 	OUT(",\n\t.spec_hash = MOEC_SPEC_HASH,\n\t.model_hash = 0x%016llxull,\n", (unsigned long long)w->model_hash);
 	OUT("\t.seq_len = MOEC_SEQ, .micro_batch = MOEC_MICRO_BATCH, .grad_accum = MOEC_GRAD_ACCUM, .act_bf16 = ACT_BF16,\n");
 	OUT("\t.vocab = V, .hidden = H, .layers = MOEC_LAYERS, .moe_layers = MOE_LAYERS, .experts = E, .top_k = K,\n");
@@ -1065,14 +1054,14 @@ static void step_model_struct(struct step_writer *w)
 	OUT("\t.n_data_paths = %d, .data_paths = moec_data_paths, .data_format = \"%s\", .eod_token = %lld,\n",
 	    s->data.paths.n, formats[s->data.format], (long long)s->data.eod_token);
 	OUT("\t.shuffle = %d,\n\t.ckpt_dir = ", s->data.shuffle);
-	step_c_string(w->f, s->checkpoint.dir ? s->checkpoint.dir : "checkpoints");
+	emit_c_string(w->f, s->checkpoint.dir ? s->checkpoint.dir : "checkpoints");
 	OUT(", .ckpt_every = %lld, .ckpt_keep = %lld, .ckpt_resume = %d,\n", (long long)s->checkpoint.every,
 	    (long long)s->checkpoint.keep, s->checkpoint.resume);
 	OUT("\t.init_from = ");
 	if (s->checkpoint.init_from) {
 		char abs[PATH_MAX];
 		step_absolute(s->checkpoint.init_from, abs, sizeof abs);
-		step_c_string(w->f, abs);
+		emit_c_string(w->f, abs);
 	} else {
 		OUT("NULL");
 	}

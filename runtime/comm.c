@@ -9,6 +9,7 @@
 #include <mpi.h>
 
 #include "gemm.h"
+#include "hf.h"
 #include "moert.h"
 
 /* Launched by mpirun/srun with more than one task? (MPI_Init without a launcher works too,
@@ -136,10 +137,8 @@ void moert_allreduce_bf16(struct moert_comm *c, enum moert_group g, enum moert_t
 	float *f = malloc((size_t)n * sizeof *f);
 	if (!f)
 		moert_fatal("out of memory");
-	for (long i = 0; i < n; i++) {
-		uint32_t u = (uint32_t)h[i] << 16;
-		memcpy(&f[i], &u, 4);
-	}
+	for (long i = 0; i < n; i++)
+		f[i] = hf_bf16_to_f32(h[i]);
 	moert_allreduce_f32(c, g, t, f, n);
 	c->bytes[t] -= 2.0 * (c->size[g] - 1) / c->size[g] * 2.0 * n; /* bf16 on the wire: half of what f32 counted */
 	for (long i = 0; i < n; i++)

@@ -1,5 +1,6 @@
 /* gemm_cpu.c - dense GEMMs of the CPU backend through OpenBLAS. See gemm.h. */
 #include "gemm.h"
+#include "hf.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,14 +38,6 @@ void moert_set_threads(int n)
 	openblas_set_num_threads(n);
 }
 
-static float bf16_bits_to_f32(uint16_t h)
-{
-	uint32_t u = (uint32_t)h << 16;
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
-
 /* Round to nearest even, NaN kept a NaN (as kernels/cpu/moec_host.h's float_to_bf16). */
 unsigned short moert_f32_to_bf16(float f)
 {
@@ -65,7 +58,7 @@ static float *widen(const void *p, int is16, long n, float **owned)
 	if (!f)
 		abort();
 	for (long i = 0; i < n; i++)
-		f[i] = bf16_bits_to_f32(((const uint16_t *)p)[i]);
+		f[i] = hf_bf16_to_f32(((const uint16_t *)p)[i]);
 	return *owned = f;
 }
 

@@ -167,7 +167,7 @@ static void parse_options(const struct moert_model *m, int argc, char **argv, st
 
 /* --device: auto picks the GPU when a driver and a device are there, else the CPU. The
  * driver is probed with dlopen, so the binary starts where there is none. Returns 1 for CUDA. */
-static int choose_device(const char *device, struct log *lg)
+static int choose_device(const char *device)
 {
 	if (!strcmp(device, "cpu"))
 		return 0;
@@ -181,7 +181,6 @@ static int choose_device(const char *device, struct log *lg)
 		return 0;
 	}
 	dlclose(cuda);
-	(void)lg;
 	return 1;
 }
 
@@ -280,7 +279,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	struct log *lg = log_open(o.metrics, o.quiet);
 	if (!lg)
 		moert_fatal("cannot open metrics file %s: %s", o.metrics, strerror(errno));
-	int use_cuda = choose_device(o.device, lg);
+	int use_cuda = choose_device(o.device);
 	if (o.threads)
 		moert_set_threads(o.threads);
 
