@@ -30,6 +30,8 @@ const char *step_unsupported(const struct spec *s, const struct ir *ir, const st
 {
 	if (p->layout.tp > 1 && (s->train.micro_batch * s->train.seq_len) % p->layout.tp)
 		return "tensor parallelism splits the MoE tokens: micro_batch x seq_len must be a multiple of tp";
+	if (p->layout.tp > 1 && ir->dims.vocab % p->layout.tp)
+		return "the vocab-parallel embedding and LM head split the vocabulary evenly: vocab must be a multiple of tp";
 	if (p->layout.ep > 64)
 		return "the CPU backend's expert parallelism handles up to 64 ranks";
 	if (s->train.mode != TRAIN_FULL)
@@ -147,13 +149,14 @@ static bool step_is_expert(const struct ir_tensor *t)
 
 /* How tensor parallelism treats a weight, which decides where it is stored and how its
  * gradient is summed:
- *   SAME     every tp rank computes the whole gradient (embedding, LM head, the input and
- *            final norms: inputs every tp rank has in full)    -> summed over dp
+ *   SAME     every tp rank computes the whole gradient (the input and final norms: inputs
+ *            every tp rank has in full)                         -> summed over dp
  *   PARTIAL  replicated, but each tp rank sees part of the rows or heads (q/k norms, the
  *            post-attention norm and the router on its token slice, replicated k/v)
  *                                                              -> summed over dp and tp
  *   SPLIT    a slice per tp rank: q/k/v rows (heads), o columns, a dense MLP's gate/up
- *            rows and down columns                              -> summed over dp
+ *            rows and down columns, the embedding's and LM head's vocabulary rows
+ *                                                              -> summed over dp
  *   EXPERT   E / ep experts per rank                            -> summed over edp
  * With tp 1 there is no PARTIAL or SPLIT. */
 enum step_class { STEP_SAME, STEP_PARTIAL, STEP_SPLIT, STEP_EXPERT };
@@ -165,6 +168,8 @@ static enum step_class step_class_of(const struct step_writer *w, const struct i
 	if (w->TP == 1)
 		return STEP_SAME;
 	switch (t->role) {
+	case IR_ROLE_EMBED:
+	case IR_ROLE_LM_HEAD:
 	case IR_ROLE_Q:
 	case IR_ROLE_O:
 	case IR_ROLE_MLP_GATE:
@@ -403,6 +408,8 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 	step_act(w, defs, T, "A_ROW_SUM");
 	step_act(w, defs, T, "A_TARGET");
 	step_act(w, defs, T, "A_CE_LSE");
+	if (w->TP > 1) /* [tp][3][T]: every tp rank's (max, sum, target) of its vocabulary slice */
+		step_act(w, defs, 3 * w->TP * T, "A_CE_TP");
 	/* What the host reads after the forward, in one block: one copy on a GPU. */
 	fprintf(defs, "#define A_STATS                  %lld\n", (long long)w->act_floats);
 	for (int l = 0; l < w->ir->nlayers; l++) {
@@ -584,42 +591,81 @@ static const char *step_lm_head(const struct step_writer *w)
 	return w->s->model.tie_embeddings ? "W_EMBED" : "W_LM_HEAD";
 }
 
+/* The LM head and cross-entropy, one vocabulary chunk at a time over this tp rank's slice
+ * [VR0, VR0 + VR) (the whole vocabulary with tp 1). Kernels take global columns (VR0 + v0)
+ * so labels compare as they are; the GEMMs index the slice. With tp > 1 each rank folds its
+ * columns into its own (max, sum, target) per row — an empty chunk at column 0 starts that
+ * state, since the rank's first real chunk is not at column 0 — and the ranks' states are
+ * all-gathered and merged (moec_ce_merge_tp) before ce_finish. */
 static void step_head(struct step_writer *w)
 {
 	int L = w->ir->nlayers;
 	const char *lm = step_lm_head(w);
-	OUT("\t/* loss: final norm, then the LM head and cross-entropy one vocabulary chunk at a time */\n");
-	OUT("\tCALL(%s, A(A_XF), A(A_RSTDF), A(A_X%d), P(W_FINAL_NORM), T);\n", step_kernel(w, "rmsnorm_fwd", "DIM", w->H), L);
-	OUT("\tfor (int v0 = 0; v0 < V; v0 += CHUNK) {\n");
-	OUT("\t\tconst int c = V - v0 < CHUNK ? V - v0 : CHUNK;\n");
-	OUT("\t\tMM_NT(T, c, H, A(A_XF), P(%s) + (long)v0 * H, A(A_LOGITS), 0);\n", lm);
-	OUT("\t\tKEEP_LOGITS(A(A_LOGITS), v0, c);\n");
-	OUT("\t\tCALL(%s, A(A_ROW_MAX), A(A_ROW_SUM), A(A_TARGET), A(A_LOGITS), labels, T, c, v0);\n",
-	    step_kernel(w, "ce_chunk_fwd", NULL, 0));
-	OUT("\t}\n");
-	OUT("\tCALL(%s, NULL, A(A_CE_LSE), A(A_CE_TOTALS), A(A_ROW_MAX), A(A_ROW_SUM), A(A_TARGET), labels, T);\n",
+	const char *ce_fwd = step_kernel(w, "ce_chunk_fwd", NULL, 0);
+	const char *state = w->TP > 1 ? "CE_MINE(0), CE_MINE(1), CE_MINE(2)" : "A(A_ROW_MAX), A(A_ROW_SUM), A(A_TARGET)";
+	OUT("	/* loss: final norm, then the LM head and cross-entropy one vocabulary chunk at a time */\n");
+	OUT("	CALL(%s, A(A_XF), A(A_RSTDF), A(A_X%d), P(W_FINAL_NORM), T);\n", step_kernel(w, "rmsnorm_fwd", "DIM", w->H), L);
+	if (w->TP > 1)
+		OUT("	CALL(%s, %s, A(A_LOGITS), labels, T, 0, 0); /* an empty chunk starts the state */\n", ce_fwd, state);
+	OUT("	for (int v0 = 0; v0 < VR; v0 += CHUNK) {\n");
+	OUT("		const int c = VR - v0 < CHUNK ? VR - v0 : CHUNK;\n");
+	OUT("		MM_NT(T, c, H, A(A_XF), P(%s) + (long)v0 * H, A(A_LOGITS), 0);\n", lm);
+	OUT("		KEEP_LOGITS(A(A_LOGITS), VR0 + v0, c);\n");
+	OUT("		CALL(%s, %s, A(A_LOGITS), labels, T, c, VR0 + v0);\n", ce_fwd, state);
+	OUT("	}\n");
+	if (w->TP > 1) {
+		OUT("	TP_GATHER(A(A_CE_TP), 3 * T);\n");
+		OUT("	STEP(moec_ce_merge_tp)(r, GET(A_CE_TP, 3 * T * TP));\n");
+	}
+	OUT("	CALL(%s, NULL, A(A_CE_LSE), A(A_CE_TOTALS), A(A_ROW_MAX), A(A_ROW_SUM), A(A_TARGET), labels, T);\n",
 	    step_kernel(w, "ce_finish", NULL, 0));
 	OUT("\n\t/* ---- the loss terms: statistics to the host, the router terms' gradients back ---- */\n");
-	OUT("\tmoec_losses(GET(A_STATS, A_STATS_END - A_STATS), dloss, dprob, &dz_sum, totals, st, r->comm);\n");
-	OUT("\tPUT(A_CE_TOTALS, totals, 3); /* the global batch's counted targets: ce_chunk_bwd's denominator */\n");
-	OUT("\tPUT(A_S_DPROB_SUM, dprob, DPROB_FLOATS);\n\n");
-	OUT("\t/* ---- backward ---- */\n");
-	OUT("\tfor (int v0 = 0; v0 < V; v0 += CHUNK) {\n");
-	OUT("\t\tconst int c = V - v0 < CHUNK ? V - v0 : CHUNK;\n");
-	OUT("\t\tif (V > CHUNK) /* one chunk: the forward's logits are still there */\n");
-	OUT("\t\t\tMM_NT(T, c, H, A(A_XF), P(%s) + (long)v0 * H, A(A_LOGITS), 0);\n", lm);
-	OUT("\t\tCALL(%s, A(A_LOGITS), A(A_CE_LSE), labels, A(A_CE_TOTALS), dloss, T, c, v0);\n",
+	OUT("	moec_losses(GET(A_STATS, A_STATS_END - A_STATS), dloss, dprob, &dz_sum, totals, st, r->comm);\n");
+	OUT("	PUT(A_CE_TOTALS, totals, 3); /* the global batch's counted targets: ce_chunk_bwd's denominator */\n");
+	OUT("	PUT(A_S_DPROB_SUM, dprob, DPROB_FLOATS);\n\n");
+	OUT("	/* ---- backward ---- */\n");
+	OUT("	for (int v0 = 0; v0 < VR; v0 += CHUNK) {\n");
+	OUT("		const int c = VR - v0 < CHUNK ? VR - v0 : CHUNK;\n");
+	OUT("		if (VR > CHUNK) /* one chunk: the forward's logits are still there */\n");
+	OUT("			MM_NT(T, c, H, A(A_XF), P(%s) + (long)v0 * H, A(A_LOGITS), 0);\n", lm);
+	OUT("		CALL(%s, A(A_LOGITS), A(A_CE_LSE), labels, A(A_CE_TOTALS), dloss, T, c, VR0 + v0);\n",
 	    step_kernel(w, "ce_chunk_bwd", NULL, 0));
 	const char *dl = "A(A_LOGITS)";
 	if (w->bf16) {
-		OUT("\t\tCALL(%s, A(A_S_CAST), A(A_LOGITS), (long)T * c);\n", step_kernel(w, "cast_f32_bf16", NULL, 0));
+		OUT("		CALL(%s, A(A_S_CAST), A(A_LOGITS), (long)T * c);\n", step_kernel(w, "cast_f32_bf16", NULL, 0));
 		dl = "A(A_S_CAST)";
 	}
-	OUT("\t\tMM_NN(T, H, c, %s, P(%s) + (long)v0 * H, A(A_S_DXN), v0 ? 1 : 0);\n", dl, lm);
-	OUT("\t\tMM_TN(c, H, T, %s, A(A_XF), G(%s) + (long)v0 * H, 1);\n", dl, lm);
-	OUT("\t}\n");
-	OUT("\tCALL(%s, A(A_S_DX), G(W_FINAL_NORM), RMS_SCRATCH, A(A_S_DXN), A(A_X%d), P(W_FINAL_NORM), A(A_RSTDF), T, 0);\n",
+	OUT("		MM_NN(T, H, c, %s, P(%s) + (long)v0 * H, A(A_S_DXN), v0 ? 1 : 0);\n", dl, lm);
+	OUT("		MM_TN(c, H, T, %s, A(A_XF), G(%s) + (long)v0 * H, 1);\n", dl, lm);
+	OUT("	}\n");
+	if (w->TP > 1)
+		OUT("	TP_SUM(A(A_S_DXN), T * H); /* d xf from every tp rank's vocabulary slice */\n");
+	OUT("	CALL(%s, A(A_S_DX), G(W_FINAL_NORM), RMS_SCRATCH, A(A_S_DXN), A(A_X%d), P(W_FINAL_NORM), A(A_RSTDF), T, 0);\n",
 	    step_kernel(w, "rmsnorm_bwd", "DIM", w->H), L);
+}
+
+/* Vocab-parallel cross-entropy's merge, on the host (a few floats per row): the tp ranks'
+ * states in [tp][3][T] order into the one ce_finish reads, merged as ce_chunk_fwd merges
+ * chunks. A row's target logit is in one rank's slice; the others hold 0. */
+static void step_ce_merge(struct step_writer *w)
+{
+	if (w->TP == 1)
+		return;
+	OUT("static void STEP(moec_ce_merge_tp)(const struct moert_run *r, const float *all)\n{\n"
+	    "	static float merged[3][T];\n"
+	    "	for (int t = 0; t < T; t++) {\n"
+	    "		float m = -INFINITY, s = 0, target = 0;\n"
+	    "		for (int k = 0; k < TP; k++) {\n"
+	    "			const float *st = all + (long)k * 3 * T;\n"
+	    "			const float m2 = st[t], M = m > m2 ? m : m2;\n"
+	    "			if (M != -INFINITY)\n"
+	    "				s = (m == -INFINITY ? 0.0f : s * expf(m - M)) + (m2 == -INFINITY ? 0.0f : st[T + t] * expf(m2 - M));\n"
+	    "			m = M;\n"
+	    "			target += st[2 * T + t];\n"
+	    "		}\n"
+	    "		merged[0][t] = m, merged[1][t] = s, merged[2][t] = target;\n"
+	    "	}\n"
+	    "	PUT(A_ROW_MAX, merged[0], T);\n\tPUT(A_ROW_SUM, merged[1], T);\n\tPUT(A_TARGET, merged[2], T);\n}\n\n");
 }
 
 static void step_bwd_moe(struct step_writer *w, int l, int m)
@@ -801,6 +847,7 @@ static void step_bwd_moe_block(struct step_writer *w, int l, int m)
 static void step_micro_step(struct step_writer *w)
 {
 	const struct ir *ir = w->ir;
+	step_ce_merge(w);
 	OUT("/* One micro-batch: forward, loss, backward. Gradients accumulate into r->grads (the\n"
 	    " * trainer zeroes them before an optimizer step's first micro-batch); dloss scales the\n"
 	    " * whole gradient (1 / grad_accum). */\n");
@@ -811,7 +858,9 @@ static void step_micro_step(struct step_writer *w)
 	OUT("\tfloat dprob[DPROB_FLOATS], dz_sum, totals[3];\n");
 	OUT("\tPUT(A_S_DENSE_OFFSETS, ((const int[]){0, T}), 2);\n\n");
 	OUT("\t/* ---- forward ---- */\n");
-	OUT("\tCALL(%s, A(A_X0), P(W_EMBED), ids, T, 0, V);\n", step_kernel(w, "embedding_fwd", NULL, 0));
+	OUT("\tCALL(%s, A(A_X0), P(W_EMBED), ids, T, VR0, VR);\n", step_kernel(w, "embedding_fwd", NULL, 0));
+	if (w->TP > 1)
+		OUT("\tTP_SUM(A(A_X0), T * H); /* each tp rank looked up the ids of its vocabulary slice */\n");
 	int m = 0;
 	for (int l = 0; l < ir->nlayers; l++) {
 		step_fwd_attention(w, l);
@@ -833,7 +882,7 @@ static void step_micro_step(struct step_writer *w)
 		}
 		step_bwd_attention(w, l);
 	}
-	OUT("\n\tCALL(%s, G(W_EMBED), A(A_S_DX), ids, T, 0, V);\n}\n\n", step_kernel(w, "embedding_bwd", NULL, 0));
+	OUT("\n\tCALL(%s, G(W_EMBED), A(A_S_DX), ids, T, VR0, VR);\n}\n\n", step_kernel(w, "embedding_bwd", NULL, 0));
 }
 
 /* The router statistics and the loss terms built from them (kernels/router_bwd.cu says what
@@ -1149,16 +1198,16 @@ static const char step_backend_cuda[] =
 	"#define BATCH(b, ids, labels, pos, doc) moert_cuda_step_batch(r, b, A_S_BATCH, T, &ids, &labels, &pos, &doc)\n"
 	"#define KEEP_LOGITS(src, v0, c) moert_cuda_step_logits(r, src, V, v0, T, c)\n"
 	"#define RMS_SCRATCH A(A_S_RMS_WS), (unsigned *)AI(A_S_RMS_COUNT)\n"
-	"/* one rank only so far: the trainer refuses --device cuda for multi-rank layouts */\n"
-	"#define REDUCE(group, kind, x, n) ((void)0)\n"
-	"#define EP_ROUTE(m, counts, offsets) moert_fatal(\"expert parallelism on the GPU is not implemented yet\")\n"
-	"#define EP_DISPATCH(m, x, out) ((void)0)\n"
-	"#define EP_COMBINE(m, y, out) ((void)0)\n"
-	"#define EP_OFFSETS(m) ((const int *)0)\n"
+	"/* several ranks: NCCL on the device buffers (trainer_cuda.c); one rank: nothing to do */\n"
+	"#define REDUCE(group, kind, x, n) moert_cuda_step_reduce(r, group, kind, x, n)\n"
+	"#define EP_ROUTE(m, counts, offsets) moert_cuda_step_ep_route(r, m, counts, offsets)\n"
+	"#define EP_DISPATCH(m, x, out) moert_cuda_step_ep(r, m, 0, x, EPW, A(A_S_EP_TMP), out)\n"
+	"#define EP_COMBINE(m, y, out) moert_cuda_step_ep(r, m, 1, y, EPW, A(A_S_EP_TMP), out)\n"
+	"#define EP_OFFSETS(m) ((const int *)r->ep[m].dev_offsets)\n"
 	"#define EXPERT_OFFSETS ((const long *)A(A_S_OPT_EXPERT_OFFSETS))\n"
 	"#define SPLIT_OFFSETS ((const long *)A(A_S_OPT_SPLIT_OFFSETS))\n"
-	"#define TP_SUM(x, n) ((void)0)\n"
-	"#define TP_GATHER(x, n) ((void)0)\n"
+	"#define TP_SUM(x, n) moert_cuda_step_tp_sum(r, x, n, IS16(x))\n"
+	"#define TP_GATHER(x, n) moert_cuda_step_tp_gather(r, x, (long)(n) * (long)sizeof(*(x)))\n"
 	"#define BF16_COPIES (ACT_BF16 ? (bf16 **)A(A_S_OPT_BF16) : NULL)\n"
 	"#define OPT_TABLES(p, g, m, v, offsets, decay) \\\n"
 	"\tfloat **p = (float **)A(A_S_OPT_PTRS), **g = p + NBLOCKS, **m = g + NBLOCKS, **v = m + NBLOCKS; \\\n"
@@ -1238,11 +1287,16 @@ static void step_prologue(struct step_writer *w, const char *defs, const char *t
 	    "\tQD = NH * HD, KD = NKV * HD, E = MOEC_E, K = MOEC_K, TK = T * K, I = MOEC_I, D = MOEC_D,\n"
 	    "\tMOE_LAYERS = MOEC_MOE_LAYERS, E_LOCAL = MOEC_E_LOCAL, EP = %lld, RT = EP * TK, /* rows a rank's experts may get */\n"
 	    "\tTS = MOEC_MOE_TOKENS, /* tokens a rank routes: T / tp */\n"
+	    "\tTP = %lld, VR = V / TP, /* tensor-parallel ranks; the vocabulary rows each holds */\n"
 	    "\tCHUNK = %lld, /* LM-head vocabulary columns per chunk: T * CHUNK floats of logits at once */\n};\n",
-	    (long long)w->EP, (long long)w->chunk);
+	    (long long)w->EP, (long long)w->TP, (long long)w->chunk);
 	OUT("#define AUX_COEF %.17g\n#define Z_COEF %.17g\n\n", s->moe.router_aux_loss_coef, s->moe.router_z_loss_coef);
-	OUT("/* This rank's first row of the sequence-parallel MoE (tensor parallelism). */\n"
-	    "#define R0 ((r->comm ? r->comm->index[MOERT_TP] : 0) * TS)\n");
+	OUT("/* This rank's first row of the sequence-parallel MoE and first vocabulary row (tensor\n"
+	    " * parallelism), and its slot of the vocab-parallel cross-entropy's states (k: 0 max, 1 sum,\n"
+	    " * 2 target). */\n"
+	    "#define TPI (r->comm ? r->comm->index[MOERT_TP] : 0)\n"
+	    "#define R0 (TPI * TS)\n#define VR0 (TPI * VR)\n"
+	    "#define CE_MINE(k) (A(A_CE_TP) + ((long)TPI * 3 + (k)) * T)\n");
 	OUT("#define P(off) (r->params + (off))\n#define G(off) (r->grads + (off))\n"
 	    "#define A(off) (r->acts + (off))\n#define AI(off) ((int *)(r->acts + (off)))\n"
 	    "/* act_t activations, and the weights kernels and GEMMs read as act_t: in a bf16 step\n"

@@ -10,6 +10,7 @@
 
 #include "gemm.h"
 #include "hf.h"
+#include "comm_nccl.h"
 #include "moert.h"
 
 /* Launched by mpirun/srun with more than one task? (MPI_Init without a launcher works too,
@@ -26,19 +27,58 @@ static int launched_world(void)
 	return 1;
 }
 
-/* Started torchrun-style (RANK / WORLD_SIZE, no MPI launcher): the CPU backend's ranks talk
- * over MPI, which needs mpirun or srun to start them. */
-static void refuse_torchrun(const struct moert_layout *l)
+/* Started torchrun-style: WORLD_SIZE > 1 and no MPI launcher. Ranks and group positions
+ * come from the variables and the layout (comm_nccl.c's split arithmetic, which MPI's
+ * splits below follow too); the collectives wait for NCCL (moert_nccl_attach_host). */
+static int torchrun_init(struct moert_comm *c, const struct moert_layout *l)
 {
 	const char *ws = getenv("WORLD_SIZE");
-	if (ws && atoi(ws) > 1 && launched_world() == 1)
-		moert_fatal("started torchrun-style (WORLD_SIZE=%s) but this trainer's ranks talk over MPI: start it with "
-			    "`mpirun -np %d` or `srun -n %d` (torchrun-style launch comes with NCCL on GPUs)",
-			    ws, l->world, l->world);
+	if (!ws || atoi(ws) <= 1 || launched_world() != 1)
+		return 0;
+	char err[512];
+	if (moert_bootstrap_env(&c->boot, err, sizeof err) < 0)
+		moert_fatal("started torchrun-style: %s", err);
+	if (c->boot.world != l->world)
+		moert_fatal("this trainer was built for %d ranks (parallel: dp %d x tp %d, ep %d x edp %d) but was started "
+			    "torchrun-style with WORLD_SIZE=%d; start %d ranks, or rebuild the spec with parallel settings for %d",
+			    l->world, l->dp, l->tp, l->ep, l->edp, c->boot.world, l->world, c->boot.world);
+	c->torchrun = 1;
+	c->rank = c->boot.rank;
+	c->world = c->boot.world;
+	for (int g = 0; g < MOERT_NGROUPS; g++) {
+		int color;
+		moert_nccl_split_args(l, c->rank, (enum moert_group)g, &color, &c->index[g], &c->size[g]);
+	}
+	return 1;
+}
+
+int moert_local_rank(const struct moert_comm *c)
+{
+	static const char *vars[] = {"LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"};
+	if (c->world == 1)
+		return 0;
+	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+		const char *v = getenv(vars[i]);
+		char *end;
+		long x = v ? strtol(v, &end, 10) : -1;
+		if (v && *v && !*end && x >= 0 && x < INT_MAX)
+			return (int)x;
+	}
+	return c->rank;
+}
+
+/* A collective over several ranks with neither MPI nor NCCL: torchrun-style on the CPU. */
+static void no_transport(const struct moert_comm *c)
+{
+	moert_fatal("rank %d: started torchrun-style (WORLD_SIZE=%d), whose ranks talk over NCCL, but this run is on the "
+		    "CPU: run on GPUs (--device cuda), or start CPU ranks with `mpirun -np %d` or `srun -n %d`",
+		    c->rank, c->world, c->world, c->world);
 }
 
 static MPI_Comm comm_of(const struct moert_comm *c, enum moert_group g)
 {
+	if (!c->mpi[g])
+		no_transport(c);
 	return *(MPI_Comm *)c->mpi[g];
 }
 
@@ -66,7 +106,8 @@ static void split(struct moert_comm *c, enum moert_group g, int color, int key)
 void moert_comm_init(struct moert_comm *c, const struct moert_layout *l, int *argc, char ***argv)
 {
 	memset(c, 0, sizeof *c);
-	refuse_torchrun(l);
+	if (torchrun_init(c, l))
+		return;
 	int launched = launched_world();
 	if (launched != l->world)
 		moert_fatal("this trainer was built for %d ranks (parallel: dp %d x tp %d, ep %d x edp %d) but was started "
@@ -122,6 +163,8 @@ void moert_allreduce_f32(struct moert_comm *c, enum moert_group g, enum moert_tr
 {
 	if (c->size[g] == 1 || n == 0)
 		return;
+	if (c->nccl)
+		return moert_nccl_host_allreduce(c->nccl, g, t, buf, n, MOERT_NCCL_F32);
 	count_allreduce(c, g, t, 4.0 * n);
 	for (long done = 0; done < n; done += INT_MAX / 2) {
 		int k = (int)(n - done < INT_MAX / 2 ? n - done : INT_MAX / 2);
@@ -150,6 +193,8 @@ void moert_allreduce_f64(struct moert_comm *c, enum moert_group g, enum moert_tr
 {
 	if (c->size[g] == 1 || n == 0)
 		return;
+	if (c->nccl)
+		return moert_nccl_host_allreduce(c->nccl, g, t, buf, n, MOERT_NCCL_F64);
 	count_allreduce(c, g, t, 8.0 * n);
 	check(c, MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, comm_of(c, g)), "MPI_Allreduce");
 }
@@ -160,6 +205,8 @@ void moert_alltoall_i32(struct moert_comm *c, enum moert_group g, const int *sen
 		memmove(recv, send, (size_t)per_rank * sizeof *recv);
 		return;
 	}
+	if (c->nccl)
+		return moert_nccl_host_alltoall_i32(c->nccl, g, send, recv, per_rank);
 	c->bytes[MOERT_BYTES_OTHER] += 4.0 * per_rank * (c->size[g] - 1);
 	check(c, MPI_Alltoall(send, per_rank, MPI_INT, recv, per_rank, MPI_INT, comm_of(c, g)), "MPI_Alltoall");
 }
@@ -215,6 +262,8 @@ void moert_gather_f32(struct moert_comm *c, enum moert_group g, int root, const 
 		memmove(recv, send, (size_t)n * sizeof *recv);
 		return;
 	}
+	if (c->nccl)
+		return moert_nccl_host_gather_f32(c->nccl, g, root, send, recv, n);
 	if (n > INT_MAX)
 		moert_fatal("rank %d: a gather of %ld floats is beyond MPI's int counts", c->rank, n);
 	c->bytes[MOERT_BYTES_OTHER] += c->index[g] == root ? 0 : 4.0 * n;
@@ -225,6 +274,10 @@ int moert_max_i32(struct moert_comm *c, enum moert_group g, int v)
 {
 	if (c->size[g] == 1)
 		return v;
+	if (c->nccl) {
+		moert_nccl_host_allreduce(c->nccl, g, MOERT_BYTES_OTHER, &v, 1, MOERT_NCCL_I32_MAX);
+		return v;
+	}
 	int out = v;
 	check(c, MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, comm_of(c, g)), "MPI_Allreduce");
 	return out;
@@ -232,8 +285,12 @@ int moert_max_i32(struct moert_comm *c, enum moert_group g, int v)
 
 void moert_barrier(struct moert_comm *c)
 {
-	if (c->world > 1)
-		check(c, MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+	if (c->world == 1)
+		return;
+	if (c->nccl)
+		moert_max_i32(c, MOERT_WORLD, 0); /* waits for every rank, as a barrier does */
+	else
+		check(c, MPI_Barrier(comm_of(c, MOERT_WORLD)), "MPI_Barrier");
 }
 
 void moert_comm_bcast_bytes(struct moert_comm *c, int root, void *buf, size_t n)
@@ -242,5 +299,5 @@ void moert_comm_bcast_bytes(struct moert_comm *c, int root, void *buf, size_t n)
 		return;
 	if (n > INT_MAX)
 		moert_fatal("rank %d: a broadcast of %zu bytes is beyond MPI's int counts", c->rank, n);
-	check(c, MPI_Bcast(buf, (int)n, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
+	check(c, MPI_Bcast(buf, (int)n, MPI_BYTE, root, comm_of(c, MOERT_WORLD)), "MPI_Bcast");
 }

@@ -4,6 +4,10 @@
  *
  * The CPU backend uses MPI (mpirun / srun start the ranks). With one rank nothing is
  * initialized and every collective is a copy, so a single-rank trainer needs no launcher.
+ * On GPUs the ranks talk over NCCL (comm_nccl.h): once attached (c->nccl), the host-memory
+ * collectives below go through it too, staged through device memory, so a GPU run needs no
+ * MPI beyond its launch — and none at all when started torchrun-style (RANK, WORLD_SIZE,
+ * LOCAL_RANK, MASTER_ADDR, MASTER_PORT), which only the GPU backend accepts.
  * Every rank must issue every collective in the same order — including ranks whose experts
  * got no tokens (their counts are zero, their buffers empty): no call is ever skipped.
  * Bytes sent are counted per kind so runs can be checked against the plan's prediction.
@@ -13,6 +17,10 @@
 #define MOERT_COMM_H
 #include <stddef.h>
 #include <stdint.h>
+
+#include "bootstrap.h"
+
+struct moert_nccl;
 
 enum moert_group { MOERT_WORLD, MOERT_DP, MOERT_TP, MOERT_EP, MOERT_EDP, MOERT_NGROUPS };
 /* What the bytes were for (accounting). */
@@ -26,14 +34,22 @@ struct moert_comm {
 	int rank, world;
 	int size[MOERT_NGROUPS], index[MOERT_NGROUPS]; /* this rank's group sizes and positions */
 	double bytes[MOERT_NTRAFFIC];                   /* sent by this rank */
-	void *mpi[MOERT_NGROUPS];                       /* MPI_Comm per group (NULL: one rank) */
+	void *mpi[MOERT_NGROUPS];                       /* MPI_Comm per group (NULL: one rank, or torchrun) */
 	int initialized_mpi;
+	int torchrun;                                   /* started torchrun-style: no MPI, NCCL only */
+	struct moert_bootstrap_env boot;                /* its variables (NCCL's id goes over its rendezvous) */
+	struct moert_nccl *nccl;                        /* a GPU run's NCCL, once attached (else NULL) */
 };
 
-/* Start: under a launcher (mpirun, srun: OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK,
- * SLURM_NTASKS > 1) MPI_Init and the groups; else one rank. The world size must equal
- * the layout's, else a fatal error naming both numbers. */
+/* Start: under an MPI launcher (mpirun, srun: OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_SIZE,
+ * SLURM_STEP_NUM_TASKS > 1) MPI_Init and the groups; torchrun-style (WORLD_SIZE > 1 and no
+ * MPI launcher) the ranks and group positions from the variables, c->torchrun set and no
+ * collective usable until NCCL is attached; else one rank. The world size must equal the
+ * layout's, else a fatal error naming both numbers. */
 void moert_comm_init(struct moert_comm *c, const struct moert_layout *l, int *argc, char ***argv);
+/* This rank's index among the ranks of its node (which GPU it takes): LOCAL_RANK,
+ * OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID or MPI_LOCALRANKID, else its rank. */
+int moert_local_rank(const struct moert_comm *c);
 void moert_comm_finalize(struct moert_comm *c);
 
 void moert_allreduce_f32(struct moert_comm *c, enum moert_group g, enum moert_traffic t, float *buf, long n);

@@ -46,8 +46,12 @@ typedef unsigned nccl_result;       /* ncclResult_t */
 typedef struct ncclComm *nccl_comm; /* ncclComm_t */
 #define NCCL_SUCCESS 0u             /* ncclSuccess */
 #define NCCL_IN_PROGRESS 7u         /* ncclInProgress */
-#define NCCL_FLOAT32 7u             /* ncclFloat32 (an ncclDataType_t) */
+#define NCCL_INT32 2u               /* ncclInt32 (an ncclDataType_t) */
+#define NCCL_FLOAT32 7u             /* ncclFloat32 */
+#define NCCL_FLOAT64 8u             /* ncclFloat64 */
+#define NCCL_BFLOAT16 9u            /* ncclBfloat16 */
 #define NCCL_SUM 0u                 /* ncclSum (an ncclRedOp_t) */
+#define NCCL_MAX 2u                 /* ncclMax */
 
 typedef nccl_result get_version_fn(int *version);
 typedef nccl_result get_unique_id_fn(nccl_unique_id *id);
@@ -96,6 +100,9 @@ _Static_assert(NCCL_UNIQUE_ID_BYTES == MOERT_NCCL_ID_BYTES, "NCCL_UNIQUE_ID_BYTE
 _Static_assert((unsigned)ncclSuccess == NCCL_SUCCESS && (unsigned)ncclInProgress == NCCL_IN_PROGRESS,
 	       "ncclResult_t values differ");
 _Static_assert((unsigned)ncclFloat32 == NCCL_FLOAT32 && (unsigned)ncclSum == NCCL_SUM, "ncclFloat32 or ncclSum differs");
+_Static_assert((unsigned)ncclInt32 == NCCL_INT32 && (unsigned)ncclFloat64 == NCCL_FLOAT64 &&
+		       (unsigned)ncclBfloat16 == NCCL_BFLOAT16 && (unsigned)ncclMax == NCCL_MAX,
+	       "an ncclDataType_t or ncclRedOp_t value differs");
 #endif
 
 struct nccl_api {
@@ -384,6 +391,7 @@ fail:
 
 void moert_nccl_finalize(struct moert_nccl *c)
 {
+	moert_nccl_detach_host(c);
 	/* the groups before the world they were split from */
 	for (int g = MOERT_NGROUPS - 1; g >= 0; g--) {
 		if (c->nccl[g] && c->owned[g] && nccl_lib)
@@ -436,15 +444,27 @@ static void count_allreduce(struct moert_nccl *c, enum moert_group g, enum moert
 		c->bytes[t] += 2.0 * (p - 1) / p * bytes;
 }
 
+static void allreduce(struct moert_nccl *c, enum moert_group g, moert_dptr buf, long n, unsigned type, unsigned op)
+{
+	if (n < 0)
+		moert_fatal("rank %d: an all-reduce of %ld values", c->rank, n);
+	check(c, api.ncclAllReduce(dev(buf), dev(buf), (size_t)n, type, op, c->nccl[g], c->stream), "ncclAllReduce", g);
+}
+
 void moert_nccl_allreduce_f32(struct moert_nccl *c, enum moert_group g, enum moert_traffic t, moert_dptr buf, long n)
 {
 	if (c->size[g] == 1 || n == 0)
 		return;
-	if (n < 0)
-		moert_fatal("rank %d: an all-reduce of %ld floats", c->rank, n);
 	count_allreduce(c, g, t, 4.0 * n);
-	check(c, api.ncclAllReduce(dev(buf), dev(buf), (size_t)n, NCCL_FLOAT32, NCCL_SUM, c->nccl[g], c->stream),
-	      "ncclAllReduce", g);
+	allreduce(c, g, buf, n, NCCL_FLOAT32, NCCL_SUM);
+}
+
+void moert_nccl_allreduce_bf16(struct moert_nccl *c, enum moert_group g, enum moert_traffic t, moert_dptr buf, long n)
+{
+	if (c->size[g] == 1 || n == 0)
+		return;
+	count_allreduce(c, g, t, 2.0 * n);
+	allreduce(c, g, buf, n, NCCL_BFLOAT16, NCCL_SUM);
 }
 
 static void check_counts(const struct moert_nccl *c, const long *counts, const long *displs, int p, const char *what)
@@ -494,4 +514,127 @@ void moert_nccl_allgather_f32(struct moert_nccl *c, enum moert_group g, enum moe
 	/* in place: NCCL's rule is sendbuff == recvbuff + rank * sendcount */
 	moert_dptr mine = buf + 4 * (moert_dptr)n * (moert_dptr)c->index[g];
 	check(c, api.ncclAllGather(dev(mine), dev(buf), (size_t)n, NCCL_FLOAT32, c->nccl[g], c->stream), "ncclAllGather", g);
+}
+
+/* ---- host memory, staged through the device ---- */
+
+int moert_nccl_attach_host(struct moert_nccl *c, struct moert_cuda *d, size_t stage_bytes, char *err, size_t errlen)
+{
+	stage_bytes = (stage_bytes + 255) / 256 * 256;
+	if (moert_cuda_alloc(d, stage_bytes, &c->stage, err, errlen))
+		return -1;
+	c->dev = d;
+	c->stage_bytes = stage_bytes;
+	return 0;
+}
+
+void moert_nccl_detach_host(struct moert_nccl *c)
+{
+	if (c->dev && c->stage)
+		moert_cuda_free(c->dev, c->stage);
+	c->dev = NULL;
+	c->stage = 0;
+	c->stage_bytes = 0;
+}
+
+static void staged(struct moert_nccl *c, const char *what)
+{
+	if (!c->dev)
+		moert_fatal("rank %d: %s of host memory before moert_nccl_attach_host", c->rank, what);
+}
+
+static void host_copy(struct moert_nccl *c, int up, moert_dptr d, void *h, size_t bytes)
+{
+	char err[512];
+	if (up ? moert_cuda_h2d(c->dev, d, h, bytes, err, sizeof err) : moert_cuda_d2h(c->dev, h, d, bytes, err, sizeof err))
+		moert_fatal("rank %d: staging a collective through the GPU: %s", c->rank, err);
+}
+
+static void host_wait(struct moert_nccl *c)
+{
+	char err[512];
+	if (moert_cuda_sync(c->dev, err, sizeof err))
+		moert_fatal("rank %d: waiting for a collective: %s", c->rank, err);
+}
+
+void moert_nccl_host_allreduce(struct moert_nccl *c, enum moert_group g, enum moert_traffic t, void *buf, long n,
+			       enum moert_nccl_reduce how)
+{
+	static const unsigned types[] = {NCCL_FLOAT32, NCCL_FLOAT64, NCCL_INT32};
+	static const size_t sizes[] = {4, 8, 4};
+	if (c->size[g] == 1 || n <= 0)
+		return;
+	staged(c, "an all-reduce");
+	const size_t es = sizes[how];
+	count_allreduce(c, g, t, (double)es * n);
+	const long chunk = (long)(c->stage_bytes / es);
+	for (long done = 0; done < n; done += chunk) {
+		long k = n - done < chunk ? n - done : chunk;
+		char *h = (char *)buf + (size_t)done * es;
+		host_copy(c, 1, c->stage, h, (size_t)k * es);
+		allreduce(c, g, c->stage, k, types[how], how == MOERT_NCCL_I32_MAX ? NCCL_MAX : NCCL_SUM);
+		host_copy(c, 0, c->stage, h, (size_t)k * es);
+		host_wait(c);
+	}
+}
+
+void moert_nccl_host_alltoall_i32(struct moert_nccl *c, enum moert_group g, const int *send, int *recv, int per_rank)
+{
+	const int p = c->size[g];
+	const size_t bytes = (size_t)p * per_rank * sizeof(int);
+	staged(c, "an all-to-all");
+	if (2 * bytes > c->stage_bytes)
+		moert_fatal("rank %d: an all-to-all of %d x %d ints does not fit the %zu-byte staging buffer", c->rank, p,
+			    per_rank, c->stage_bytes);
+	long counts[MOERT_NCCL_MAX_PEERS], displs[MOERT_NCCL_MAX_PEERS];
+	if (p > MOERT_NCCL_MAX_PEERS)
+		moert_fatal("rank %d: an all-to-all over %d ranks (at most %d)", c->rank, p, MOERT_NCCL_MAX_PEERS);
+	for (int i = 0; i < p; i++)
+		counts[i] = per_rank, displs[i] = (long)i * per_rank;
+	host_copy(c, 1, c->stage, (void *)send, bytes);
+	/* ints move as 4-byte words: send and receive do no arithmetic */
+	double before = c->bytes[MOERT_BYTES_A2A];
+	moert_nccl_alltoallv_f32(c, g, MOERT_BYTES_A2A, c->stage, counts, displs, c->stage + bytes, counts, displs);
+	c->bytes[MOERT_BYTES_OTHER] += c->bytes[MOERT_BYTES_A2A] - before; /* counts, not rows */
+	c->bytes[MOERT_BYTES_A2A] = before;
+	host_copy(c, 0, c->stage + bytes, recv, bytes);
+	host_wait(c);
+}
+
+void moert_nccl_host_gather_f32(struct moert_nccl *c, enum moert_group g, int root, const float *send, float *recv,
+				long n)
+{
+	const int p = c->size[g], me = c->index[g];
+	if (p == 1) {
+		memmove(recv, send, (size_t)n * sizeof *recv);
+		return;
+	}
+	staged(c, "a gather");
+	c->bytes[MOERT_BYTES_OTHER] += me == root ? 0 : 4.0 * n;
+	/* root receives every other rank's chunk into its own slot of the staging buffer */
+	const long chunk = (long)(c->stage_bytes / sizeof(float) / (size_t)p);
+	for (long done = 0; done < n; done += chunk) {
+		long k = n - done < chunk ? n - done : chunk;
+		if (me != root)
+			host_copy(c, 1, c->stage, (void *)(send + done), (size_t)k * 4);
+		check(c, api.ncclGroupStart(), "ncclGroupStart", g);
+		for (int i = 0; i < p; i++) {
+			if (me == root && i != root)
+				check(c, api.ncclRecv(dev(c->stage + 4 * (moert_dptr)k * i), (size_t)k, NCCL_FLOAT32, i, c->nccl[g],
+						      c->stream),
+				      "ncclRecv", g);
+			else if (me != root && i == root)
+				check(c, api.ncclSend(dev(c->stage), (size_t)k, NCCL_FLOAT32, root, c->nccl[g], c->stream), "ncclSend", g);
+		}
+		check(c, api.ncclGroupEnd(), "the gather (ncclGroupEnd)", g);
+		if (me == root)
+			for (int i = 0; i < p; i++) {
+				float *to = recv + (size_t)i * n + done;
+				if (i == root)
+					memcpy(to, send + done, (size_t)k * 4);
+				else
+					host_copy(c, 0, c->stage + 4 * (moert_dptr)k * i, to, (size_t)k * 4);
+			}
+		host_wait(c);
+	}
 }

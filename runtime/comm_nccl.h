@@ -41,7 +41,13 @@ struct moert_nccl {
 	void *nccl[MOERT_NGROUPS];                      /* ncclComm_t per group; NULL for a one-rank group */
 	unsigned char owned[MOERT_NGROUPS];             /* 0: NULL, or the world's communicator reused */
 	void *stream;                                   /* the CUstream everything is queued on */
+	/* host-memory collectives (moert_nccl_attach_host) */
+	struct moert_cuda *dev;
+	moert_dptr stage;
+	size_t stage_bytes;
 };
+
+#define MOERT_NCCL_MAX_PEERS 1024 /* ranks in one group, for the host all-to-all's tables */
 
 /* dlopen libnccl.so.2 and resolve what is used here; idempotent. Fails (-1) where NCCL is
  * absent or older than 2.18, naming the library and what to do. */
@@ -70,6 +76,8 @@ void moert_nccl_finalize(struct moert_nccl *c);
 
 /* Sum in place over the group: n floats at buf. */
 void moert_nccl_allreduce_f32(struct moert_nccl *c, enum moert_group g, enum moert_traffic t, moert_dptr buf, long n);
+/* The same over bf16 values (NCCL sums them in its own order; with 2 ranks, one rounding). */
+void moert_nccl_allreduce_bf16(struct moert_nccl *c, enum moert_group g, enum moert_traffic t, moert_dptr buf, long n);
 /* All-to-all-v of floats, counts and displacements in elements per rank of the group (host
  * arrays, as comm.h's). send and recv must not overlap. */
 void moert_nccl_alltoallv_f32(struct moert_nccl *c, enum moert_group g, enum moert_traffic t, moert_dptr send,
@@ -80,6 +88,19 @@ void moert_nccl_allgather_f32(struct moert_nccl *c, enum moert_group g, enum moe
 /* An error NCCL met while running queued work (a peer lost, say): 0, or -1 with err. For a
  * watchdog: a rank whose peer died otherwise waits in moert_cuda_sync. */
 int moert_nccl_async_error(struct moert_nccl *c, char *err, size_t errlen);
+
+/* Host-memory collectives, for comm.c once a GPU run attaches NCCL (comm->nccl): the
+ * values go up to a staging buffer of stage_bytes on device d, through NCCL, and back;
+ * each call waits for its result. Counted in c->bytes as comm.c counts. */
+int moert_nccl_attach_host(struct moert_nccl *c, struct moert_cuda *d, size_t stage_bytes, char *err, size_t errlen);
+void moert_nccl_detach_host(struct moert_nccl *c);
+enum moert_nccl_reduce { MOERT_NCCL_F32, MOERT_NCCL_F64, MOERT_NCCL_I32_MAX }; /* sums, and an int max */
+void moert_nccl_host_allreduce(struct moert_nccl *c, enum moert_group g, enum moert_traffic t, void *buf, long n,
+			       enum moert_nccl_reduce how);
+void moert_nccl_host_alltoall_i32(struct moert_nccl *c, enum moert_group g, const int *send, int *recv, int per_rank);
+/* comm.h's moert_gather_f32: root gets every rank's n floats in group order. */
+void moert_nccl_host_gather_f32(struct moert_nccl *c, enum moert_group g, int root, const float *send, float *recv,
+				long n);
 
 /* ---- for tests ---- */
 /* moert_nccl_load with another library path (it too is loaded only once per process). */

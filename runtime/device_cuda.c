@@ -55,6 +55,7 @@
 	X(cuMemFree, NULL)                            \
 	X(cuMemcpyHtoDAsync, NULL)                    \
 	X(cuMemcpyDtoHAsync, NULL)                    \
+	X(cuMemcpyDtoDAsync, NULL)                    \
 	X(cuMemsetD8Async, NULL)                      \
 	X(cuModuleLoadData, NULL)                     \
 	X(cuModuleUnload, NULL)                       \
@@ -594,6 +595,19 @@ int moert_cuda_d2h(struct moert_cuda *d, void *dst, moert_dptr src, size_t bytes
 	char b[32];
 	moert_cuda_fmt_bytes(bytes, b, sizeof b);
 	return cu_fail(&d->cu, r, err, errlen, "cuMemcpyDtoHAsync(%s from 0x%llx)", b, (unsigned long long)src);
+}
+
+int moert_cuda_d2d(struct moert_cuda *d, moert_dptr dst, moert_dptr src, size_t bytes, char *err, size_t errlen)
+{
+	if (!bytes)
+		return 0;
+	CUresult r = d->cu.cuMemcpyDtoDAsync((CUdeviceptr)dst, (CUdeviceptr)src, bytes, d->stream);
+	if (r == CUDA_SUCCESS)
+		return 0;
+	char b[32];
+	moert_cuda_fmt_bytes(bytes, b, sizeof b);
+	return cu_fail(&d->cu, r, err, errlen, "cuMemcpyDtoDAsync(%s from 0x%llx to 0x%llx)", b, (unsigned long long)src,
+		       (unsigned long long)dst);
 }
 
 int moert_cuda_memset(struct moert_cuda *d, moert_dptr dst, int byte, size_t bytes, char *err, size_t errlen)

@@ -38,6 +38,7 @@ void moert_cuda_free(struct moert_cuda *d, moert_dptr p);
 /* Stream-ordered copies and fill; moert_cuda_sync waits for everything queued. */
 int moert_cuda_h2d(struct moert_cuda *d, moert_dptr dst, const void *src, size_t bytes, char *err, size_t errlen);
 int moert_cuda_d2h(struct moert_cuda *d, void *dst, moert_dptr src, size_t bytes, char *err, size_t errlen);
+int moert_cuda_d2d(struct moert_cuda *d, moert_dptr dst, moert_dptr src, size_t bytes, char *err, size_t errlen);
 int moert_cuda_memset(struct moert_cuda *d, moert_dptr dst, int byte, size_t bytes, char *err, size_t errlen);
 int moert_cuda_sync(struct moert_cuda *d, char *err, size_t errlen);
 

@@ -1,4 +1,4 @@
-/* ep.c - expert-parallel dispatch and combine on the CPU backend. See ep.h. */
+/* ep.c - expert-parallel routing, dispatch and combine, over a transport (ep.h). */
 #include "ep.h"
 
 #include <stdlib.h>
@@ -54,7 +54,8 @@ void moert_ep_route(struct moert_comm *c, struct moert_ep_route *rt, const int *
 
 /* Move the row blocks between arrival order [source][expert] and expert-major order
  * [expert][source]; to_expert_major chooses the direction. */
-static void regroup(const struct moert_ep_route *rt, const float *src, float *dst, int width, int to_expert_major)
+static void regroup(const struct moert_ep_io *io, const struct moert_ep_route *rt, const float *src, float *dst,
+		    int width, int to_expert_major)
 {
 	int ep = rt->ep, el = rt->e_local;
 	for (int j = 0; j < el; j++) {
@@ -65,14 +66,15 @@ static void regroup(const struct moert_ep_route *rt, const float *src, float *ds
 				arr += rt->from[s * el + jj];
 			const float *from = to_expert_major ? src + arr * width : src + em * width;
 			float *to = to_expert_major ? dst + em * width : dst + arr * width;
-			memcpy(to, from, (size_t)n * width * sizeof *to);
+			if (n)
+				io->copy(io->ctx, to, from, (size_t)n * width * sizeof *to);
 			em += n;
 		}
 	}
 }
 
-void moert_ep_dispatch(struct moert_comm *c, const struct moert_ep_route *rt, const float *x, int width, float *tmp,
-		       float *out)
+void moert_ep_dispatch_io(const struct moert_ep_io *io, const struct moert_ep_route *rt, const float *x, int width,
+			  float *tmp, float *out)
 {
 	long sc[MOERT_EP_MAX], sd[MOERT_EP_MAX], rc[MOERT_EP_MAX], rd[MOERT_EP_MAX];
 	for (int d = 0; d < rt->ep; d++) {
@@ -81,20 +83,48 @@ void moert_ep_dispatch(struct moert_comm *c, const struct moert_ep_route *rt, co
 		rc[d] = rt->recv_rows[d] * width;
 		rd[d] = rt->recv_first[d] * width;
 	}
-	moert_alltoallv_f32(c, MOERT_EP, MOERT_BYTES_A2A, x, sc, sd, tmp, rc, rd);
-	regroup(rt, tmp, out, width, 1);
+	io->alltoallv(io->ctx, x, sc, sd, tmp, rc, rd);
+	regroup(io, rt, tmp, out, width, 1);
 }
 
-void moert_ep_combine(struct moert_comm *c, const struct moert_ep_route *rt, const float *y, int width, float *tmp,
-		      float *out)
+void moert_ep_combine_io(const struct moert_ep_io *io, const struct moert_ep_route *rt, const float *y, int width,
+			 float *tmp, float *out)
 {
 	long sc[MOERT_EP_MAX], sd[MOERT_EP_MAX], rc[MOERT_EP_MAX], rd[MOERT_EP_MAX];
-	regroup(rt, y, tmp, width, 0);
+	regroup(io, rt, y, tmp, width, 0);
 	for (int d = 0; d < rt->ep; d++) { /* the dispatch's counts, with the roles swapped */
 		sc[d] = rt->recv_rows[d] * width;
 		sd[d] = rt->recv_first[d] * width;
 		rc[d] = rt->send_rows[d] * width;
 		rd[d] = rt->send_first[d] * width;
 	}
-	moert_alltoallv_f32(c, MOERT_EP, MOERT_BYTES_A2A, tmp, sc, sd, out, rc, rd);
+	io->alltoallv(io->ctx, tmp, sc, sd, out, rc, rd);
+}
+
+/* ---- the CPU backend's transport: MPI (comm.h) and memcpy ---- */
+
+static void cpu_alltoallv(void *ctx, const float *send, const long *sc, const long *sd, float *recv, const long *rc,
+			  const long *rd)
+{
+	moert_alltoallv_f32(ctx, MOERT_EP, MOERT_BYTES_A2A, send, sc, sd, recv, rc, rd);
+}
+
+static void cpu_copy(void *ctx, float *dst, const float *src, size_t bytes)
+{
+	(void)ctx;
+	memcpy(dst, src, bytes);
+}
+
+void moert_ep_dispatch(struct moert_comm *c, const struct moert_ep_route *rt, const float *x, int width, float *tmp,
+		       float *out)
+{
+	const struct moert_ep_io io = {cpu_alltoallv, cpu_copy, c};
+	moert_ep_dispatch_io(&io, rt, x, width, tmp, out);
+}
+
+void moert_ep_combine(struct moert_comm *c, const struct moert_ep_route *rt, const float *y, int width, float *tmp,
+		      float *out)
+{
+	const struct moert_ep_io io = {cpu_alltoallv, cpu_copy, c};
+	moert_ep_combine_io(&io, rt, y, width, tmp, out);
 }

@@ -30,6 +30,7 @@
 #include "moert.h"
 #include "safetensors.h"
 #include "comm.h"
+#include "comm_nccl.h"
 #include "ep.h"
 #include "profile.h"
 #include "train_state.h"
@@ -283,13 +284,13 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	if (o.threads)
 		moert_set_threads(o.threads);
 
-	if (use_cuda && comm.world > 1) {
-		/* the CUDA step has no collectives wired in yet (runtime/comm_nccl.c is ready) */
-		if (strcmp(o.device, "auto"))
-			moert_fatal("--device cuda with %d ranks: the GPU step runs one rank so far; use --device cpu",
-				    comm.world);
-		use_cuda = 0;
-	}
+	if (comm.torchrun && !use_cuda) /* the CPU's collectives are MPI's */
+		moert_fatal("started torchrun-style (WORLD_SIZE=%d), whose ranks talk over NCCL between GPUs, but this run "
+			    "is on the CPU (--device %s): start CPU ranks with `mpirun -np %d` or `srun -n %d`",
+			    comm.world, o.device, comm.world, comm.world);
+	/* The GPU and NCCL first, so a rank that cannot start fails before any work. */
+	struct moert_nccl nccl = {0};
+	struct moert_cuda *gpu = use_cuda ? moert_cuda_rank_open(m, &comm, &nccl) : NULL;
 	if (o.batch && comm.size[MOERT_DP] > 1)
 		moert_fatal("--batch with %d data-parallel ranks: a fixed batch is one rank's (tp and ep ranks share it)",
 			    comm.size[MOERT_DP]);
@@ -300,8 +301,6 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	float *force_bias = NULL;
 	const char *force = getenv("MOERT_TEST_FORCE_EXPERTS");
 	if (force && *force) {
-		if (use_cuda)
-			moert_fatal("MOERT_TEST_FORCE_EXPERTS is a CPU-backend test hook");
 		force_bias = calloc((size_t)m->experts, sizeof *force_bias);
 		if (!force_bias)
 			moert_fatal("out of memory");
@@ -352,7 +351,8 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	struct moert_run rd = {0}, *run = &r;
 	char device[256] = "cpu";
 	if (use_cuda) {
-		moert_cuda_run_open(m, &r, &rd, 0, device, sizeof device);
+		moert_cuda_run_open(m, &r, &rd, gpu);
+		snprintf(device, sizeof device, "%s%s", moert_cuda_describe(gpu), comm.nccl ? " (NCCL)" : "");
 		run = &rd;
 	}
 	log_event(lg, "device", "device: %s", device);
@@ -431,6 +431,12 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		moert_prof_report(run->prof, m, run_steps, stdout);
 	moert_prof_free(run->prof);
 	run->prof = NULL;
+	if (comm.nccl) { /* what went over NCCL joins what went over MPI (launch, nothing else) */
+		for (int i = 0; i < MOERT_NTRAFFIC; i++)
+			comm.bytes[i] += nccl.bytes[i];
+		comm.nccl = NULL;
+		moert_nccl_finalize(&nccl);
+	}
 	moert_cuda_run_close(&rd);
 	if (!o.batch && last_saved == step0 && step0 > 0)
 		log_event(lg, "done", "nothing to do: the checkpoint is at step %lld of %lld", step0, o.steps);

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm_nccl.h"
 #include "device_cuda.h"
+#include "ep.h"
 #include "gemm.h"
 #include "moert.h"
 
@@ -122,17 +124,21 @@ static void copy_down(struct moert_cuda *d, float *dst, const float *src, long l
 }
 
 void moert_cuda_run_open(const struct moert_model *m, const struct moert_run *host, struct moert_run *dev,
-			 int ordinal, char *desc, size_t desc_len)
+			 struct moert_cuda *d)
 {
 	char err[1024];
-	struct moert_cuda *d;
-	if (moert_cuda_open(ordinal, &d, err, sizeof err))
-		moert_fatal("%s", err);
-	*dev = (struct moert_run){.cuda = d, .logits_out = host->logits_out};
+	*dev = (struct moert_run){.cuda = d, .logits_out = host->logits_out, .comm = host->comm, .ep = host->ep};
 	dev->cuda_stream = moert_cuda_stream(d);
 	cu_launch = (launch_fn)moert_cuda_launch_kernel_fn(d);
 	dev->cuda_fn = calloc((size_t)m->n_kernels, sizeof *dev->cuda_fn);
-	dev->host_buf = malloc((size_t)(m->stats_floats + 1) * sizeof(float));
+	/* GET's statistics or every tp rank's cross-entropy state [tp][3][tokens], or an
+	 * expert-parallel route's counts and offsets */
+	long long host_floats = m->stats_floats + 1;
+	if (host_floats < 3LL * m->layout.tp * m->tokens)
+		host_floats = 3LL * m->layout.tp * m->tokens;
+	if (host_floats < 2LL * m->experts + 1)
+		host_floats = 2LL * m->experts + 1;
+	dev->host_buf = malloc((size_t)host_floats * sizeof(float));
 	if (!dev->cuda_fn || !dev->host_buf)
 		moert_fatal("out of memory");
 	for (int i = 0; i < m->n_kernels; i++) {
@@ -154,12 +160,22 @@ void moert_cuda_run_open(const struct moert_model *m, const struct moert_run *ho
 		dev->params16 = device_floats(d, n, "the bf16 weights");
 		copy_up(d, dev->params16, host->params16, n, "the bf16 weights");
 	}
+	if (host->router_bias) { /* the test hook's selection bias, [experts] */
+		float *b = device_floats(d, m->experts, "the router's test bias");
+		copy_up(d, b, host->router_bias, m->experts, "the router's test bias");
+		dev->router_bias = b;
+	}
+	if (host->ep) { /* what the expert kernels read: each MoE layer's received-row offsets */
+		const long per = m->experts_per_rank + 1;
+		int *offs = (int *)device_floats(d, (long long)m->moe_layers * per, "the expert-parallel offsets");
+		for (int i = 0; i < m->moe_layers; i++)
+			host->ep[i].dev_offsets = offs + i * per;
+	}
 	copy_up(d, dev->exp_avg, host->exp_avg, m->param_floats, "AdamW's moments");
 	copy_up(d, dev->exp_avg_sq, host->exp_avg_sq, m->param_floats, "AdamW's moments");
 	m->setup_cuda(dev);
 	if (moert_cuda_sync(d, err, sizeof err))
 		moert_fatal("setting up the GPU: %s", err);
-	snprintf(desc, desc_len, "%s", moert_cuda_describe(d));
 }
 
 void moert_cuda_run_download(const struct moert_model *m, const struct moert_run *dev, struct moert_run *host,
@@ -186,7 +202,8 @@ void moert_cuda_run_close(struct moert_run *dev)
 {
 	if (!dev->cuda)
 		return;
-	float *bufs[] = {dev->params, dev->grads, dev->exp_avg, dev->exp_avg_sq, dev->acts, dev->params16};
+	float *bufs[] = {dev->params, dev->grads, dev->exp_avg, dev->exp_avg_sq, dev->acts, dev->params16,
+			 (float *)dev->router_bias, dev->ep ? (float *)dev->ep[0].dev_offsets : NULL};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		if (bufs[i])
 			moert_cuda_free(dev->cuda, dptr(bufs[i]));
@@ -194,4 +211,96 @@ void moert_cuda_run_close(struct moert_run *dev)
 	free(dev->cuda_fn);
 	free(dev->host_buf);
 	*dev = (struct moert_run){0};
+}
+
+/* ---- several ranks: NCCL on the step's device buffers ---- */
+
+struct moert_cuda *moert_cuda_rank_open(const struct moert_model *m, struct moert_comm *comm, struct moert_nccl *nccl)
+{
+	char err[1024];
+	struct moert_cuda *d;
+	const int ordinal = moert_local_rank(comm);
+	if (moert_cuda_open(ordinal, &d, err, sizeof err))
+		moert_fatal("rank %d: %s", comm->rank, err);
+	if (comm->world == 1)
+		return d;
+	/* the id over MPI when mpirun/srun started the ranks, else over torchrun's rendezvous */
+	struct moert_nccl_id id;
+	if (moert_nccl_share_id(comm->torchrun ? NULL : comm, comm->torchrun ? &comm->boot : NULL, &id, 600, err,
+				sizeof err) ||
+	    moert_nccl_init(nccl, &m->layout, comm->rank, comm->world, &id, d, err, sizeof err) ||
+	    moert_nccl_attach_host(nccl, d, (size_t)64 << 20, err, sizeof err))
+		moert_fatal("rank %d: starting NCCL: %s", comm->rank, err);
+	for (int g = 0; g < MOERT_NGROUPS; g++)
+		if (nccl->size[g] != comm->size[g] || nccl->index[g] != comm->index[g])
+			moert_fatal("rank %d: NCCL's group %d (%d of %d) is not the launcher's (%d of %d)", comm->rank, g,
+				    nccl->index[g], nccl->size[g], comm->index[g], comm->size[g]);
+	comm->nccl = nccl;
+	return d;
+}
+
+static struct moert_nccl *step_nccl(const struct moert_run *r)
+{
+	return r->comm ? r->comm->nccl : NULL;
+}
+
+void moert_cuda_step_reduce(const struct moert_run *r, int group, int kind, float *x, long n)
+{
+	if (step_nccl(r))
+		moert_nccl_allreduce_f32(step_nccl(r), (enum moert_group)group, (enum moert_traffic)kind, dptr(x), n);
+}
+
+void moert_cuda_step_tp_sum(const struct moert_run *r, void *x, long n, int bf16)
+{
+	struct moert_nccl *c = step_nccl(r);
+	if (c && bf16)
+		moert_nccl_allreduce_bf16(c, MOERT_TP, MOERT_BYTES_TP, dptr(x), n);
+	else if (c)
+		moert_nccl_allreduce_f32(c, MOERT_TP, MOERT_BYTES_TP, dptr(x), n);
+}
+
+void moert_cuda_step_tp_gather(const struct moert_run *r, void *x, long bytes)
+{
+	if (step_nccl(r))
+		moert_nccl_allgather_f32(step_nccl(r), MOERT_TP, MOERT_BYTES_TP, dptr(x), bytes / 4);
+}
+
+void moert_cuda_step_ep_route(const struct moert_run *r, int layer, const int *counts, const int *offsets)
+{
+	struct moert_ep_route *rt = &r->ep[layer];
+	const int experts = rt->ep * rt->e_local;
+	char err[512];
+	/* the counts come to the host: the all-to-all's sizes are the host's to give to NCCL */
+	int *h = (int *)r->host_buf; /* 2 E + 1 ints at least (moert_cuda_run_open) */
+	if (moert_cuda_d2h(r->cuda, h, dptr(counts), (size_t)experts * sizeof *h, err, sizeof err) ||
+	    moert_cuda_d2h(r->cuda, h + experts, dptr(offsets), (size_t)(experts + 1) * sizeof *h, err, sizeof err) ||
+	    moert_cuda_sync(r->cuda, err, sizeof err))
+		moert_fatal("copying MoE layer %d's expert counts from the GPU: %s", layer, err);
+	moert_ep_route(r->comm, rt, h, h + experts);
+	if (moert_cuda_h2d(r->cuda, dptr(rt->dev_offsets), rt->local_offsets, (size_t)(rt->e_local + 1) * sizeof(int), err,
+			   sizeof err))
+		moert_fatal("copying MoE layer %d's expert offsets to the GPU: %s", layer, err);
+}
+
+static void ep_alltoallv(void *ctx, const float *send, const long *sc, const long *sd, float *recv, const long *rc,
+			 const long *rd)
+{
+	moert_nccl_alltoallv_f32(ctx, MOERT_EP, MOERT_BYTES_A2A, dptr(send), sc, sd, dptr(recv), rc, rd);
+}
+
+static void ep_copy(void *ctx, float *dst, const float *src, size_t bytes)
+{
+	struct moert_nccl *c = ctx;
+	char err[512];
+	if (moert_cuda_d2d(c->dev, dptr(dst), dptr(src), bytes, err, sizeof err))
+		moert_fatal("rank %d: regrouping expert rows on the GPU: %s", c->rank, err);
+}
+
+void moert_cuda_step_ep(const struct moert_run *r, int layer, int combine, const void *in, int width, float *tmp,
+			void *out)
+{
+	const struct moert_ep_io io = {ep_alltoallv, ep_copy, step_nccl(r)};
+	if (!io.ctx)
+		moert_fatal("expert parallelism on the GPU without NCCL (moert_cuda_rank_open attaches it)");
+	(combine ? moert_ep_combine_io : moert_ep_dispatch_io)(&io, &r->ep[layer], in, width, tmp, out);
 }

@@ -25,15 +25,33 @@ void moert_cuda_step_batch(const struct moert_run *r, const struct moert_batch *
 /* With r->logits_out: copy a [tokens, c] chunk of logits at vocab column v0 into it. */
 void moert_cuda_step_logits(const struct moert_run *r, const float *chunk, int vocab, int v0, int tokens, int c);
 
+/* Several ranks (r->comm->nccl attached): comm.h's collectives on device buffers, as the
+ * CPU macros do them over MPI. group and kind are enum moert_group / moert_traffic. */
+void moert_cuda_step_reduce(const struct moert_run *r, int group, int kind, float *x, long n);
+void moert_cuda_step_tp_sum(const struct moert_run *r, void *x, long n, int bf16);
+void moert_cuda_step_tp_gather(const struct moert_run *r, void *x, long bytes);
+/* ep.h's route from the device's counts [E] and offsets [E + 1] (copied to the host: NCCL
+ * takes the all-to-all's sizes from there), and the rows' dispatch (combine 0) or
+ * combine (1) over NCCL with the regroup as device copies. */
+void moert_cuda_step_ep_route(const struct moert_run *r, int layer, const int *counts, const int *offsets);
+void moert_cuda_step_ep(const struct moert_run *r, int layer, int combine, const void *in, int width, float *tmp,
+			void *out);
+
 /* cuLaunchKernel of the driver the runtime loaded (launch.h's MOEC_CU_LAUNCH_KERNEL). */
 int moert_cu_launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
 		    unsigned smem, void *stream, void **args, void **extra);
 
-/* The trainer's side: open device `ordinal`, load every kernel, allocate the device arenas
- * (zeroed), copy the host run's weights and moments up, and run the model's setup. dev is
- * filled with device addresses. */
+/* The trainer's side. First this rank's GPU (its local rank's) and, with several ranks,
+ * NCCL: the unique id over MPI or torchrun's rendezvous, the layout's communicators, and
+ * comm->nccl attached so comm.h's host collectives use it too. Fatal on failure. */
+struct moert_nccl;
+struct moert_cuda *moert_cuda_rank_open(const struct moert_model *m, struct moert_comm *comm, struct moert_nccl *nccl);
+/* Then, on device d: load every kernel, allocate the device arenas (zeroed), copy the host
+ * run's weights and moments up, and run the model's setup. dev is filled with device
+ * addresses; it shares host's comm and expert-parallel routes. moert_cuda_run_close
+ * closes d. */
 void moert_cuda_run_open(const struct moert_model *m, const struct moert_run *host, struct moert_run *dev,
-			 int ordinal, char *desc, size_t desc_len);
+			 struct moert_cuda *d);
 /* Copy weights and moments down (before a checkpoint), or gradients too (for --dump). */
 void moert_cuda_run_download(const struct moert_model *m, const struct moert_run *dev, struct moert_run *host,
 			     int with_grads);

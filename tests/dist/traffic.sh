@@ -25,9 +25,19 @@ done
 t/train --steps 1 --no-resume --ckpt-dir ck2 >alone.out 2>&1 && fail "a 2-rank trainer ran as one rank"
 grep -q "built for 2 ranks.*started as 1.*mpirun -np 2" alone.out || fail "world-size mismatch message: $(cat alone.out)"
 echo "ok: $(cat alone.out)"
-# started torchrun-style, it says how to start it instead
-RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29555 t/train --steps 1 --no-resume --ckpt-dir ck3 >torchrun.out 2>&1 &&
-	fail "a 2-rank trainer ran under a torchrun-style environment without MPI"
-grep -q "torchrun-style.*mpirun -np 2" torchrun.out || fail "torchrun message: $(cat torchrun.out)"
+# started torchrun-style on the CPU (no driver here, or --device cpu), it says how to start
+# CPU ranks instead: torchrun-style ranks talk over NCCL
+tr="RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29555"
+env $tr t/train --device cpu --steps 1 --no-resume --ckpt-dir ck3 >torchrun.out 2>&1 &&
+	fail "a 2-rank trainer ran on the CPU under a torchrun-style environment"
+grep -q "torchrun-style.*NCCL.*CPU.*mpirun -np 2" torchrun.out || fail "torchrun message: $(cat torchrun.out)"
 echo "ok: $(cat torchrun.out)"
+# an incomplete torchrun-style environment names what is missing
+RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29555 t/train --device cpu --steps 1 --no-resume --ckpt-dir ck3 \
+	>torchrun2.out 2>&1 && fail "a 2-rank trainer ran without LOCAL_RANK"
+grep -q "torchrun-style.*LOCAL_WORLD_SIZE is not set" torchrun2.out || fail "torchrun message: $(cat torchrun2.out)"
+# torchrun-style with the wrong world size names both numbers
+RANK=0 WORLD_SIZE=4 LOCAL_RANK=0 LOCAL_WORLD_SIZE=4 MASTER_ADDR=127.0.0.1 MASTER_PORT=29555 t/train --device cpu \
+	--steps 1 --no-resume --ckpt-dir ck3 >torchrun3.out 2>&1 && fail "a 2-rank trainer ran as 4 torchrun-style ranks"
+grep -q "built for 2 ranks.*WORLD_SIZE=4" torchrun3.out || fail "torchrun world message: $(cat torchrun3.out)"
 echo PASS
