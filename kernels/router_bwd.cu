@@ -89,6 +89,7 @@ MOEC_KERNEL(const float *logits, const int *topk_ids, const float *dtopk_w, cons
 		s[j] = (valid >> j & 1) ? 1.f / (1.f + expf(-l[j])) : 0.f;
 #else
 	float (&s)[RB_EPL] = p;  // softmax router: the score is the probability
+	(void)s;                 // read only by the NORM_TOPK and sigmoid paths
 #endif
 
 	// ds starts as g on the picked experts.

@@ -48,32 +48,39 @@ unsigned short moert_f32_to_bf16(float f)
 	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
 }
 
-/* An fp32 view of n elements: p itself, or a widened copy (freed by the caller). */
-static float *widen(const void *p, int is16, long n, float **owned)
+/* Widened copies of bf16 operands: one scratch per operand, grown to the largest GEMM and
+ * kept, so the step loop allocates nothing after its first step (the step is one thread). */
+static float *scratch(int slot, long n)
 {
-	*owned = NULL;
+	static float *buf[3];
+	static long cap[3];
+	if (n > cap[slot]) {
+		float *p = realloc(buf[slot], (size_t)n * sizeof *p);
+		if (!p)
+			abort();
+		buf[slot] = p;
+		cap[slot] = n;
+	}
+	return buf[slot];
+}
+
+/* An fp32 view of n elements: p itself, or a widened copy in scratch slot. */
+static float *widen(const void *p, int is16, long n, int slot)
+{
 	if (!is16)
 		return (float *)p;
-	float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof *f);
-	if (!f)
-		abort();
+	float *f = scratch(slot, n > 0 ? n : 1);
 	for (long i = 0; i < n; i++)
 		f[i] = hf_bf16_to_f32(((const uint16_t *)p)[i]);
-	return *owned = f;
+	return f;
 }
 
 void moert_mm(enum moert_gemm_op op, int M, int N, int K, const void *A, int a16, const void *B, int b16, void *C, int c16,
 	      float beta)
 {
-	float *oa, *ob, *oc;
-	const float *a = widen(A, a16, (long)M * K, &oa), *b = widen(B, b16, (long)K * N, &ob);
-	float *c = c16 && beta != 0 ? widen(C, 1, (long)M * N, &oc) : NULL;
-	if (c16 && !c) {
-		oc = c = malloc((size_t)((long)M * N > 0 ? (long)M * N : 1) * sizeof *c);
-		if (!c)
-			abort();
-	}
-	float *out = c16 ? c : C;
+	const float *a = widen(A, a16, (long)M * K, 0), *b = widen(B, b16, (long)K * N, 1);
+	const long mn = (long)M * N;
+	float *out = !c16 ? C : beta != 0 ? widen(C, 1, mn, 2) : scratch(2, mn > 0 ? mn : 1);
 	if (op == MOERT_GEMM_NT)
 		moert_mm_nt(M, N, K, a, b, out, beta);
 	else if (op == MOERT_GEMM_NN)
@@ -81,10 +88,6 @@ void moert_mm(enum moert_gemm_op op, int M, int N, int K, const void *A, int a16
 	else
 		moert_mm_tn(M, N, K, a, b, out, beta);
 	if (c16)
-		for (long i = 0; i < (long)M * N; i++)
+		for (long i = 0; i < mn; i++)
 			((uint16_t *)C)[i] = moert_f32_to_bf16(out[i]);
-	free(oa);
-	free(ob);
-	if (c16)
-		free(c);
 }
