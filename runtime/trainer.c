@@ -247,6 +247,44 @@ static void stop_on_non_finite(const struct moert_model *m, const struct moert_r
 		    step, isfinite(st->loss) ? "gradients" : "loss", st->loss, st->ce_loss, st->aux_loss, st->z_loss, gnorm, where);
 }
 
+/* Test and benchmark hooks: a selection bias added to every router logit before the top-k
+ * (the routing weights stay the router's).
+ *   MOERT_TEST_FORCE_EXPERTS=a,b,...  every token picks those experts (bias 1e4): ranks whose
+ *                                     experts get no tokens, or exactly balanced all-to-alls
+ *   MOERT_ROUTER_BIAS=a-b:x,c:y,...   bias x on experts a..b, y on c: skewed routing for
+ *                                     benchmarks (bench/moe_layer_torch.py's +4 on 0..7)
+ * NULL when neither is set. */
+static float *router_bias_hook(const struct moert_model *m)
+{
+	const char *force = getenv("MOERT_TEST_FORCE_EXPERTS"), *bias = getenv("MOERT_ROUTER_BIAS");
+	const char *var = force && *force ? "MOERT_TEST_FORCE_EXPERTS" : "MOERT_ROUTER_BIAS";
+	const char *v = force && *force ? force : bias;
+	if (!v || !*v)
+		return NULL;
+	float *b = calloc((size_t)m->experts, sizeof *b);
+	if (!b)
+		moert_fatal("out of memory");
+	for (const char *p = v; *p;) {
+		char *end;
+		long e0 = strtol(p, &end, 10), e1 = e0;
+		if (end != p && *end == '-')
+			e1 = strtol(end + 1, &end, 10);
+		double x = 1e4;
+		if (end != p && v == bias && *end == ':')
+			x = strtod(end + 1, &end);
+		else if (v == bias)
+			end = (char *)p; /* MOERT_ROUTER_BIAS needs its value */
+		if (end == p || e0 < 0 || e1 < e0 || e1 >= m->experts || (*end && *end != ','))
+			moert_fatal("%s='%s': expected %s with expert indices below %d", var, v,
+				    v == bias ? "first-last:bias or expert:bias, comma-separated" : "comma-separated expert indices",
+				    m->experts);
+		for (long e = e0; e <= e1; e++)
+			b[e] = (float)x;
+		p = *end == ',' ? end + 1 : end;
+	}
+	return b;
+}
+
 int moert_train_main(const struct moert_model *m, int argc, char **argv)
 {
 	/* Ranks first: under mpirun/srun MPI_Init may take its own arguments out of argv. */
@@ -295,25 +333,8 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		moert_fatal("--batch with %d data-parallel ranks: a fixed batch is one rank's (tp and ep ranks share it)",
 			    comm.size[MOERT_DP]);
 	struct moert_run r = {.comm = comm.world > 1 ? &comm : NULL};
-	/* Test hook: MOERT_TEST_FORCE_EXPERTS=a,b,... makes every token pick those experts (a
-	 * selection bias, the routing weights stay the router's), to force ranks whose experts get
-	 * no tokens, or exactly balanced all-to-alls. */
-	float *force_bias = NULL;
-	const char *force = getenv("MOERT_TEST_FORCE_EXPERTS");
-	if (force && *force) {
-		force_bias = calloc((size_t)m->experts, sizeof *force_bias);
-		if (!force_bias)
-			moert_fatal("out of memory");
-		for (const char *p = force; *p;) {
-			char *end;
-			long e = strtol(p, &end, 10);
-			if (end == p || e < 0 || e >= m->experts)
-				moert_fatal("MOERT_TEST_FORCE_EXPERTS='%s': expected expert indices below %d", force, m->experts);
-			force_bias[e] = 1e4f;
-			p = *end == ',' ? end + 1 : end;
-		}
-		r.router_bias = force_bias;
-	}
+	float *force_bias = router_bias_hook(m);
+	r.router_bias = force_bias;
 	if (m->layout.ep > 1) {
 		r.ep = calloc((size_t)m->moe_layers, sizeof *r.ep);
 		if (!r.ep)

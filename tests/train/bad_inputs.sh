@@ -39,6 +39,12 @@ expect_error "corrupted --init-from" "model.safetensors" "$train" --steps 1 --ck
 expect_error "checkpoint of another model" "good/step_00000002/optimizer.safetensors.*another model" \
 	other/train --steps 3 --ckpt-dir good
 
+# the benchmarks' router-bias hook: a malformed value names the variable; a +8 bias on
+# experts 0-1 (of 8, top-2) sends every token there
+expect_error "router bias without a value" "MOERT_ROUTER_BIAS='0-1'" env MOERT_ROUTER_BIAS=0-1 "$train" --steps 1 --ckpt-dir c5
+MOERT_ROUTER_BIAS=0-1:8 "$train" --steps 1 --no-save --ckpt-dir c6 --metrics c6.jsonl >/dev/null || fail "MOERT_ROUTER_BIAS=0-1:8"
+grep -q '"expert_counts":\[\[[0-9]*,[0-9]*,0,0,0,0,0,0\]' c6.jsonl || fail "the bias did not skew the routing: $(grep expert_counts c6.jsonl | cut -c1-300)"
+
 # a learning rate that blows the weights up: stopped at the step, naming a tensor
 expect_error "non-finite loss" "step [0-9]+: non-finite .*first non-finite (weight|gradient): model\." \
 	"$train" --steps 5 --lr 1e30 --ckpt-dir c4 --metrics c4.jsonl
