@@ -6,6 +6,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,32 +114,60 @@ static void store_local(const struct train_state *ts, const struct moert_tensor 
 		slice_copy(t, ts->m->layout.tp, ts->comm->index[MOERT_TP], full, arena + t->offset, 1);
 }
 
+/* One tensor of a random init: normal(0, init_std) (or ones / zeros) from a stream seeded by
+ * the seed and the tensor's name, so every layout draws the same full tensor. */
+static void init_tensor(const struct train_state *ts, const struct moert_tensor *t, float *params, uint64_t seed)
+{
+	long long n = tensor_numel(t);
+	float *p = t->tp_dim < 0 ? params + t->offset : full_buffer(t);
+	uint64_t s = seed ^ 0xcbf29ce484222325ull;
+	for (const char *c = t->name; *c; c++)
+		s = (s ^ (unsigned char)*c) * 0x100000001b3ull;
+	for (long long j = 0; j < n; j += 2) {
+		/* Box-Muller: two normals from two uniforms. */
+		double u1 = uniform01(&s), u2 = uniform01(&s), rad = sqrt(-2.0 * log(u1));
+		double z[2] = {rad * cos(2 * M_PI * u2), rad * sin(2 * M_PI * u2)};
+		for (int k = 0; k < 2 && j + k < n; k++)
+			p[j + k] = t->init == MOERT_INIT_ONES ? 1.0f
+				   : t->init == MOERT_INIT_ZEROS ? 0.0f
+				   : (float)(ts->m->init_std * z[k]);
+	}
+	if (t->tp_dim >= 0) {
+		store_local(ts, t, p, params);
+		free(p);
+	}
+}
+
+struct init_work {
+	const struct train_state *ts;
+	float *params;
+	uint64_t seed;
+	int next; /* the next tensor to take (atomic) */
+};
+
+static void *init_worker(void *arg)
+{
+	struct init_work *w = arg;
+	for (int i; (i = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED)) < w->ts->m->n_tensors;)
+		if (train_state_holds(w->ts, &w->ts->m->tensors[i]))
+			init_tensor(w->ts, &w->ts->m->tensors[i], w->params, w->seed);
+	return NULL;
+}
+
+/* Tensors are independent streams, so they are drawn on every core (a 30B-shape model's
+ * few billion normals take about a minute on one): the same values whatever the count. */
 void train_state_init_random(struct train_state *ts, struct moert_run *r, uint64_t seed)
 {
-	const struct moert_model *m = ts->m;
-	for (int i = 0; i < m->n_tensors; i++) {
-		const struct moert_tensor *t = &m->tensors[i];
-		if (!train_state_holds(ts, t))
-			continue;
-		long long n = tensor_numel(t);
-		float *p = t->tp_dim < 0 ? r->params + t->offset : full_buffer(t);
-		uint64_t s = seed ^ 0xcbf29ce484222325ull;
-		for (const char *c = t->name; *c; c++)
-			s = (s ^ (unsigned char)*c) * 0x100000001b3ull;
-		for (long long j = 0; j < n; j += 2) {
-			/* Box-Muller: two normals from two uniforms. */
-			double u1 = uniform01(&s), u2 = uniform01(&s), rad = sqrt(-2.0 * log(u1));
-			double z[2] = {rad * cos(2 * M_PI * u2), rad * sin(2 * M_PI * u2)};
-			for (int k = 0; k < 2 && j + k < n; k++)
-				p[j + k] = t->init == MOERT_INIT_ONES ? 1.0f
-					   : t->init == MOERT_INIT_ZEROS ? 0.0f
-					   : (float)(m->init_std * z[k]);
-		}
-		if (t->tp_dim >= 0) {
-			store_local(ts, t, p, r->params);
-			free(p);
-		}
-	}
+	struct init_work w = {ts, r->params, seed, 0};
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	int n = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
+	pthread_t th[64];
+	int started = 0;
+	while (started < n - 1 && pthread_create(&th[started], NULL, init_worker, &w) == 0)
+		started++;
+	init_worker(&w); /* this thread too; alone where no thread could start */
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
 }
 
 /* ---- Hugging Face init ---- */

@@ -535,7 +535,10 @@ static void test_fd_limit(void)
 	for (int r = 1; r < 4; r++)
 		collect(c[r]);
 	EXPECT_INT(a0.rc, -1);
-	expect_msg(&a0, "rank 0: out of file descriptors after 2 ranks arrived");
+	/* how many ranks were in when the descriptors ran out depends on when the kernel
+	 * completed each connection (1 or 2 under load), so the count is not checked */
+	expect_msg(&a0, "rank 0: out of file descriptors after ");
+	expect_msg(&a0, "raise the limit");
 	expect_msg(&a0, "ulimit -n");
 	EXPECT(a0.seconds < 20); /* at once, not after its 60 s timeout */
 	printf("out of files: %.2f s: %s\n", a0.seconds, a0.err);
