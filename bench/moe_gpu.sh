@@ -1,66 +1,230 @@
 #!/usr/bin/env bash
 # moe_gpu.sh - issue 5's benchmarks on one GPU, each with its baseline measured in the same
-# run (needs moec built, a GPU, and python3 with torch + transformers for the baselines):
-#  (a) the MoE layer forward + backward at Qwen3-30B-A3B shapes for T = 4k..32k tokens:
-#      moec's router_* and moe_* kernels timed one by one (train --profile) against
-#      torch._grouped_mm and transformers' sparse block (bench/moe_layer_torch.py);
-#  (b) the 4-layer model (bench/specs/qwen3_30b_a3b_4layers.yaml, seq 4096, bf16): training
-#      tokens/s and MFU against transformers on the same config.
-# Prints everything; with RESULTS=1 also writes bench/results/<date>_moe_gpu.txt.
+# run (python3 with torch + transformers for the baselines, bench/moe_layer_torch.py):
+#  (a) layer: the MoE layer forward + backward at Qwen3-30B-A3B shapes for T = 4k..32k
+#      tokens: moec's router_* and moe_* kernels timed one by one (train --profile) against
+#      torch._grouped_mm and transformers' sparse block;
+#  (b) model: the 4-layer model (bench/specs/qwen3_30b_a3b_4layers.yaml, seq 4096, bf16):
+#      training tokens/s and MFU against transformers on the same config.
+#
+#   bench/moe_gpu.sh                      one machine with moec and a GPU: build, then run
+#   bench/moe_gpu.sh build DIR            only the trainers, DIR/bT/ (moec; no GPU needed)
+#   bench/moe_gpu.sh run DIR [layer|model|all]
+#                                         only the runs, of DIR/bT/train (a GPU; no moec):
+#                                         what bench/gpu_session.sh does with a kit
+#
+# Prints the report (a bench/results file: header, each measurement with its baseline and
+# the ratio). Environment: MOEC (default build/release/moec), MOE_GPU_ARCH (moec build
+# --arch, default moec's), MOE_GPU_TOKENS (default "4096 8192 16384 32768"), RESULTS=1
+# (also write bench/results/<date>_moe_gpu.txt), REPORT=FILE (also write the report there);
+# for run: MOE_GPU_LIBS (the trainers' LD_LIBRARY_PATH, e.g. a kit's lib/; python keeps the
+# environment's), MOE_GPU_COMMIT (the commit the trainers were built from, default HEAD),
+# MOE_GPU_BUILT (how they were built), MOE_GPU_COMMAND (the command to record) and
+# MOE_GPU_DEADLINE (epoch seconds: a step that would start after it is skipped, and each
+# timeout ends by then; gpu_session.sh keeps a call inside the run tool's 10 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-moec=${MOEC:-build/release/moec}
-out=$(mktemp -d)
-log=$out/report.txt
-{
-echo "# moec on the GPU vs PyTorch: MoE layer and 4-layer Qwen3-30B-A3B model (bf16)"
-echo "date:    $(date -u +%Y-%m-%dT%H:%MZ)"
-echo "commit:  $(git rev-parse --short HEAD)"
-echo "device:  $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
-echo "command: bench/moe_gpu.sh"
-echo
-echo "## (a) MoE layer fwd+bwd, H 2048, E 128, I 768, k 8 (TFLOP/s = 6 k H I 3 per token)"
-for T in 4096 8192 16384 32768; do
-	"$moec" build bench/specs/qwen3_30b_a3b_4layers.yaml -o "$out/b$T" --set train.micro_batch=$((T / 4096)) >/dev/null
-	moe=$("$out/b$T/train" --device cuda --steps 3 --no-resume --no-save --profile --quiet --ckpt-dir "$out/c" \
-		--metrics /dev/null | grep "MoE layer")
-	echo "moec T=$T (the routing of a random init, which is skewed in deep layers): $moe"
-	python3 bench/moe_layer_torch.py $T balanced | tee "$out/torch$T.txt" || true
-	python3 bench/moe_layer_torch.py $T skewed || true
-	ours=$(echo "$moe" | sed -n 's/.* \([0-9.]*\) TFLOP\/s.*/\1/p')
-	base=$(sed -n 's/^grouped_mm.* \([0-9.]*\) TFLOP\/s.*/\1/p' "$out/torch$T.txt")
-	[ -n "$ours" ] && [ -n "$base" ] &&
-		awk -v a="$ours" -v b="$base" -v t=$T 'BEGIN {printf "ratio T=%d: moec / grouped_mm (balanced) = %.2f\n", t, a / b}'
-done
-echo
-echo "## (b) 4 layers, seq 4096, batch 1, bf16, AdamW"
-"$out/b4096/train" --device cuda --steps 12 --no-resume --no-save --quiet --ckpt-dir "$out/c" --metrics "$out/m.jsonl"
-grep '^{"step"' "$out/m.jsonl" | tail -8 | sed 's/.*"step_s":\([^,]*\).*/\1/' |
-	awk '{s += $1} END {printf "moec: %.0f tokens/s\n", NR * 4096 / s}' | tee "$out/ours.txt"
-grep '^{"step"' "$out/m.jsonl" | tail -1 | sed 's/.*"model_tflops":\([^,]*\).*/moec model TFLOP\/s: \1 (MFU = this \/ 989 on an H100)/'
-python3 - <<'PY' | tee "$out/hf.txt" || true
-import sys, time, numpy as np, torch
-from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
-cfg = Qwen3MoeConfig(vocab_size=151936, hidden_size=2048, intermediate_size=6144, moe_intermediate_size=768,
-                     num_hidden_layers=4, num_attention_heads=32, num_key_value_heads=4, head_dim=128, num_experts=128,
-                     num_experts_per_tok=8, norm_topk_prob=True, tie_word_embeddings=False, output_router_logits=True)
-model = Qwen3MoeForCausalLM(cfg).cuda().to(torch.bfloat16)
-opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-data = np.fromfile("data/tiny_shakespeare_train.bin", dtype=np.uint16, offset=1024).astype(np.int64)
-S = 4096
-for step in range(11):
-    if step == 3:
-        torch.cuda.synchronize(); t0 = time.perf_counter()
-    b = torch.from_numpy(data[step * S:step * S + S][None]).cuda()
-    model(input_ids=b, labels=b).loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-torch.cuda.synchronize()
-print(f"baseline, transformers bf16 (AdamW on bf16 params): {8 * S / (time.perf_counter() - t0):.0f} tokens/s")
-PY
-base=$(sed -n 's/^baseline.*: \([0-9]*\) tokens\/s/\1/p' "$out/hf.txt")
-ours=$(sed -n 's/^moec: \([0-9]*\) tokens\/s/\1/p' "$out/ours.txt")
-[ -n "$base" ] && [ -n "$ours" ] && awk -v a="$ours" -v b="$base" 'BEGIN {printf "ratio: moec / transformers = %.2f\n", a / b}'
-} 2>&1 | tee "$log"
-if [ "${RESULTS:-0}" = 1 ]; then
-	cp "$log" "bench/results/$(date -u +%Y-%m-%d)_moe_gpu.txt"
-fi
-rm -rf "$out"
+root=$PWD
+spec=bench/specs/qwen3_30b_a3b_4layers.yaml
+tokens=${MOE_GPU_TOKENS:-4096 8192 16384 32768}
+data=$root/data/tiny_shakespeare_train.bin
+trainer_env=(env "LD_LIBRARY_PATH=${MOE_GPU_LIBS:-${LD_LIBRARY_PATH:-}}")
+
+build() { # build DIR: DIR/bT for each T (micro_batch T / 4096 of seq 4096)
+	local dir=$1 moec=${MOEC:-build/release/moec} T
+	local arch=()
+	[ -n "${MOE_GPU_ARCH:-}" ] && arch=(--arch "$MOE_GPU_ARCH")
+	mkdir -p "$dir"
+	for T in $tokens; do
+		if ! "$moec" build "$spec" -o "$dir/b$T" "${arch[@]}" --set train.micro_batch=$((T / 4096)) \
+			>"$dir/b$T.log" 2>&1; then
+			cat "$dir/b$T.log" >&2
+			echo "moe_gpu.sh: moec build $spec (T $T) failed" >&2
+			return 1
+		fi
+		echo "b$T: $(tail -1 "$dir/b$T.log")"
+	done
+}
+
+# seconds left before MOE_GPU_DEADLINE (a large number without one)
+left() {
+	if [ -n "${MOE_GPU_DEADLINE:-}" ]; then
+		echo $((MOE_GPU_DEADLINE - $(date +%s)))
+	else
+		echo 100000
+	fi
+}
+# has NAME: whether 30 s or more are left; else print "NAME: SKIP: ..."
+has() {
+	[ "$(left)" -ge 30 ] && return 0
+	echo "$1: SKIP: the time budget (MOE_GPU_DEADLINE) is spent"
+	return 1
+}
+# limit N CMD...: CMD with a timeout of N seconds or what is left, whichever is less
+limit() {
+	local n=$1 l
+	shift
+	l=$(($(left) - 5))
+	[ "$l" -lt "$n" ] && n=$l
+	[ "$n" -lt 1 ] && n=1
+	timeout -k 10 "$n" "$@"
+}
+
+# peak dense bf16 TFLOP/s of the GPU, for MFU (empty where unknown)
+peak_tflops() {
+	case "$1" in
+	*H100*PCIe*) echo 756 ;;
+	*H100*NVL*) echo 835 ;;
+	*H100* | *H200*) echo 989 ;;
+	*B200*) echo 2250 ;;
+	*A100*) echo 312 ;;
+	esac
+}
+
+run() { # run DIR [layer|model|all]
+	local dir=$1 what=${2:-all} gpu peak T
+	gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1 || true)
+	peak=$(peak_tflops "$gpu")
+	local tv
+	tv=$(python3 -c 'import torch, transformers; print(f"torch {torch.__version__}, transformers {transformers.__version__}")' \
+		2>/dev/null || echo "torch/transformers not importable")
+	echo "# moec on the GPU vs PyTorch: MoE layer and 4-layer Qwen3-30B-A3B model (bf16)"
+	echo "date:     $(date -u +%Y-%m-%dT%H:%MZ)"
+	echo "commit:   ${MOE_GPU_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+	echo "device:   ${gpu:-no GPU (nvidia-smi found none)}, $(nproc) CPU cores"
+	echo "how:      ${MOE_GPU_BUILT:-trainers built here by moec build}"
+	echo "command:  ${MOE_GPU_COMMAND:-bench/moe_gpu.sh run $dir $what}"
+	echo "baseline: $tv, on the same GPU (bench/moe_layer_torch.py)"
+	if [ "$what" = layer ] || [ "$what" = all ]; then
+		echo
+		echo "## (a) MoE layer fwd+bwd, H 2048, E 128, I 768, k 8, bf16 (TFLOP/s = 6 k H I 3 per token)"
+		echo "moec: router_* and moe_* kernels of train --profile over 3 steps of the 4-layer model:"
+		echo "\"balanced\" is the routing of a random init (max/mean load printed), \"skewed\" adds +4 to"
+		echo "experts 0..7's router logits (MOERT_ROUTER_BIAS=0-7:4), as the baselines' skew does"
+		# moec first (its numbers matter most where the time budget runs short)
+		local moe ours base route load bias
+		for T in $tokens; do
+			for route in balanced skewed; do
+				: >"$tmp/moec$T$route.txt"
+				has "moec T=$T $route" || continue
+				bias=
+				[ "$route" = skewed ] && bias=0-7:4
+				moe=$(limit 150 env MOERT_ROUTER_BIAS="$bias" "${trainer_env[@]}" "$dir/b$T/train" --device cuda --steps 3 --no-resume --no-save \
+					--profile --quiet --ckpt-dir "$tmp/c" --metrics "$tmp/p$T$route.jsonl" --data "$data" \
+					2>"$tmp/err$T.txt" | grep "MoE layer" || true)
+				load=$(grep '^{"step"' "$tmp/p$T$route.jsonl" 2>/dev/null | tail -1 |
+					sed -n 's/.*"load_imbalance":\([0-9.]*\).*/, max\/mean load \1/p')
+				if [ -n "$moe" ]; then
+					echo "moec T=$T $route: ${moe#"${moe%%[! ]*}"}$load" | tee "$tmp/moec$T$route.txt"
+				else
+					echo "moec T=$T $route: failed: $(tail -3 "$tmp/err$T.txt" 2>/dev/null | tr '\n' ' ')"
+				fi
+			done
+		done
+		# the baselines, every T in one python process (torch is imported once)
+		: >"$tmp/torch.txt"
+		if has "baselines"; then
+			# shellcheck disable=SC2086 # tokens is a list
+			limit 240 python3 bench/moe_layer_torch.py $tokens both 2>"$tmp/torch.err" | tee "$tmp/torch.txt" ||
+				echo "baselines: python3 bench/moe_layer_torch.py exit $?: $(tail -2 "$tmp/torch.err" | tr '\n' ' ')"
+		fi
+		for T in $tokens; do
+			for route in balanced skewed; do
+				ours=$(sed -n 's/.* \([0-9.]*\) TFLOP\/s.*/\1/p' "$tmp/moec$T$route.txt" | head -1)
+				base=$(sed -n "s/^grouped_mm T=$T $route:.* \([0-9.]*\) TFLOP\/s.*/\1/p" "$tmp/torch.txt")
+				if [ -n "$ours" ] && [ -n "$base" ]; then
+					awk -v a="$ours" -v b="$base" -v t="$T" -v r="$route" \
+						'BEGIN {printf "ratio T=%d %s: moec / grouped_mm = %.2f\n", t, r, a / b}'
+				fi
+			done
+		done
+	fi
+	if [ "$what" = model ] || [ "$what" = all ]; then
+		echo
+		echo "## (b) 4 layers, seq 4096, batch 1, bf16, AdamW (12 steps, the last 8 timed; baseline 3 + 8)"
+		local T0 m ours fpt base
+		T0=${tokens%% *}
+		m=$tmp/m.jsonl
+		if ! has "moec"; then
+			ours=
+		elif limit 200 "${trainer_env[@]}" "$dir/b$T0/train" --device cuda --steps 12 --no-resume --no-save --quiet --ckpt-dir "$tmp/c" \
+			--metrics "$m" --data "$data" 2>"$tmp/err.txt" && [ -s "$m" ]; then
+			# tokens/s over the last 8 steps; FLOP per token from the trainer (model_tflops / tokens_per_s)
+			ours=$(grep '^{"step"' "$m" | tail -8 | sed 's/.*"step_s":\([^,]*\).*"tokens":\([0-9]*\).*/\1 \2/' |
+				awk '{s += $1; n += $2} END {printf "%.0f", n / s}')
+			fpt=$(grep '^{"step"' "$m" | tail -1 |
+				sed 's/.*"tokens_per_s":\([^,]*\),"model_tflops":\([^,]*\).*/\1 \2/' |
+				awk '{printf "%.6g", $2 * 1e12 / $1}')
+			echo "moec:     $ours tokens/s, $(mfu "$ours" "$fpt" "$peak")"
+		else
+			echo "moec:     failed: $(tail -3 "$tmp/err.txt" 2>/dev/null | tr '\n' ' ')"
+			ours=
+		fi
+		: >"$tmp/hf.txt"
+		if has "baseline"; then
+			limit 300 python3 bench/moe_layer_torch.py model 8 3 >"$tmp/hf.txt" 2>"$tmp/hf.err" ||
+				echo "baseline: python3 bench/moe_layer_torch.py model exit $?: $(tail -2 "$tmp/hf.err" | tr '\n' ' ')"
+		fi
+		base=$(sed -n 's/^baseline.*: \([0-9]*\) tokens\/s$/\1/p' "$tmp/hf.txt")
+		if [ -n "$base" ]; then
+			echo "baseline: $base tokens/s, $(mfu "$base" "${fpt:-}" "$peak")"
+			sed 's/^baseline, /          (/; s/: [0-9]* tokens\/s$/)/' "$tmp/hf.txt"
+		fi
+		if [ -n "$ours" ] && [ -n "$base" ]; then
+			awk -v a="$ours" -v b="$base" 'BEGIN {printf "ratio:    %.2f (moec / transformers)\n", a / b}'
+		fi
+	fi
+}
+
+# mfu TOKENS_PER_S FLOP_PER_TOKEN PEAK: "X model TFLOP/s, MFU Y% of PEAK"
+mfu() {
+	if [ -z "$2" ]; then
+		echo "(no FLOP count: the moec run failed)"
+	elif [ -z "$3" ]; then
+		awk -v t="$1" -v f="$2" 'BEGIN {printf "%.1f model TFLOP/s (MFU: peak of this GPU unknown)", t * f / 1e12}'
+	else
+		awk -v t="$1" -v f="$2" -v p="$3" \
+			'BEGIN {printf "%.1f model TFLOP/s, MFU %.1f%% of %d (dense bf16 peak)", t * f / 1e12, 100 * t * f / 1e12 / p, p}'
+	fi
+}
+
+# report CMD...: CMD's output to the terminal, REPORT and (RESULTS=1) bench/results
+report() {
+	local log
+	log=$(mktemp)
+	"$@" 2>&1 | tee "$log"
+	if [ -n "${REPORT:-}" ]; then
+		cat "$log" >"$REPORT"
+	fi
+	if [ "${RESULTS:-0}" = 1 ]; then
+		cp "$log" "bench/results/$(date -u +%Y-%m-%d)_moe_gpu.txt"
+	fi
+	rm -f "$log"
+}
+
+tmp=$(mktemp -d)
+dir=
+trap 'rm -rf "$tmp" ${dir:+"$dir"}' EXIT
+case "${1:-}" in
+build)
+	[ $# -eq 2 ] || { echo "usage: bench/moe_gpu.sh build DIR" >&2; exit 2; }
+	build "$2"
+	;;
+run)
+	if [ $# -lt 2 ] || [ $# -gt 3 ]; then
+		echo "usage: bench/moe_gpu.sh run DIR [layer|model|all]" >&2
+		exit 2
+	fi
+	case "${3:-all}" in layer | model | all) ;; *) echo "moe_gpu.sh: run what? layer, model or all" >&2; exit 2 ;; esac
+	report run "$2" "${3:-all}"
+	;;
+"")
+	dir=$(mktemp -d)
+	build "$dir" >/dev/null
+	MOE_GPU_COMMAND=${MOE_GPU_COMMAND:-bench/moe_gpu.sh} report run "$dir" all
+	;;
+*)
+	echo "usage: bench/moe_gpu.sh [build DIR | run DIR [layer|model|all]]" >&2
+	exit 2
+	;;
+esac

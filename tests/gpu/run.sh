@@ -4,7 +4,9 @@
 #
 #   MODE      gpu: the cubins on GPU 0 against the twins; self-check: the twin on both sides
 #             (no GPU; exercises the drivers, sizes and comparisons under the build's sanitizers,
-#             and that every case catches a corrupted "device" output)
+#             and that every case catches a corrupted "device" output); build: no GPU needed,
+#             only build and link OUT/kernel_vs_twin for --arch KVT_ARCH (default sm_90a) and stop
+#             (scripts/gpu_kit.sh: the run happens later, on a GPU machine without moec)
 #   MOEC      the moec binary
 #   CC FLAGS  the compiler and the sanitizer flags of the build that compiled OBJ ("" for none):
 #             the twins are compiled with them too, so ASan sees the twins' accesses
@@ -19,15 +21,15 @@
 # (e.g. "--only moe_ -v").
 set -e
 if [ $# -lt 8 ]; then
-	echo "usage: run.sh gpu|self-check MOEC CC FLAGS OBJ LIBMOERT OUT SPEC [moec build args...]" >&2
+	echo "usage: run.sh gpu|self-check|build MOEC CC FLAGS OBJ LIBMOERT OUT SPEC [moec build args...]" >&2
 	exit 2
 fi
 mode=$1 moec=$2 cc=$3 flags=$4 obj=$5 libmoert=$6 out=$7 spec=$8
 shift 8
 case $mode in
-gpu | self-check) ;;
+gpu | self-check | build) ;;
 *)
-	echo "run.sh: MODE is gpu or self-check, not $mode" >&2
+	echo "run.sh: MODE is gpu, self-check or build, not $mode" >&2
 	exit 2
 	;;
 esac
@@ -67,6 +69,8 @@ if [ "$mode" = gpu ]; then
 		exit $rc # 77: no GPU, no driver or no CUDA backend: ctest reports the test skipped
 	fi
 	arch_arg="--arch ${KVT_ARCH:-$arch}"
+elif [ "$mode" = build ]; then
+	arch_arg="--arch ${KVT_ARCH:-sm_90a}"
 fi
 
 # the kernels (NVRTC; the build tree's kernel cache) and their twins' sources
@@ -99,6 +103,10 @@ if [ $bad -ne 0 ]; then
 	exit 1
 fi
 link "$out/kernel_vs_twin" "$obj" "$out"/obj/*.o
+if [ "$mode" = build ]; then
+	echo "run.sh: built $out/kernel_vs_twin (run: $out/kernel_vs_twin $out/build)"
+	exit 0
+fi
 
 # one BLAS thread: ctest runs tests side by side
 OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}

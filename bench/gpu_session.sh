@@ -1,0 +1,362 @@
+#!/usr/bin/env bash
+# gpu_session.sh KIT [PART...] - the GPU checks and benchmarks, run on a GPU machine from the
+# repository root with a kit scripts/gpu_kit.sh built elsewhere (no moec, CMake, OpenBLAS or
+# MPI needed here: the kit holds linked programs and their shared libraries).
+#
+#   PART   tests   the ctest gpu label's checks, from the kit's programs (about 3-5 min on an
+#                  H100, estimated): gpu/device_smoke, gpu/nccl_one_rank, gpu/nccl_ranks (skipped
+#                  with one GPU), train/gpu_vs_cpu, train/gpu_bf16, golden/a_gpu, golden/b_gpu,
+#                  train/resume on the GPU, gpu/kernels_{f32,bf16,capacity,capacity_late} (the
+#                  tiny spec's shapes, as ctest; seeds KVT_SEEDS, default "default 1 2"), and
+#                  compute-sanitizer memcheck of kernels_f32 and _bf16 where it is installed
+#          model   bench/moe_gpu.sh's 4-layer model vs transformers (about 2 min, estimated)
+#          layer   bench/moe_gpu.sh's MoE layer at T = 4k..32k vs torch._grouped_mm and
+#                  transformers' sparse block (about 5-7 min, estimated: each trainer start
+#                  spends most of a minute on the host initializing 3.1 B parameters)
+#          bench   layer then model;  all   tests, layer, model (default: tests)
+#
+# Two 10-minute calls: `tests model`, then `layer`. Everything in one call shares a time
+# budget (GPU_SESSION_BUDGET_S, default 540 s): a check that would start after it is reported
+# SKIP, and timeouts end by then, so the call ends inside 10 minutes with its results.
+#
+# Prints one line per check, PASS / FAIL / SKIP / TIMEOUT, with its measured numbers, and
+# writes under OUT (default build/gpu_session): gpu_tests.txt (the lines, with a bench/results
+# style header: device, date, commit, command), gpu_tests.log (every check's full output),
+# moe_gpu.txt (the benchmark report, in bench/results style), moe_gpu.log. Exit 0 when
+# nothing failed: without a GPU every check is reported "SKIP ... no GPU" and the exit is 0.
+# GPU_SESSION_FORCE=1 runs the checks even so (to exercise this script without a GPU).
+set -uo pipefail
+check_fn=
+if [ "${1:-}" = _check ]; then # internal: one check, in its own process under a timeout
+	shift
+	check_fn=$1
+	shift
+fi
+cd "$(dirname "$0")/.." || exit 2
+root=$PWD
+
+usage() {
+	echo "usage: bash bench/gpu_session.sh KIT [tests|model|layer|bench|all]..." >&2
+	exit 2
+}
+
+# ---- the checks (each runs in its own process: `gpu_session.sh _check NAME ARGS...`) ----
+
+# train/gpu_bf16 (tests/train/bf16.sh with the kit's prebuilt bf16 trainer): 60 steps of the
+# tiny example in bf16 on the GPU within 1% of the fp32 CPU losses, and falling
+chk_gpu_bf16() { # KIT DATA WORK
+	local kit=$1 data=$2 w=$3 s a b
+	# shellcheck disable=SC1091 # fail, metric
+	. tests/train/lib.sh
+	rm -rf "$w" && mkdir -p "$w" && cd "$w" || exit 1
+	"$kit/tiny/train" --data "$data" --quiet --steps 60 --device cpu --no-resume --no-save --metrics f32.jsonl ||
+		fail "fp32 run"
+	if ! "$kit/tiny_bf16/train" --data "$data" --quiet --steps 60 --device cuda --no-resume --no-save \
+		--metrics bf16.jsonl 2>err.txt; then
+		grep -q "no CUDA driver\|no CUDA device" err.txt && { echo "SKIP: $(cat err.txt)"; exit 77; }
+		fail "bf16 run on the GPU: $(cat err.txt)"
+	fi
+	for s in 1 10 20 30 40 50 60; do
+		a=$(metric bf16.jsonl $s loss) b=$(metric f32.jsonl $s loss)
+		echo "step $s: bf16 $a, fp32 $b"
+		awk -v a="$a" -v b="$b" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(d <= 0.01 * b)}' ||
+			fail "step $s: bf16 loss $a is not within 1% of fp32's $b"
+	done
+	awk -v a="$(metric bf16.jsonl 60 ce_loss)" -v b="$(metric bf16.jsonl 1 ce_loss)" 'BEGIN {exit !(a < b - 0.5)}' ||
+		fail "the bf16 loss does not fall"
+	echo PASS
+}
+
+# golden/CFG_gpu (tests/golden/run_golden.sh with the kit's trainer): one step from the HF
+# weights on the golden batch, on the GPU, against transformers' vectors
+chk_golden() { # KIT CFG WORK
+	local kit=$1 cfg=$2 w=$3 lr
+	rm -rf "$w" && mkdir -p "$w" || exit 1
+	lr=$(sed -n 's/^  lr: *\([0-9.e+-]*\).*/\1/p' "tests/golden/$cfg/spec.yaml")
+	if ! "$kit/golden_$cfg/train" --init-from "tests/golden/$cfg" --batch "tests/golden/$cfg/golden.safetensors" \
+		--dump "$w/dump.safetensors" --metrics "$w/metrics.jsonl" --ckpt-dir "$w/ckpt" --device cuda 2>"$w/err.txt"; then
+		cat "$w/err.txt"
+		grep -q "no CUDA driver\|no CUDA device" "$w/err.txt" && exit 77
+		exit 1
+	fi
+	"$kit/bin/golden_compare" "$w/dump.safetensors" "tests/golden/$cfg/golden.safetensors" "$lr"
+}
+
+# gpu/kernels_NAME (tests/gpu/run.sh's run, the build done by the kit): every kernel of the
+# build against its CPU twin, for each seed of KVT_SEEDS; prints one line per seed with the
+# verdict and the largest NMSE that was not exact
+chk_kvt() { # KIT NAME WORK
+	local kit=$1 name=$2 w=$3 seed rc=0 r skipped=0 n=0
+	mkdir -p "$w"
+	for seed in ${KVT_SEEDS:-default 1 2}; do
+		local args=()
+		[ "$seed" = default ] || args=(--seed "$seed")
+		"$kit/kvt/$name/kernel_vs_twin" "${args[@]}" "$kit/kvt/$name/build" >"$w/seed_$seed.txt" 2>&1
+		r=$?
+		n=$((n + 1))
+		[ $r -eq 77 ] && skipped=$((skipped + 1))
+		[ $r -ne 0 ] && [ $r -ne 77 ] && rc=1
+		cat "$w/seed_$seed.txt"
+		echo "seed $seed: exit $r, $(grep -E '^(PASS|FAIL|SKIP)' "$w/seed_$seed.txt" | tail -1),$(worst_nmse "$w/seed_$seed.txt")"
+	done
+	[ $rc -eq 0 ] && [ $skipped -eq $n ] && return 77
+	return $rc
+}
+
+# the largest NMSE printed as OUT=1.2e-08 in a kernel_vs_twin listing, and where
+worst_nmse() {
+	awk '{for (i = 1; i <= NF; i++) if (match($i, /=[0-9]\.[0-9]e[-+][0-9]+/)) {
+			v = substr($i, RSTART + 1, RLENGTH - 1) + 0; if (v >= w) {w = v; at = $1 " " $2 " " $i}}}
+		END {if (at != "") printf " worst NMSE %.1e (%s)", w, at; else printf " every output exact or 0"}' "$1"
+}
+
+# compute-sanitizer memcheck over one kernel_vs_twin build (default seed)
+chk_memcheck() { # KIT NAME
+	compute-sanitizer --tool memcheck --error-exitcode 3 "$1/kvt/$2/kernel_vs_twin" "$1/kvt/$2/build" 2>&1 |
+		grep -v ' PASS$'
+}
+
+if [ -n "$check_fn" ]; then
+	"chk_$check_fn" "$@"
+	exit $?
+fi
+
+# ---- the session ----
+[ $# -ge 1 ] || usage
+[ -d "$1" ] || { echo "gpu_session.sh: no kit at $1 (build it with scripts/gpu_kit.sh)" >&2; exit 2; }
+kit=$(cd "$1" && pwd)
+kit_arg=$1
+shift
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(tests)
+for p in "${parts[@]}"; do
+	case $p in tests | model | layer | bench | all) ;; *) usage ;; esac
+done
+[ -f "$kit/kit.env" ] || { echo "gpu_session.sh: $kit/kit.env is missing: not a kit" >&2; exit 2; }
+KIT_COMMIT=unknown KIT_DATE=unknown KIT_ARCH=sm_90a KIT_BUILT_ON=unknown KIT_TOKENS=
+# shellcheck source=/dev/null
+. "$kit/kit.env"
+
+t_start=$(date +%s)
+deadline=$((t_start + ${GPU_SESSION_BUDGET_S:-540}))
+out=${OUT:-$root/build/gpu_session}
+mkdir -p "$out"
+work=$(mktemp -d "${TMPDIR:-/tmp}/gpu_session.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+data=$root/data/tiny_shakespeare_train.bin
+orig_ld=${LD_LIBRARY_PATH:-}
+n_pass=0 n_fail=0 n_skip=0
+
+# The libraries the kit leaves to the machine: where the loader does not know them, look in
+# CUDA's and the Python wheels' usual homes and put the directory on the kit's path.
+extra_ld=
+lib_report=
+for lib in libcuda.so.1 libcublasLt.so.13 libnccl.so.2 libnvrtc.so.13; do
+	where=
+	if ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$lib "; then
+		where="loader cache"
+	else
+		for d in ${orig_ld//:/ } /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/nvidia/lib64 \
+			$(python3 -c 'import site; print(*site.getsitepackages())' 2>/dev/null | tr ' ' '\n' |
+				sed 's|$|/nvidia/*/lib|'); do
+			for f in $d/$lib; do
+				[ -e "$f" ] || continue
+				where=$(dirname "$f")
+				case ":$orig_ld:$extra_ld:" in *":$where:"*) ;; *) extra_ld=$extra_ld:$where ;; esac
+				break 2
+			done
+		done
+	fi
+	lib_report="$lib_report $lib (${where:-not found});"
+done
+# the kit's compressed libraries (scripts/gpu_kit.sh: those over 4 MiB), unpacked
+unpacked=$work/lib
+mkdir -p "$unpacked"
+for f in "$kit"/lib/*.xz; do
+	[ -e "$f" ] || continue
+	dst=$unpacked/$(basename "$f" .xz)
+	xz -dc "$f" >"$dst" 2>/dev/null ||
+		python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+			"$f" "$dst" || { echo "gpu_session.sh: cannot unpack $f (neither xz nor python3's lzma)" >&2; exit 1; }
+done
+kit_ld=$unpacked:$kit/lib$extra_ld${orig_ld:+:$orig_ld}
+
+gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
+# is there a GPU the kit's cubins run on? kernel_vs_twin --probe: the --arch GPU 0 wants, or 77.
+# nogpu: why every check is skipped (empty: run them); GPU_SESSION_FORCE=1 runs them anyway
+# (to exercise this script where there is no GPU: the checks then skip or fail on their own)
+nogpu='' nogpu_why=''
+probe=$(LD_LIBRARY_PATH=$kit_ld "$kit/kvt/f32/kernel_vs_twin" --probe 2>&1)
+case $? in
+0)
+	if [ "$probe" != "$KIT_ARCH" ]; then
+		nogpu="the kit is for $KIT_ARCH, this GPU wants $probe"
+		nogpu_why="$nogpu: rebuild it with ARCH=$probe scripts/gpu_kit.sh"
+		n_fail=1
+	fi
+	;;
+*)
+	nogpu="no GPU"
+	nogpu_why="no GPU: kernel_vs_twin --probe says: ${probe//$'\n'/ }"
+	;;
+esac
+if [ "${GPU_SESSION_FORCE:-0}" = 1 ] && [ -n "$nogpu" ]; then
+	nogpu_why="$nogpu_why; GPU_SESSION_FORCE=1: running every check regardless"
+	nogpu=
+fi
+
+header() { # header TITLE COMMAND
+	echo "# $1"
+	echo "date:     $(date -u +%Y-%m-%dT%H:%MZ)"
+	echo "commit:   $KIT_COMMIT (the kit's: scripts/gpu_kit.sh, $KIT_DATE, moec build --arch $KIT_ARCH)"
+	echo "device:   ${gpu:-none (nvidia-smi found no GPU)}, $(nproc) CPU cores"
+	echo "how:      programs built by scripts/gpu_kit.sh ($KIT_BUILT_ON), run here from the kit with its libraries"
+	echo "command:  $2"
+	echo "libs:    $lib_report"
+	[ -z "$nogpu_why" ] || echo "note:     $nogpu_why"
+}
+
+# check NAME TIMEOUT DETAIL_REGEX CMD...: run CMD (output to the log), print the verdict
+# line and the output lines matching DETAIL_REGEX
+check() {
+	local name=$1 limit=$2 detail=$3 status rc t0 secs left
+	shift 3
+	if [ -n "$nogpu" ]; then
+		status=SKIP
+		result "$status" "$name" 0 "$nogpu"
+		return
+	fi
+	left=$((deadline - $(date +%s) - 5))
+	if [ "$left" -lt 15 ]; then
+		result SKIP "$name" 0 "the session's time budget is spent (GPU_SESSION_BUDGET_S)"
+		return
+	fi
+	[ "$limit" -gt "$left" ] && limit=$left
+	t0=$(date +%s.%N)
+	LD_LIBRARY_PATH=$kit_ld OPENBLAS_NUM_THREADS=1 timeout -k 10 "$limit" "$@" >"$work/log.txt" 2>&1
+	rc=$?
+	secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+	{
+		echo "==== $name: exit $rc, $secs s: $*"
+		cat "$work/log.txt"
+	} >>"$log"
+	case $rc in
+	0) status=PASS ;;
+	77) status=SKIP ;;
+	124 | 137) status=TIMEOUT ;;
+	*) status=FAIL ;;
+	esac
+	local why=
+	if [ $rc = 77 ]; then
+		why=$(grep -m1 'SKIP' "$work/log.txt" || tail -1 "$work/log.txt")
+	elif [ "$status" = TIMEOUT ]; then
+		why="killed after $limit s"
+	elif [ "$status" = FAIL ]; then
+		why="exit $rc"
+	fi
+	result "$status" "$name" "$secs" "$why"
+	if [ "$status" = FAIL ] && ! grep -Eq "$detail" "$work/log.txt"; then
+		tail -8 "$work/log.txt" | sed 's/^/      /' | tee -a "$summary"
+	else
+		grep -E "$detail" "$work/log.txt" | head -12 | cut -c1-200 | sed 's/^/      /' | tee -a "$summary"
+	fi
+}
+
+result() { # result STATUS NAME SECS WHY
+	printf '%-7s %-28s %6s s  %s\n' "$1" "$2" "$3" "$4" | tee -a "$summary"
+	case $1 in
+	PASS) n_pass=$((n_pass + 1)) ;;
+	SKIP) n_skip=$((n_skip + 1)) ;;
+	*) n_fail=$((n_fail + 1)) ;;
+	esac
+}
+
+self=$root/bench/gpu_session.sh
+run_tests() {
+	summary=$out/gpu_tests.txt
+	log=$out/gpu_tests.log
+	: >"$log"
+	header "moec GPU checks (the ctest gpu label's, run from a kit)" "bash bench/gpu_session.sh $kit_arg ${parts[*]}" |
+		tee "$summary"
+	echo | tee -a "$summary"
+	mkdir -p "$work/bin"
+	# the tiny trainer reading the repository's shard (the path built into it is the kit
+	# machine's), on the CPU or the GPU as each test asks; and always on the GPU (resume)
+	printf '#!/bin/sh\nexec "%s" --data "%s" "$@"\n' "$kit/tiny/train" "$data" >"$work/bin/tiny"
+	printf '#!/bin/sh\nexec "%s" --data "%s" --device cuda "$@"\n' "$kit/tiny/train" "$data" >"$work/bin/tiny_cuda"
+	chmod +x "$work/bin/tiny" "$work/bin/tiny_cuda"
+
+	check gpu/device_smoke 180 'passed|failed|SKIP' "$kit/bin/device_smoke"
+	check gpu/nccl_one_rank 120 'NCCL|ok|FAIL|SKIP' "$kit/bin/nccl_check" gpu
+	check gpu/nccl_ranks 180 'ranks|FAIL|SKIP' sh tests/bootstrap/nccl_ranks.sh "$kit/bin/nccl_check"
+	check train/gpu_vs_cpu 180 'worst|compared|loss cpu|FAIL' \
+		sh tests/train/gpu_vs_cpu.sh "$work/bin/tiny" "$kit/bin/golden_compare" "$work/gpu_vs_cpu"
+	check train/gpu_bf16 240 '^step (1|30|60):|FAIL' bash "$self" _check gpu_bf16 "$kit" "$data" "$work/gpu_bf16"
+	check golden/a_gpu 120 'worst|compared|FAIL' bash "$self" _check golden "$kit" a "$work/golden_a"
+	check golden/b_gpu 120 'worst|compared|FAIL' bash "$self" _check golden "$kit" b "$work/golden_b"
+	check train/resume_gpu 240 'PASS|FAIL|note' sh tests/train/resume.sh "$work/bin/tiny_cuda" "$work/resume"
+	for v in f32 bf16 capacity capacity_late; do
+		check "gpu/kernels_$v" 300 '^seed ' bash "$self" _check kvt "$kit" "$v" "$work/kvt_$v"
+	done
+	if command -v compute-sanitizer >/dev/null 2>&1; then
+		for v in f32 bf16; do
+			check "memcheck/kernels_$v" 150 'ERROR SUMMARY|^(PASS|FAIL):' bash "$self" _check memcheck "$kit" "$v"
+		done
+	else
+		result SKIP memcheck/kernels 0 "compute-sanitizer is not on the PATH"
+	fi
+	echo | tee -a "$summary"
+	echo "checks: $n_pass passed, $n_fail failed or timed out, $n_skip skipped ($(($(date +%s) - t_start)) s)" |
+		tee -a "$summary"
+}
+
+run_bench() { # run_bench layer|model|all
+	summary=$out/moe_gpu.txt
+	if [ -n "$nogpu" ]; then
+		header "moec on the GPU vs PyTorch (bench/moe_gpu.sh run)" "bash bench/gpu_session.sh $kit_arg ${parts[*]}" \
+			>"$summary"
+		result SKIP "bench/$1" 0 "$nogpu"
+		return
+	fi
+	# the kit's libraries for the trainers only: python and torch keep the machine's
+	LD_LIBRARY_PATH=$orig_ld MOE_GPU_LIBS=$kit_ld MOE_GPU_DEADLINE=$deadline MOE_GPU_COMMIT="$KIT_COMMIT" \
+		MOE_GPU_TOKENS="${KIT_TOKENS:-4096 8192 16384 32768}" REPORT=$summary \
+		MOE_GPU_BUILT="trainers built by scripts/gpu_kit.sh ($KIT_DATE, moec build --arch $KIT_ARCH, on $KIT_BUILT_ON), run from the kit" \
+		MOE_GPU_COMMAND="bash bench/gpu_session.sh $kit_arg ${parts[*]}" \
+		bash bench/moe_gpu.sh run "$kit/bench" "$1" 2>&1 | tee -a "$out/moe_gpu.log"
+	local rc=${PIPESTATUS[0]}
+	if [ "$rc" -ne 0 ]; then
+		n_fail=$((n_fail + 1))
+		echo "FAIL    bench/$1: bench/moe_gpu.sh exit $rc"
+	fi
+	if grep -q 'failed' "$summary" 2>/dev/null; then
+		n_fail=$((n_fail + 1))
+		echo "FAIL    bench/$1: some measurements failed (the lines with 'failed' in $summary)"
+	fi
+}
+
+echo "gpu_session: kit $kit_arg ($KIT_COMMIT, $KIT_ARCH, built $KIT_DATE); parts: ${parts[*]}; budget until $(date -u -d "@$deadline" +%H:%M:%SZ 2>/dev/null || echo "$deadline")"
+[ -n "$nogpu_why" ] && echo "gpu_session: $nogpu_why${nogpu:+: every check is reported SKIP}"
+layer=0 model=0
+for p in "${parts[@]}"; do
+	case $p in
+	tests) run_tests ;;
+	layer) layer=1 ;;
+	model) model=1 ;;
+	bench) layer=1 model=1 ;;
+	all) run_tests; layer=1 model=1 ;;
+	esac
+done
+: >"$out/moe_gpu.log"
+if [ $layer = 1 ] && [ $model = 1 ]; then
+	run_bench all
+elif [ $layer = 1 ]; then
+	run_bench layer
+elif [ $model = 1 ]; then
+	run_bench model
+else
+	rm -f "$out/moe_gpu.log"
+fi
+find "$out" -maxdepth 1 -type f -empty -delete
+echo "gpu_session: done in $(($(date +%s) - t_start)) s; results in $out: $(find "$out" -maxdepth 1 -type f -printf '%f ')"
+[ "$n_fail" -eq 0 ]
