@@ -383,6 +383,19 @@ static void emit_param(FILE *f, const struct kernel_param *p, int i)
 		fprintf(f, "%s%sp%d", type, sep, i);
 }
 
+/* The parameters' names as arguments: lead before the first, ", " between; unnamed ones
+ * are p<i>, as emit_param declares them. */
+static void emit_arg_names(FILE *f, const struct kernel_sig *sig, const char *lead)
+{
+	for (int i = 0; i < sig->nparams; i++) {
+		fputs(i ? ", " : lead, f);
+		if (sig->params[i].name[0])
+			fputs(sig->params[i].name, f);
+		else
+			fprintf(f, "p%d", i);
+	}
+}
+
 static const char emit_launch_prologue[] =
 	"#include <stdbool.h>\n"
 	"#include <stddef.h>\n"
@@ -453,10 +466,26 @@ static void emit_launch_stub(FILE *f, const struct kernel_inst *k, const struct 
 	      "\t\t\tmoec_block.z, moec_smem, moec_s, moec_args, NULL);\n}\n", f);
 }
 
+static void emit_twin_prototype(FILE *f, const struct kernel_sig *sig)
+{
+	fprintf(f, "void %s(", sig->name);
+	for (int i = 0; i < sig->nparams; i++) {
+		if (i)
+			fputs(", ", f);
+		emit_param(f, &sig->params[i], i);
+	}
+	fputs(sig->nparams ? ");\n" : "void);\n", f);
+}
+
 /* <kernel>_cuda: the twin's arguments (after the launch context and the kernel's index,
  * and any extra geometry argument), the grid, block and dynamic shared memory of the
- * kernel's launch line computed from them, and the launch; an empty grid launches nothing. */
-static int emit_cuda_wrapper(FILE *f, const struct kernel_inst *k, const struct kernel_sig *sig)
+ * kernel's launch line computed from them, and the launch; an empty grid launches nothing.
+ * Compiled with -DMOEC_EMU_LAUNCH (MOEC_TRAIN_CFLAGS), the wrapper calls the CPU twin, which
+ * computes a whole launch, instead of cuLaunchKernel: for the device emulator (tests/emu),
+ * whose driver runs no kernels. The grid is still computed, so a launch the GPU would skip
+ * (an empty grid) is skipped there too. */
+static int emit_cuda_wrapper(FILE *f, const struct kernel_inst *k, const struct kernel_sig *sig,
+			     const struct kernel_sig *twin)
 {
 	struct geometry g;
 	char err[256];
@@ -464,6 +493,9 @@ static int emit_cuda_wrapper(FILE *f, const struct kernel_inst *k, const struct 
 		fprintf(stderr, "moec: error: %s: the launch line of kernels/%s.cu: %s\n", k->name, k->tmpl, err);
 		return 1;
 	}
+	fputs("#ifdef MOEC_EMU_LAUNCH\n", f);
+	emit_twin_prototype(f, twin);
+	fputs("#endif\n", f);
 	if (g.smem_constant)
 		fprintf(f, "#define MOEC_SMEM_%s ((unsigned)(%s))\n", k->name, g.smem);
 	else
@@ -480,29 +512,17 @@ static int emit_cuda_wrapper(FILE *f, const struct kernel_inst *k, const struct 
 	fprintf(f, "\tconst struct moec_dim3 moec_block = {%s, %s, %s};\n", g.block[0], g.block[1], g.block[2]);
 	fprintf(f, "\tconst unsigned moec_smem = (unsigned)(%s);\n", g.smem);
 	fputs("\tif (moec_g[0] <= 0 || moec_g[1] <= 0 || moec_g[2] <= 0)\n\t\treturn;\n", f);
+	fputs("#ifdef MOEC_EMU_LAUNCH\n\t(void)moec_c, (void)moec_k, (void)moec_block, (void)moec_smem;\n", f);
+	fprintf(f, "\t%s(", twin->name);
+	emit_arg_names(f, sig, "");
+	fputs(");\n#else\n", f);
 	fputs("\tconst struct moec_dim3 moec_grid = {(unsigned)moec_g[0], (unsigned)moec_g[1], (unsigned)moec_g[2]};\n", f);
 	fprintf(f, "\tCUresult moec_rc = launch_%s(moec_c->fn[moec_k], moec_c->stream, moec_grid, moec_block, moec_smem", k->name);
-	for (int i = 0; i < sig->nparams; i++) {
-		if (sig->params[i].name[0])
-			fprintf(f, ", %s", sig->params[i].name);
-		else
-			fprintf(f, ", p%d", i);
-	}
+	emit_arg_names(f, sig, ", ");
 	fputs(");\n", f);
 	fprintf(f, "\tif (moec_rc)\n\t\tmoert_cuda_launch_failed((int)moec_rc, \"%s\", moec_grid.x * moec_grid.y * moec_grid.z,\n"
-		   "\t\t\t\t\t moec_block.x * moec_block.y * moec_block.z, moec_smem);\n}\n", k->name);
+		   "\t\t\t\t\t moec_block.x * moec_block.y * moec_block.z, moec_smem);\n#endif\n}\n", k->name);
 	return 0;
-}
-
-static void emit_twin_prototype(FILE *f, const struct kernel_sig *sig)
-{
-	fprintf(f, "void %s(", sig->name);
-	for (int i = 0; i < sig->nparams; i++) {
-		if (i)
-			fputs(", ", f);
-		emit_param(f, &sig->params[i], i);
-	}
-	fputs(sig->nparams ? ");\n" : "void);\n", f);
 }
 
 int emit_write_launch(const struct emit_context *c, const struct kernel_set *ks, const struct kernel_sig *sigs, const struct kernel_sig *twin_sigs)
@@ -529,7 +549,7 @@ int emit_write_launch(const struct emit_context *c, const struct kernel_set *ks,
 		int errors = 0;
 		for (int i = 0; i < ks->n; i++) {
 			emit_launch_stub(f, &ks->v[i], &sigs[i]);
-			errors += emit_cuda_wrapper(f, &ks->v[i], &sigs[i]);
+			errors += emit_cuda_wrapper(f, &ks->v[i], &sigs[i], &twin_sigs[i]);
 		}
 		if (errors) {
 			emit_close(&b);

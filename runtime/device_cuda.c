@@ -233,6 +233,13 @@ static const char *cu_hint(CUresult r)
 	}
 }
 
+void moert_cuda_result_text(const struct moert_cuda *d, int rc, char *buf, size_t n)
+{
+	char text[256];
+	cu_result_text(&d->cu, (CUresult)rc, text, sizeof text);
+	snprintf(buf, n, "%s%s", text, cu_hint((CUresult)rc));
+}
+
 /* err = "<what>: <NAME>: <text><hint>"; returns -1 so callers can `return cu_fail(...)`. */
 static int cu_fail(const struct cu_api *cu, CUresult r, char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));

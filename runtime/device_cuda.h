@@ -24,6 +24,9 @@ typedef struct moert_cuda_fn *moert_cuda_fn; /* a CUfunction */
  * non-blocking stream. ordinal: the device index (the local rank under a launcher). */
 int moert_cuda_open(int ordinal, struct moert_cuda **out, char *err, size_t errlen);
 void moert_cuda_close(struct moert_cuda *d);
+/* A CUresult as "CUDA_ERROR_ILLEGAL_ADDRESS: an illegal memory access ...", with what to do
+ * where the error has a usual cause. */
+void moert_cuda_result_text(const struct moert_cuda *d, int rc, char *buf, size_t n);
 /* "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 79.1 GiB" */
 const char *moert_cuda_describe(const struct moert_cuda *d);
 /* Compute capability as major * 10 + minor (90 for sm_90). */

@@ -174,6 +174,8 @@ static int choose_device(const char *device)
 		return 0;
 	if (strcmp(device, "auto") && strcmp(device, "cuda"))
 		moert_fatal("--device '%s': expected auto, cpu or cuda", device);
+	/* kept loaded: a driver is never dlclosed (device_cuda.c), and opening the GPU
+	 * dlopens it again, which then only counts a reference */
 	void *cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
 	if (!cuda) {
 		if (!strcmp(device, "cuda"))
@@ -181,7 +183,6 @@ static int choose_device(const char *device)
 				    "use --device cpu", dlerror());
 		return 0;
 	}
-	dlclose(cuda);
 	return 1;
 }
 

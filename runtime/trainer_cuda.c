@@ -83,6 +83,7 @@ void moert_cuda_step_logits(const struct moert_run *r, const float *chunk, int v
 typedef int (*launch_fn)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *, void **,
 			 void **);
 static launch_fn cu_launch;
+static const struct moert_cuda *launch_device; /* for the error text of a failed launch */
 
 int moert_cu_launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
 		    unsigned smem, void *stream, void **args, void **extra)
@@ -95,8 +96,13 @@ int moert_cu_launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
 /* Called by launch.h's <kernel>_cuda wrappers when cuLaunchKernel fails. */
 void moert_cuda_launch_failed(int rc, const char *kernel, unsigned grid, unsigned block, unsigned smem)
 {
-	moert_fatal("launching kernel %s (grid %u, block %u, %u bytes of dynamic shared memory) failed: CUDA error %d",
-		    kernel, grid, block, smem, rc);
+	char text[512] = "";
+	if (launch_device)
+		moert_cuda_result_text(launch_device, rc, text, sizeof text);
+	else
+		snprintf(text, sizeof text, "CUDA error %d", rc);
+	moert_fatal("launching kernel %s (grid %u, block %u, %u bytes of dynamic shared memory) failed: %s", kernel, grid,
+		    block, smem, text);
 }
 
 static float *device_floats(struct moert_cuda *d, long long n, const char *what)
@@ -130,6 +136,7 @@ void moert_cuda_run_open(const struct moert_model *m, const struct moert_run *ho
 	*dev = (struct moert_run){.cuda = d, .logits_out = host->logits_out, .comm = host->comm, .ep = host->ep};
 	dev->cuda_stream = moert_cuda_stream(d);
 	cu_launch = (launch_fn)moert_cuda_launch_kernel_fn(d);
+	launch_device = d;
 	dev->cuda_fn = calloc((size_t)m->n_kernels, sizeof *dev->cuda_fn);
 	/* GET's statistics or every tp rank's cross-entropy state [tp][3][tokens], or an
 	 * expert-parallel route's counts and offsets */
@@ -207,6 +214,8 @@ void moert_cuda_run_close(struct moert_run *dev)
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		if (bufs[i])
 			moert_cuda_free(dev->cuda, dptr(bufs[i]));
+	if (launch_device == dev->cuda)
+		launch_device = NULL, cu_launch = NULL;
 	moert_cuda_close(dev->cuda);
 	free(dev->cuda_fn);
 	free(dev->host_buf);

@@ -19,6 +19,11 @@
  *     values every member put in, and the bytes counted against comm.c's formulas; and
  *     NCCL's own all-reduce on the world communicator and the device's stream.
  *
+ *   nccl_check gpu-mpi [TP EP]
+ *     The same under `mpirun -np N`, started as a trainer is: comm.c's MPI world gives the
+ *     ranks (the device: the local rank) and carries the id (tests/emu/nccl_ranks.sh runs it
+ *     on the device emulator).
+ *
  *   nccl_check mpi
  *     Under `mpirun -np N` (ctest bootstrap/nccl_mpi, no GPU needed): the id goes out by
  *     MPI_Bcast (comm.c's world); every rank must hold rank 0's. Without NCCL, every rank
@@ -451,10 +456,15 @@ static void check_raw_allreduce(struct moert_nccl *c)
 	moert_cuda_free(dv, dy);
 }
 
-static int gpu(int tp, int ep)
+/* mpi: the ranks are comm.c's MPI world's (the id goes by MPI_Bcast); NULL: the
+ * torchrun-style environment's (the id goes over the TCP bootstrap). */
+static int gpu(int tp, int ep, struct moert_comm *mpi)
 {
 	struct moert_bootstrap_env env;
-	if (moert_bootstrap_env(&env, err, sizeof err) < 0) {
+	if (mpi) {
+		memset(&env, 0, sizeof env);
+		env.rank = mpi->rank, env.world = mpi->world, env.local_rank = moert_local_rank(mpi);
+	} else if (moert_bootstrap_env(&env, err, sizeof err) < 0) {
 		fprintf(stderr, "nccl_check: %s\n", err);
 		return 1;
 	}
@@ -471,7 +481,7 @@ static int gpu(int tp, int ep)
 		return 77;
 	}
 	struct moert_nccl_id id;
-	CHECK_OK(moert_nccl_share_id(NULL, &env, &id, 120.0, err, sizeof err));
+	CHECK_OK(moert_nccl_share_id(mpi, &env, &id, 120.0, err, sizeof err));
 	struct moert_layout l = {.world = env.world, .dp = env.world / tp, .tp = tp, .ep = ep, .edp = env.world / ep};
 	struct moert_nccl c;
 	CHECK_OK(moert_nccl_init(&c, &l, env.rank, env.world, &id, dv, err, sizeof err));
@@ -503,6 +513,18 @@ static int gpu(int tp, int ep)
 	return testing_report();
 }
 
+static int gpu_mpi(int tp, int ep, int argc, char **argv)
+{
+	const char *n = getenv("OMPI_COMM_WORLD_SIZE");
+	int w = n ? atoi(n) : 1;
+	struct moert_layout l = {.world = w, .dp = w, .tp = 1, .ep = w, .edp = 1};
+	struct moert_comm comm;
+	moert_comm_init(&comm, &l, &argc, &argv);
+	int rc = gpu(tp, ep, &comm);
+	moert_comm_finalize(&comm);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "host"))
@@ -512,7 +534,9 @@ int main(int argc, char **argv)
 	if (argc >= 2 && !strcmp(argv[1], "free-port"))
 		return printf("%d\n", free_port()) < 0;
 	if (argc >= 2 && !strcmp(argv[1], "gpu"))
-		return gpu(argc > 2 ? atoi(argv[2]) : 1, argc > 3 ? atoi(argv[3]) : 1);
-	fprintf(stderr, "usage: nccl_check host | mpi | gpu [TP EP] | free-port\n");
+		return gpu(argc > 2 ? atoi(argv[2]) : 1, argc > 3 ? atoi(argv[3]) : 1, NULL);
+	if (argc >= 2 && !strcmp(argv[1], "gpu-mpi"))
+		return gpu_mpi(argc > 2 ? atoi(argv[2]) : 1, argc > 3 ? atoi(argv[3]) : 1, argc, argv);
+	fprintf(stderr, "usage: nccl_check host | mpi | gpu [TP EP] | gpu-mpi [TP EP] | free-port\n");
 	return 2;
 }
