@@ -2,14 +2,15 @@
 # traffic.sh MOEC WORK - the bytes rank 0 sends in one step equal what `moec plan` predicts
 # for the layout: the gradient all-reduces exactly, and the all-to-alls when routing is
 # balanced as the plan assumes (every token forced to experts 0 and 4: one row to each of
-# the 2 EP ranks).
+# the 2 EP ranks). MOEC_TEST_DEVICE=cuda: on GPUs over NCCL (tests/emu's emulator here).
 . "$(dirname "$0")/lib.sh"
-moec=$1 work=$2
+moec=$1 work=$2 device=${MOEC_TEST_DEVICE:-cpu}
 rm -rf "$work" && mkdir -p "$work" || exit 1
 build_layout "$moec" "$work/t" 2 2 2
 cd "$work" || exit 1
-MOERT_TEST_FORCE_EXPERTS=0,4 run_ranks 2 -x MOERT_TEST_FORCE_EXPERTS t/train --steps 1 --no-resume --ckpt-dir ck \
-	--metrics m.jsonl >out.txt 2>&1 || fail "2 ranks: $(tail -5 out.txt)"
+MOERT_TEST_FORCE_EXPERTS=0,4 run_ranks 2 -x MOERT_TEST_FORCE_EXPERTS t/train --device "$device" --steps 1 --no-resume \
+	--ckpt-dir ck --metrics m.jsonl >out.txt 2>&1 || fail "2 ranks: $(tail -5 out.txt)"
+grep -q '"event":"device".*NCCL' m.jsonl || [ "$device" = cpu ] || fail "the run did not use NCCL: $(grep device m.jsonl)"
 counted=$(grep -o 'all-to-all [0-9]*, dp all-reduce [0-9]*, edp all-reduce [0-9]*' m.jsonl | tr -dc '0-9 ' | tr -s ' ')
 set -- $counted
 a2a=$1 dp=$2 edp=$3
