@@ -45,26 +45,7 @@ usage() {
 # train/gpu_bf16 (tests/train/bf16.sh with the kit's prebuilt bf16 trainer): 60 steps of the
 # tiny example in bf16 on the GPU within 1% of the fp32 CPU losses, and falling
 chk_gpu_bf16() { # KIT DATA WORK
-	local kit=$1 data=$2 w=$3 s a b
-	# shellcheck disable=SC1091 # fail, metric
-	. tests/train/lib.sh
-	rm -rf "$w" && mkdir -p "$w" && cd "$w" || exit 1
-	"$kit/tiny/train" --data "$data" --quiet --steps 60 --device cpu --no-resume --no-save --metrics f32.jsonl ||
-		fail "fp32 run"
-	if ! "$kit/tiny_bf16/train" --data "$data" --quiet --steps 60 --device cuda --no-resume --no-save \
-		--metrics bf16.jsonl 2>err.txt; then
-		grep -q "no CUDA driver\|no CUDA device" err.txt && { echo "SKIP: $(cat err.txt)"; exit 77; }
-		fail "bf16 run on the GPU: $(cat err.txt)"
-	fi
-	for s in 1 10 20 30 40 50 60; do
-		a=$(metric bf16.jsonl $s loss) b=$(metric f32.jsonl $s loss)
-		echo "step $s: bf16 $a, fp32 $b"
-		awk -v a="$a" -v b="$b" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(d <= 0.01 * b)}' ||
-			fail "step $s: bf16 loss $a is not within 1% of fp32's $b"
-	done
-	awk -v a="$(metric bf16.jsonl 60 ce_loss)" -v b="$(metric bf16.jsonl 1 ce_loss)" 'BEGIN {exit !(a < b - 0.5)}' ||
-		fail "the bf16 loss does not fall"
-	echo PASS
+	BF16_TRAIN=$1/tiny_bf16/train TRAIN_DATA=$2 sh tests/train/bf16.sh - "$1/tiny/train" "$3" cuda
 }
 
 # golden/CFG_gpu (tests/golden/run_golden.sh with the kit's trainer): one step from the HF
