@@ -14,6 +14,10 @@
 #                  transformers' sparse block (about 5-7 min, estimated: each trainer start
 #                  spends most of a minute on the host initializing 3.1 B parameters)
 #          bench   layer then model;  all   tests, layer, model (default: tests)
+#          profile Nsight Compute (ncu) on the MoE layer's kernels (router_*, moe_*) over one
+#                  step of the T=16k bench trainer: per kernel its time, SM and memory
+#                  throughput (% of peak) and tensor-pipe use; OUT/ncu_moe.csv, the table in
+#                  gpu_tests.txt (about 2-4 min, estimated; SKIP where ncu is missing)
 #
 # Two 10-minute calls: `tests model`, then `layer`. Everything in one call shares a time
 # budget (GPU_SESSION_BUDGET_S, default 540 s): a check that would start after it is reported
@@ -36,8 +40,55 @@ cd "$(dirname "$0")/.." || exit 2
 root=$PWD
 
 usage() {
-	echo "usage: bash bench/gpu_session.sh KIT [tests|model|layer|bench|all]..." >&2
+	echo "usage: bash bench/gpu_session.sh KIT [tests|model|layer|bench|all|profile]..." >&2
 	exit 2
+}
+
+# profile: ncu's Speed Of Light and tensor-pipe metrics of the MoE kernels over one step,
+# then one line per kernel (the sum over its launches) sorted by time
+chk_profile() { # KIT DATA WORK CSV
+	local kit=$1 data=$2 w=$3 csv=$4 t
+	command -v ncu >/dev/null 2>&1 || { echo "SKIP: ncu is not on the PATH"; exit 77; }
+	t=$kit/bench/b16384/train
+	[ -x "$t" ] || t=$(find "$kit/bench" -name train -type f | sort | head -1)
+	mkdir -p "$w"
+	ncu --csv --page raw --launch-count 60 -k 'regex:^(moe_|router_)' \
+		--metrics gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active \
+		"$t" --device cuda --steps 1 --no-resume --no-save --quiet --ckpt-dir "$w/c" --metrics /dev/null --data "$data" \
+		>"$csv" 2>"$w/ncu.err" || { tail -5 "$w/ncu.err"; exit 1; }
+	python3 - "$csv" <<'PY'
+import csv, sys, collections
+rows = list(csv.reader(open(sys.argv[1])))
+head = next(i for i, r in enumerate(rows) if "Kernel Name" in r)
+cols = rows[head]
+k = cols.index("Kernel Name")
+def col(name):
+    return next((i for i, c in enumerate(cols) if c == name), None)
+m = {n: col(n) for n in ("gpu__time_duration.sum", "sm__throughput.avg.pct_of_peak_sustained_elapsed",
+                         "gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed",
+                         "sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active",
+                         "sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active")}
+agg = collections.defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0, 0.0])  # launches, ns, then time-weighted %
+def num(r, i):
+    try:
+        return float(r[i].replace(",", "")) if i is not None else 0.0
+    except ValueError:
+        return 0.0
+for r in rows[head + 2:]:  # after the names, a row of units
+    if len(r) <= k:
+        continue
+    a = agg[r[k].split("(")[0]]
+    t = num(r, m["gpu__time_duration.sum"])
+    a[0] += 1
+    a[1] += t
+    for j, n in enumerate(list(m)[1:]):
+        a[2 + j] += t * num(r, m[n])
+total = sum(a[1] for a in agg.values()) or 1
+print(f"{'kernel':48s} {'launches':>8s} {'ms':>9s} {'share':>6s} {'SM %':>6s} {'mem %':>6s} {'mma %':>6s} {'gmma %':>6s}")
+for name, a in sorted(agg.items(), key=lambda x: -x[1][1]):
+    t = a[1] or 1
+    print(f"{name[:48]:48s} {a[0]:8d} {a[1] / 1e6:9.3f} {100 * a[1] / total:5.1f}% {a[2] / t:6.1f} {a[3] / t:6.1f} {a[4] / t:6.1f} {a[5] / t:6.1f}")
+PY
 }
 
 # ---- the checks (each runs in its own process: `gpu_session.sh _check NAME ARGS...`) ----
@@ -111,7 +162,7 @@ shift
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(tests)
 for p in "${parts[@]}"; do
-	case $p in tests | model | layer | bench | all) ;; *) usage ;; esac
+	case $p in tests | model | layer | bench | all | profile) ;; *) usage ;; esac
 done
 [ -f "$kit/kit.env" ] || { echo "gpu_session.sh: $kit/kit.env is missing: not a kit" >&2; exit 2; }
 KIT_COMMIT=unknown KIT_DATE=unknown KIT_ARCH=sm_90a KIT_BUILT_ON=unknown KIT_TOKENS=
@@ -318,10 +369,21 @@ run_bench() { # run_bench layer|model|all
 
 echo "gpu_session: kit $kit_arg ($KIT_COMMIT, $KIT_ARCH, built $KIT_DATE); parts: ${parts[*]}; budget until $(date -u -d "@$deadline" +%H:%M:%SZ 2>/dev/null || echo "$deadline")"
 [ -n "$nogpu_why" ] && echo "gpu_session: $nogpu_why${nogpu:+: every check is reported SKIP}"
+run_profile() {
+	summary=$out/gpu_tests.txt
+	log=$out/gpu_tests.log
+	[ -s "$summary" ] || header "moec GPU checks (the ctest gpu label's, run from a kit)" \
+		"bash bench/gpu_session.sh $kit_arg ${parts[*]}" >"$summary"
+	echo | tee -a "$summary"
+	check profile/moe_kernels 300 '^[a-z]|SKIP' bash "$self" _check profile "$kit" "$data" "$work/profile" \
+		"$out/ncu_moe.csv"
+}
+
 layer=0 model=0
 for p in "${parts[@]}"; do
 	case $p in
 	tests) run_tests ;;
+	profile) run_profile ;;
 	layer) layer=1 ;;
 	model) model=1 ;;
 	bench) layer=1 model=1 ;;
