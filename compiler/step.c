@@ -6,7 +6,8 @@
  *   3. step      moec_micro_step: forward layer by layer, the loss, backward in reverse;
  *   4. optimizer moec_optimizer_step and the struct moert_model handed to the trainer.
  * Shapes in the generated code use the enum at its top (T tokens, H hidden, QD = NH*HD,
- * KD = NKV*HD, E experts, K top-k, TK = T*K routed rows, I expert width, D dense width).
+ * KD = NKV*HD, E experts, K top-k, TK = TS*K rows a rank routes (TS = T/tp tokens), I expert width,
+ * D dense width).
  */
 #include "step.h"
 
@@ -433,10 +434,13 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 	step_act(w, defs, T * w->KD, "A_S_DV");
 	step_act(w, defs, T * w->QD, "A_S_DQ_RAW");
 	step_act(w, defs, T * w->KD, "A_S_DK_RAW");
-	int64_t rows = w->RT > T ? w->RT : T, width = 2 * (w->I > w->D ? w->I : w->D);
+	int64_t rows = w->RT > T ? w->RT : T;
 	step_act(w, defs, rows * H, "A_S_DY_PERM");
 	step_act(w, defs, rows * H, "A_S_DX_PERM");
-	step_act(w, defs, rows * width, "A_S_DGU");
+	/* d(gate|up): the routed rows' [RT, 2I] in an MoE layer, [T, 2D] in a dense one (D is
+	 * the config's intermediate size even where no layer is dense: counted only if one is) */
+	int64_t dgu_moe = w->ir->n_moe_layers ? w->RT * 2 * w->I : 0, dgu_dense = w->ir->n_dense_layers ? T * 2 * w->D : 0;
+	step_act(w, defs, dgu_moe > dgu_dense ? dgu_moe : dgu_dense, "A_S_DGU");
 	step_act(w, defs, TK, "A_S_DTOPK_W");
 	step_act(w, defs, T * E, "A_S_DLOGITS");
 	if (w->bf16) /* fp32 logit gradients cast to bf16 for the GEMMs with bf16 weights */
@@ -1284,7 +1288,7 @@ static void step_prologue(struct step_writer *w, const char *defs, const char *t
 	OUT("#include \"launch.h\"\n\n");
 	OUT("/* Shapes (per rank). */\n");
 	OUT("enum {\n\tT = MOEC_TOKENS, H = MOEC_H, V = MOEC_V, NH = MOEC_NH, NKV = MOEC_NKV, HD = MOEC_HD,\n"
-	    "\tQD = NH * HD, KD = NKV * HD, E = MOEC_E, K = MOEC_K, TK = T * K, I = MOEC_I, D = MOEC_D,\n"
+	    "\tQD = NH * HD, KD = NKV * HD, E = MOEC_E, K = MOEC_K, TK = MOEC_MOE_TOKENS * K, I = MOEC_I, D = MOEC_D,\n"
 	    "\tMOE_LAYERS = MOEC_MOE_LAYERS, E_LOCAL = MOEC_E_LOCAL, EP = %lld, RT = EP * TK, /* rows a rank's experts may get */\n"
 	    "\tTS = MOEC_MOE_TOKENS, /* tokens a rank routes: T / tp */\n"
 	    "\tTP = %lld, VR = V / TP, /* tensor-parallel ranks; the vocabulary rows each holds */\n"
@@ -1331,13 +1335,13 @@ static int step_sizes(struct step_writer *w)
 	w->K = d->top_k;
 	w->I = d->expert_inter;
 	w->D = d->dense_inter;
-	w->TK = w->T * w->K;
+	w->TP = w->c->plan->layout.tp;
+	w->TS = w->T / (w->TP > 0 ? w->TP : 1);
+	w->TK = w->TS * w->K; /* the MoE is sequence-parallel over tp: a rank routes TS tokens */
 	w->EP = w->c->plan->layout.ep;
 	w->E_LOCAL = w->E / (w->EP > 0 ? w->EP : 1);
 	w->RT = w->EP * w->TK; /* dropless: every routed row of the group could pick this rank */
 	w->bf16 = w->s->train.precision == DTYPE_BF16;
-	w->TP = w->c->plan->layout.tp;
-	w->TS = w->T / (w->TP > 0 ? w->TP : 1);
 	const char *nkv = kernels_dict_get(&w->ks->dict, "NKV");
 	w->kv_split = w->TP == 1 || (nkv && atoll(nkv) * w->TP == w->NKV);
 	w->nblk = (w->T + 255) / 256;
@@ -1361,6 +1365,37 @@ static int step_write(const struct emit_context *c, const char *rel, const char 
 	else if (c->debug >= 2)
 		fprintf(stderr, "==== %s\n%s", path, text);
 	return err ? 1 : 0;
+}
+
+/* The proof behind `moec check`'s verdict is the plan's estimate; the trainer's arenas are
+ * what it will allocate: weights, gradients and both AdamW moments in fp32, the bf16 weight
+ * copies of a bf16 step, and the activation arena. They must fit the GPU with the plan's
+ * reserve for the CUDA context and NCCL (else an error: the job would fail at start), and
+ * should not exceed the plan's estimate (else a warning: the plan under-counts something,
+ * which tests/dist and tests/train check for). */
+static int step_check_memory(const struct step_writer *w)
+{
+	const struct plan_memory *pm = &w->c->plan->memory;
+	const double gib = 1024.0 * 1024.0 * 1024.0;
+	int64_t arenas = 4 * (4 * w->param_floats + w->act_floats) + (w->bf16 ? 2 * w->param_floats : 0);
+	int64_t estimate = pm->total - pm->ws_reserve;
+	if (pm->capacity > 0 && arenas + pm->ws_reserve > pm->capacity) {
+		fprintf(stderr,
+			"moec: error: the trainer's arenas take %.2f GiB per rank (weights, gradients, AdamW and activations), "
+			"%.2f GiB with the plan's reserve for CUDA and NCCL: more than the GPU's %.2f GiB (the plan estimated "
+			"%.2f GiB); reduce train.micro_batch or spread the model over more ranks\n",
+			arenas / gib, (arenas + pm->ws_reserve) / gib, pm->capacity / gib, pm->total / gib);
+		return 1;
+	}
+	if (arenas > estimate)
+		fprintf(stderr,
+			"moec: warning: the trainer's arenas (%.3f GiB per rank) exceed moec plan's estimate of them (%.3f GiB): "
+			"the plan under-counts; its verdict may be optimistic\n",
+			arenas / gib, estimate / gib);
+	else if (w->c->debug)
+		fprintf(stderr, "moec: the trainer's arenas take %.3f GiB per rank; the plan estimated %.3f GiB\n",
+			arenas / gib, estimate / gib);
+	return 0;
 }
 
 int step_write_model_c(const struct emit_context *c, const struct kernel_set *ks)
@@ -1407,6 +1442,8 @@ int step_write_model_c(const struct emit_context *c, const struct kernel_set *ks
 		fprintf(stderr, "moec: error: the step needs a %s kernel the kernel set lacks (compiler/kernels.c)\n", w.err);
 		goto out;
 	}
+	if (step_check_memory(&w))
+		goto out;
 	cubins = step_cubins_asm(&w, &cubins_len);
 	if (!cubins)
 		goto out;

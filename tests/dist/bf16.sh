@@ -8,6 +8,7 @@ moec=$1 ref=$2 work=$3
 rm -rf "$work" && mkdir -p "$work" || exit 1
 "$moec" build examples/tiny_qwen3_moe.yaml -o "$work/t" --set train.precision=bf16 --set parallel.gpus_per_node=2 \
 	--set parallel.tp=2 --set parallel.ep=2 >"$work/build.log" 2>&1 || fail "moec build: $(tail -3 "$work/build.log")"
+within_plan "$work/build.log"
 cd "$work" || exit 1
 run_ranks 2 t/train --quiet --steps 30 --no-resume --no-save --metrics bf16.jsonl >out.txt 2>&1 ||
 	fail "bf16 on 2 ranks: $(tail -5 out.txt)"

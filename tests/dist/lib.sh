@@ -8,6 +8,7 @@ build_layout() {
 	"$1" build examples/tiny_qwen3_moe.yaml -o "$2" --set parallel.gpus_per_node="$3" --set parallel.ep="$4" \
 		--set train.micro_batch="$5" --set parallel.tp="${6:-1}" >"$2.build.log" 2>&1 ||
 		fail "moec build ($3 ranks, ep $4, tp ${6:-1}): $(tail -3 "$2.build.log")"
+	within_plan "$2.build.log"
 }
 
 # run_ranks N TRAIN ARGS...: N ranks under mpirun (one rank: directly)

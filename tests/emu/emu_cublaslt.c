@@ -495,7 +495,7 @@ static size_t at(const struct lt_layout *l, uint64_t i, uint64_t j)
 /* The stored matrix as a dense column-major fp32 copy (rows x cols, ld rows). */
 static float *unpack(const struct lt_layout *l, const void *src)
 {
-	float *out = malloc((size_t)(l->rows * l->cols ? l->rows * l->cols : 1) * sizeof *out);
+	float *out = malloc((size_t)(l->rows * l->cols > 0 ? l->rows * l->cols : 1) * sizeof *out);
 	if (!out)
 		return NULL;
 	for (uint64_t j = 0; j < l->cols; j++)
@@ -559,7 +559,7 @@ static cublasStatus_t compute(const struct problem *p, float alpha, float beta, 
 {
 	const uint64_t m = p->m, n = p->n, k = p->k;
 	float *a = unpack(p->a, A), *b = unpack(p->b, B);
-	float *c = beta != 0.0f ? unpack(p->c, C) : calloc((size_t)(m * n ? m * n : 1), sizeof *c);
+	float *c = beta != 0.0f ? unpack(p->c, C) : calloc((size_t)(m * n > 0 ? m * n : 1), sizeof *c);
 	cublasStatus_t s = CUBLAS_STATUS_ALLOC_FAILED;
 	if (a && b && c) {
 		if (k)

@@ -13,6 +13,7 @@ train16=${BF16_TRAIN:-$work/bf16/train}
 if [ -z "${BF16_TRAIN:-}" ]; then
 	"$moec" build examples/tiny_qwen3_moe.yaml --set train.precision=bf16 -o "$work/bf16" >"$work/build.log" 2>&1 ||
 		fail "moec build bf16: $(tail -3 "$work/build.log")"
+	within_plan "$work/build.log"
 fi
 set -- --quiet --steps 60 --no-resume --no-save
 [ -n "${TRAIN_DATA:-}" ] && set -- "$@" --data "$TRAIN_DATA"

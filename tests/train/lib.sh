@@ -4,6 +4,14 @@ fail() {
 	exit 1
 }
 
+# within_plan BUILD_LOG: moec build did not find the trainer's arenas larger than moec plan's
+# estimate of them (compiler/step.c warns: the plan's memory verdict would be optimistic)
+within_plan() {
+	if grep -q "exceed moec plan" "$1"; then
+		fail "$(grep "exceed moec plan" "$1")"
+	fi
+}
+
 # metric FILE STEP KEY: the value of KEY in the record of STEP in a metrics .jsonl
 metric() {
 	grep "^{\"step\":$2," "$1" | tail -1 | sed -n "s/.*\"$3\":\([^,}]*\).*/\1/p"
