@@ -343,11 +343,16 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		for (int i = 0; i < m->moe_layers; i++)
 			moert_ep_init(&r.ep[i], m->layout.ep, m->experts_per_rank);
 	}
+	/* The host arenas. On the GPU the step runs on device copies, and the host keeps what
+	 * checkpoints are made of (weights, AdamW's moments); gradients only for --dump (or to
+	 * name a non-finite one), activations not at all. */
 	r.params = alloc_floats(m->param_floats, "the weights");
-	r.grads = alloc_floats(m->param_floats, "the gradients");
 	r.exp_avg = alloc_floats(m->param_floats, "AdamW's first moments");
 	r.exp_avg_sq = alloc_floats(m->param_floats, "AdamW's second moments");
-	r.acts = alloc_floats(m->act_floats, "the activations");
+	if (!use_cuda || o.dump)
+		r.grads = alloc_floats(m->param_floats, "the gradients");
+	if (!use_cuda)
+		r.acts = alloc_floats(m->act_floats, "the activations");
 	log_event(lg, "start", "%s: %.2f M parameters, %lld tokens per micro-batch x %d (%s)", m->name,
 		  m->n_params / 1e6, m->tokens, m->grad_accum, m->generated_by);
 
@@ -374,6 +379,8 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	char device[256] = "cpu";
 	if (use_cuda) {
 		moert_cuda_run_open(m, &r, &rd, gpu);
+		free(r.params16); /* the device keeps them current; checkpoints hold the fp32 masters */
+		r.params16 = NULL;
 		snprintf(device, sizeof device, "%s%s", moert_cuda_describe(gpu), comm.nccl ? " (NCCL)" : "");
 		run = &rd;
 	}
@@ -420,8 +427,11 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		ls.lr = lr_at(m, o.lr, step, o.steps);
 		ls.grad_norm = (use_cuda ? m->optimizer_step_cuda : m->optimizer_step)(run, ls.lr, (int)step);
 		run_steps++;
-		if (use_cuda && !(isfinite(st.loss) && isfinite(ls.grad_norm)))
-			moert_cuda_run_download(m, &rd, &r, 1); /* to name the tensor */
+		if (use_cuda && !(isfinite(st.loss) && isfinite(ls.grad_norm))) { /* to name the tensor */
+			if (!r.grads)
+				r.grads = alloc_floats(m->param_floats, "the gradients");
+			moert_cuda_run_download(m, &rd, &r, 1);
+		}
 		stop_on_non_finite(m, &r, step, &st, ls.grad_norm);
 		ls.step_s = moert_seconds() - t0;
 		ls.tokens = m->tokens * m->grad_accum;
