@@ -5,8 +5,17 @@
 # everything, and compare with CONFIG_DIR/golden.safetensors.
 set -e
 moec=$1 compare=$2 cfg=$3 out=$4 device=${5:-cpu}
-if [ "$device" = cuda ] && ! ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1'; then
-	echo "SKIP: no CUDA driver (libcuda.so.1 is not in the loader cache)"
+# no driver where the loader would look (its cache, or LD_LIBRARY_PATH as containers
+# often have it): skip before building; a driver without a device skips below
+has_driver() {
+	ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1' && return 0
+	for d in $(echo "${LD_LIBRARY_PATH:-}" | tr ':' ' '); do
+		[ -e "$d/libcuda.so.1" ] && return 0
+	done
+	return 1
+}
+if [ "$device" = cuda ] && ! has_driver; then
+	echo "SKIP: no CUDA driver (libcuda.so.1 is neither in the loader cache nor on LD_LIBRARY_PATH)"
 	exit 77
 fi
 rm -rf "$out"
