@@ -31,6 +31,9 @@ const char *step_unsupported(const struct spec *s, const struct ir *ir, const st
 {
 	if (p->layout.tp > 1 && (s->train.micro_batch * s->train.seq_len) % p->layout.tp)
 		return "tensor parallelism splits the MoE tokens: micro_batch x seq_len must be a multiple of tp";
+	if (p->layout.tp > ir->dims.kv_heads && ir->dims.kv_heads > 1)
+		return "tensor parallelism over more ranks than kv heads: the step splits k/v heads over tp, or replicates "
+		       "a single kv head; with several kv heads each shared by some tp ranks, choose tp <= num_kv_heads";
 	if (p->layout.tp > 1 && ir->dims.vocab % p->layout.tp)
 		return "the vocab-parallel embedding and LM head split the vocabulary evenly: vocab must be a multiple of tp";
 	if (p->layout.ep > 64)
