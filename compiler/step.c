@@ -1382,19 +1382,29 @@ static int step_check_memory(const struct step_writer *w)
 	const double gib = 1024.0 * 1024.0 * 1024.0;
 	int64_t arenas = 4 * (4 * w->param_floats + w->act_floats) + (w->bf16 ? 2 * w->param_floats : 0);
 	int64_t estimate = pm->total - pm->ws_reserve;
+	/* what the plan counts on that the step does not do yet */
+	char why[256] = "";
+	int n = 0;
+	if (w->s->train.recompute != RECOMPUTE_NONE)
+		n += snprintf(why + n, sizeof why - (size_t)n, "%s recompute activations (train.recompute: %s)", n ? " or" : "",
+			      w->s->train.recompute == RECOMPUTE_FULL ? "full" : "selective");
+	if (w->s->parallel.shard_optimizer && (w->c->plan->layout.dp > 1 || w->c->plan->layout.edp > 1))
+		n += snprintf(why + n, sizeof why - (size_t)n, "%s shard AdamW's state over dp (parallel.shard_optimizer)",
+			      n ? " or" : "");
 	if (pm->capacity > 0 && arenas + pm->ws_reserve > pm->capacity) {
 		fprintf(stderr,
 			"moec: error: the trainer's arenas take %.2f GiB per rank (weights, gradients, AdamW and activations), "
 			"%.2f GiB with the plan's reserve for CUDA and NCCL: more than the GPU's %.2f GiB (the plan estimated "
-			"%.2f GiB); reduce train.micro_batch or spread the model over more ranks\n",
-			arenas / gib, (arenas + pm->ws_reserve) / gib, pm->capacity / gib, pm->total / gib);
+			"%.2f GiB%s%s%s); reduce train.micro_batch or spread the model over more ranks\n",
+			arenas / gib, (arenas + pm->ws_reserve) / gib, pm->capacity / gib, pm->total / gib,
+			n ? ", but the step does not yet" : "", why, n ? "" : "");
 		return 1;
 	}
 	if (arenas > estimate)
 		fprintf(stderr,
-			"moec: warning: the trainer's arenas (%.3f GiB per rank) exceed moec plan's estimate of them (%.3f GiB): "
-			"the plan under-counts; its verdict may be optimistic\n",
-			arenas / gib, estimate / gib);
+			"moec: warning: the trainer's arenas (%.3f GiB per rank) exceed moec plan's estimate of them (%.3f GiB)%s%s%s\n",
+			arenas / gib, estimate / gib, n ? ": the step does not yet" : ": the plan under-counts; its verdict may be optimistic",
+			why, "");
 	else if (w->c->debug)
 		fprintf(stderr, "moec: the trainer's arenas take %.3f GiB per rank; the plan estimated %.3f GiB\n",
 			arenas / gib, estimate / gib);
