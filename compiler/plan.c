@@ -558,26 +558,62 @@ static void plan_comm_a2a(const struct spec *s, const struct ir *ir, const struc
 	c->a2a_s = n * (t_local > t_remote ? t_local : t_remote);
 }
 
-/* Sequence-parallel TP: per layer an all-gather before and a reduce-scatter after both
- * attention and MLP, mirrored in backward (4 per layer; ring bytes equal one all-reduce
- * per pair, 2(tp-1)/tp * T*H*b each), plus the embedding's and the LM head's pair. */
+/* Tensor parallelism moves activations, as the step issues them (compiler/step.c's TP_SUM
+ * and TP_GATHER): per micro-batch an all-reduce of [T, H] after the vocab-parallel
+ * embedding and one of d(xf) at the LM head; per layer the attention output's and d(xn1)'s
+ * all-reduces; an MoE layer, sequence-parallel (each rank routes T/tp tokens), all-gathers
+ * its output and d(x_mid); a dense layer all-reduces its output and d(xn2); and the
+ * cross-entropy all-gathers each vocabulary slice's per-row (max, sum, target) in fp32.
+ * Ring bytes per rank: 2(p-1)/p of an all-reduce's buffer, (p-1)/p of an all-gather's
+ * whole. Full recompute (a plan for it: the step does not recompute yet) repeats the
+ * forward's two per layer. */
 static void plan_comm_tp(const struct spec *s, const struct ir *ir, const struct plan_layout *l, struct plan_comm *c)
 {
 	if (l->tp <= 1)
 		return;
-	int64_t t = s->train.micro_batch * s->train.seq_len;
-	double one = plan_ring_factor(l->tp) * (double)ir_dtype_bytes(s->train.precision, ir_sat_mul(t, ir->dims.hidden));
-	double n = (4.0 * ir->nlayers + 2 + (s->train.recompute == RECOMPUTE_FULL ? 2.0 * ir->nlayers : 0)) * s->train.grad_accum;
-	c->tp_bytes = n * one;
+	const double p = l->tp, t = (double)s->train.micro_batch * (double)s->train.seq_len;
+	const double n = (double)ir_dtype_bytes(s->train.precision, ir_sat_mul(s->train.micro_batch * s->train.seq_len,
+										    ir->dims.hidden));
+	double reduces = 2 + 2.0 * ir->nlayers + 2.0 * ir->n_dense_layers, gathers = 2.0 * ir->n_moe_layers;
+	if (s->train.recompute == RECOMPUTE_FULL) {
+		reduces += ir->nlayers + ir->n_dense_layers;
+		gathers += ir->n_moe_layers;
+	}
+	double micro = reduces * plan_ring_factor(l->tp) * n + gathers * (p - 1) / p * n + (p - 1) * 3 * t * 4;
+	c->tp_bytes = micro * s->train.grad_accum;
 	c->tp_s = c->tp_bytes / ((l->tp_groups.all_in_domain ? c->intra_gbps : c->inter_gbps) * 1e9);
 }
 
+/* With tensor parallelism some replicated weights see only part of the work on each tp
+ * rank (their rows or heads): the q/k norms, the router and an MoE layer's post-attention
+ * norm (the MoE runs on a token slice), and a single kv head replicated over tp. Their
+ * gradients are summed over the whole world (dp x tp), the others over dp (compiler/step.c's
+ * PARTIAL class). */
+static bool plan_tp_partial(const struct ir_tensor *t, const struct ir *ir, const struct plan_knobs *k)
+{
+	if (k->tp <= 1)
+		return false;
+	switch (t->role) {
+	case IR_ROLE_Q_NORM:
+	case IR_ROLE_K_NORM:
+	case IR_ROLE_ROUTER:
+		return true;
+	case IR_ROLE_K:
+	case IR_ROLE_V:
+		return k->kv_heads > 0 && k->kv_heads < k->tp;
+	case IR_ROLE_POST_ATTN_NORM:
+		return t->layer >= 0 && t->layer < ir->nlayers && ir->layers[t->layer].moe;
+	default:
+		return false;
+	}
+}
+
 /* Gradients, once per step, in fp32 (the gradient buffers' dtype): ring all-reduce of the
- * dense shard over dp and of the expert shard over edp. shard_optimizer turns each into a
- * reduce-scatter + all-gather: the same bytes. */
+ * dense shard over dp (the tp-partial ones over the world) and of the expert shard over
+ * edp. shard_optimizer turns each into a reduce-scatter + all-gather: the same bytes. */
 static void plan_comm_grads(const struct ir *ir, const struct plan_layout *l, const struct plan_knobs *k, struct plan_comm *c)
 {
-	double dense = 0, expert = 0;
+	double dense = 0, partial = 0, expert = 0;
 	for (int i = 0; i < ir->ntensors; i++) {
 		const struct ir_tensor *t = &ir->tensors[i];
 		if (!ir_tensor_trainable(t))
@@ -585,10 +621,12 @@ static void plan_comm_grads(const struct ir *ir, const struct plan_layout *l, co
 		double b = 4.0 * (double)plan_shard_numel(t, k);
 		if (t->shard == IR_SHARD_EP)
 			expert += b;
+		else if (plan_tp_partial(t, ir, k))
+			partial += b;
 		else
 			dense += b;
 	}
-	c->dp_bytes = plan_ring_factor(l->dp) * dense;
+	c->dp_bytes = plan_ring_factor(l->dp) * dense + plan_ring_factor(l->dp * l->tp) * partial;
 	c->edp_bytes = plan_ring_factor(l->edp) * expert;
 	c->dp_s = c->dp_bytes / ((l->dp_groups.all_in_domain ? c->intra_gbps : c->inter_gbps) * 1e9);
 	c->edp_s = c->edp_bytes / ((l->edp_groups.all_in_domain ? c->intra_gbps : c->inter_gbps) * 1e9);

@@ -2,26 +2,42 @@
 # traffic.sh MOEC WORK - the bytes rank 0 sends in one step equal what `moec plan` predicts
 # for the layout: the gradient all-reduces exactly, and the all-to-alls when routing is
 # balanced as the plan assumes (every token forced to experts 0 and 4: one row to each of
-# the 2 EP ranks). MOEC_TEST_DEVICE=cuda: on GPUs over NCCL (tests/emu's emulator here).
+# the 2 EP ranks), and the tensor-parallel bytes too. MOEC_TEST_DEVICE=cuda: on GPUs over
+# NCCL (tests/emu's emulator here).
 . "$(dirname "$0")/lib.sh"
 moec=$1 work=$2 device=${MOEC_TEST_DEVICE:-cpu}
 rm -rf "$work" && mkdir -p "$work" || exit 1
-build_layout "$moec" "$work/t" 2 2 2
+# traffic RANKS EP TP MICRO_BATCH DIR: one step under forced balanced routing; the bytes rank 0
+# counted (the log's traffic line) against moec plan's prediction for the same layout
+traffic() {
+	build_layout "$moec" "$work/$5" "$1" "$2" "$4" "$3"
+	(
+		cd "$work" || exit 1
+		MOERT_TEST_FORCE_EXPERTS=0,4 run_ranks "$1" -x MOERT_TEST_FORCE_EXPERTS "$5/train" --device "$device" --steps 1 \
+			--no-resume --ckpt-dir "ck_$5" --metrics "$5.jsonl" >"$5.out" 2>&1 || fail "$1 ranks: $(tail -5 "$5.out")"
+		grep -q '"event":"device".*NCCL' "$5.jsonl" || [ "$device" = cpu ] ||
+			fail "the run did not use NCCL: $(grep device "$5.jsonl")"
+		counted=$(grep -o 'all-to-all [0-9]*, dp all-reduce [0-9]*, edp all-reduce [0-9]*, tp [0-9]*' "$5.jsonl" |
+			tr -dc '0-9 ' | tr -s ' ')
+		"$moec" plan "$OLDPWD/examples/tiny_qwen3_moe.yaml" --json --set parallel.gpus_per_node="$1" \
+			--set parallel.ep="$2" --set parallel.tp="$3" --set train.micro_batch="$4" >"$5.plan.json" || fail "moec plan"
+		predicted=
+		for k in a2a_bytes dp_bytes edp_bytes tp_bytes; do
+			predicted="$predicted $(grep -o "\"$k\":[0-9.e+]*" "$5.plan.json" | tail -1 | cut -d: -f2)"
+		done
+		echo "$1 ranks, ep $2, tp $3: counted (all-to-all, dp, edp, tp):$counted; plan:$predicted"
+		# shellcheck disable=SC2086 # two lists of four numbers
+		set -- $counted $predicted
+		[ $# -eq 8 ] || fail "expected 4 counted and 4 predicted numbers"
+		for kind in all-to-all dp edp tp; do
+			awk -v a="$1" -v b="$5" 'BEGIN {exit !(a == b)}' || fail "$kind: counted $1 bytes, the plan predicts $5"
+			shift
+		done
+	) || exit 1
+}
+traffic 2 2 1 2 t        # dp 2 x EP 2
+traffic 4 2 2 2 t4       # dp 2 x TP 2, EP 2 x edp 2: the tp activations, the tp-partial gradients
 cd "$work" || exit 1
-MOERT_TEST_FORCE_EXPERTS=0,4 run_ranks 2 -x MOERT_TEST_FORCE_EXPERTS t/train --device "$device" --steps 1 --no-resume \
-	--ckpt-dir ck --metrics m.jsonl >out.txt 2>&1 || fail "2 ranks: $(tail -5 out.txt)"
-grep -q '"event":"device".*NCCL' m.jsonl || [ "$device" = cpu ] || fail "the run did not use NCCL: $(grep device m.jsonl)"
-counted=$(grep -o 'all-to-all [0-9]*, dp all-reduce [0-9]*, edp all-reduce [0-9]*' m.jsonl | tr -dc '0-9 ' | tr -s ' ')
-set -- $counted
-a2a=$1 dp=$2 edp=$3
-"$moec" plan "$OLDPWD/examples/tiny_qwen3_moe.yaml" --json --set parallel.gpus_per_node=2 --set parallel.ep=2 \
-	--set train.micro_batch=2 >plan.json || fail "moec plan"
-plan() { grep -o "\"$1\":[0-9.e+]*" plan.json | tail -1 | cut -d: -f2; }
-echo "counted: all-to-all $a2a, dp $dp, edp $edp; plan: $(plan a2a_bytes), $(plan dp_bytes), $(plan edp_bytes)"
-for pair in "$a2a $(plan a2a_bytes)" "$dp $(plan dp_bytes)" "$edp $(plan edp_bytes)"; do
-	set -- $pair
-	awk -v a="$1" -v b="$2" 'BEGIN {exit !(a == b)}' || fail "counted $1 bytes, the plan predicts $2"
-done
 # started without its launcher, the 2-rank trainer says how it was built and how to start it
 t/train --steps 1 --no-resume --ckpt-dir ck2 >alone.out 2>&1 && fail "a 2-rank trainer ran as one rank"
 grep -q "built for 2 ranks.*started as 1.*mpirun -np 2" alone.out || fail "world-size mismatch message: $(cat alone.out)"
