@@ -7,8 +7,11 @@
 #                  H100, estimated): gpu/device_smoke, gpu/nccl_one_rank, gpu/nccl_ranks (skipped
 #                  with one GPU), train/gpu_vs_cpu, train/gpu_bf16, golden/a_gpu, golden/b_gpu,
 #                  train/resume on the GPU, gpu/kernels_{f32,bf16,capacity,capacity_late} (the
-#                  tiny spec's shapes, as ctest; seeds KVT_SEEDS, default "default 1 2"), and
-#                  compute-sanitizer memcheck of kernels_f32 and _bf16 where it is installed
+#                  tiny spec's shapes, as ctest; seeds KVT_SEEDS, default "default 1 2"),
+#                  gpu/kernels_qwen30b (every kernel at Qwen3-30B-A3B's shapes, bf16: the default
+#                  seed, kernel_vs_twin --max-rows KVT30_MAX_ROWS, default 1000; about 1-2 min,
+#                  estimated: its self-check takes 127 s on 2 cores), and compute-sanitizer
+#                  memcheck of kernels_f32 and _bf16 where it is installed
 #          model   bench/moe_gpu.sh's 4-layer model vs transformers (about 2 min, estimated)
 #          layer   bench/moe_gpu.sh's MoE layer at T = 4k..32k vs torch._grouped_mm and
 #                  transformers' sparse block (about 5-7 min, estimated: each trainer start
@@ -115,14 +118,15 @@ chk_golden() { # KIT CFG WORK
 }
 
 # gpu/kernels_NAME (tests/gpu/run.sh's run, the build done by the kit): every kernel of the
-# build against its CPU twin, for each seed of KVT_SEEDS; prints one line per seed with the
-# verdict and the largest NMSE that was not exact
-chk_kvt() { # KIT NAME WORK
-	local kit=$1 name=$2 w=$3 seed rc=0 r skipped=0 n=0
+# build against its CPU twin, for each of SEEDS, with kernel_vs_twin's ARGS; prints one line per
+# seed with the verdict (and the cases --max-rows left out) and the largest NMSE that was not exact
+chk_kvt() { # KIT NAME WORK SEEDS [ARGS...]
+	local kit=$1 name=$2 w=$3 seeds=$4 seed rc=0 r skipped=0 n=0
+	shift 4
 	mkdir -p "$w"
-	for seed in ${KVT_SEEDS:-default 1 2}; do
-		local args=()
-		[ "$seed" = default ] || args=(--seed "$seed")
+	for seed in $seeds; do
+		local args=("$@")
+		[ "$seed" = default ] || args+=(--seed "$seed")
 		"$kit/kvt/$name/kernel_vs_twin" "${args[@]}" "$kit/kvt/$name/build" >"$w/seed_$seed.txt" 2>&1
 		r=$?
 		n=$((n + 1))
@@ -290,7 +294,7 @@ check() {
 	if [ "$status" = FAIL ] && ! grep -Eq "$detail" "$work/log.txt"; then
 		tail -8 "$work/log.txt" | sed 's/^/      /' | tee -a "$summary"
 	else
-		grep -E "$detail" "$work/log.txt" | head -12 | cut -c1-200 | sed 's/^/      /' | tee -a "$summary"
+		grep -E "$detail" "$work/log.txt" | head -12 | cut -c1-240 | sed 's/^/      /' | tee -a "$summary"
 	fi
 }
 
@@ -328,8 +332,16 @@ run_tests() {
 	check golden/b_gpu 120 'worst|compared|FAIL' bash "$self" _check golden "$kit" b "$work/golden_b"
 	check train/resume_gpu 240 'PASS|FAIL|note' sh tests/train/resume.sh "$work/bin/tiny_cuda" "$work/resume"
 	for v in f32 bf16 capacity capacity_late; do
-		check "gpu/kernels_$v" 300 '^seed ' bash "$self" _check kvt "$kit" "$v" "$work/kvt_$v"
+		check "gpu/kernels_$v" 300 '^seed ' bash "$self" _check kvt "$kit" "$v" "$work/kvt_$v" "${KVT_SEEDS:-default 1 2}"
 	done
+	# the real shapes (E 128, H 2048, I 768, 32/4 heads of 128, vocab 151936): one seed, no case
+	# of more than KVT30_MAX_ROWS rows, stand-in expert weights (tests/gpu/README.md, --max-rows)
+	if [ -d "$kit/kvt/qwen30b" ]; then
+		check gpu/kernels_qwen30b 240 '^seed ' bash "$self" _check kvt "$kit" qwen30b "$work/kvt_qwen30b" default \
+			--max-rows "${KVT30_MAX_ROWS:-1000}"
+	else
+		result SKIP gpu/kernels_qwen30b 0 "the kit has no kvt/qwen30b (built before scripts/gpu_kit.sh made it)"
+	fi
 	if command -v compute-sanitizer >/dev/null 2>&1; then
 		for v in f32 bf16; do
 			check "memcheck/kernels_$v" 150 'ERROR SUMMARY|^(PASS|FAIL):' bash "$self" _check memcheck "$kit" "$v"

@@ -14,7 +14,9 @@
 #   golden_b/train        tests/golden/b/spec.yaml             golden/b_gpu
 #   kvt/NAME/             kernel_vs_twin with the twins linked in, and the build it checks
 #                         (manifest.json, gen/launch.h, cubin/): gpu/kernels_NAME for
-#                         NAME = f32, bf16, capacity, capacity_late (tests/gpu/run.sh build)
+#                         NAME = f32, bf16, capacity, capacity_late (tests/gpu/run.sh build), and
+#                         qwen30b: bench/specs/qwen3_30b_a3b_4layers.yaml (bf16, the real shapes;
+#                         gpu_session.sh runs it with --max-rows)
 #   bench/bT/train        bench/specs/qwen3_30b_a3b_4layers.yaml at T = 4096..32768 tokens
 #                         per step (bench/moe_gpu.sh build)
 #   bin/                  device_smoke, nccl_check, golden_compare
@@ -110,12 +112,12 @@ for d in "$work"/bench/b*/; do
 done
 
 # ---- kernel_vs_twin: moec build --kernels-only, the twins compiled and linked (run.sh build) ----
-say "kernel_vs_twin builds (tests/gpu/run.sh build; the ctest gpu/kernels_* variants)"
-kvt() { # kvt NAME [moec build args...]
-	local name=$1
-	shift
+say "kernel_vs_twin builds (tests/gpu/run.sh build; the ctest gpu/kernels_* variants, and qwen30b)"
+kvt() { # kvt NAME SPEC [moec build args...]
+	local name=$1 spec=$2
+	shift 2
 	KVT_ARCH=$arch sh tests/gpu/run.sh build "$moec" "$cc" "" "$kvt_obj" "$libmoert" "$work/kvt_$name" \
-		examples/tiny_qwen3_moe.yaml "$@" >"$work/kvt_$name.log" 2>&1 || {
+		"$spec" "$@" >"$work/kvt_$name.log" 2>&1 || {
 		cat "$work/kvt_$name.log" >&2
 		die "tests/gpu/run.sh build $name failed"
 	}
@@ -127,10 +129,12 @@ kvt() { # kvt NAME [moec build args...]
 	cp -r "$src/build/cubin" "$dst/build/"
 	echo "kvt/$name: $(grep -c '"cubin"' "$dst/build/manifest.json") kernels"
 }
-kvt f32
-kvt bf16 --set train.precision=bf16
-kvt capacity --set moe.capacity_factor=1.0 --set moe.drop_policy=low_prob
-kvt capacity_late --set moe.capacity_factor=1.0 --set moe.drop_policy=late_tokens
+tiny=examples/tiny_qwen3_moe.yaml
+kvt f32 "$tiny"
+kvt bf16 "$tiny" --set train.precision=bf16
+kvt capacity "$tiny" --set moe.capacity_factor=1.0 --set moe.drop_policy=low_prob
+kvt capacity_late "$tiny" --set moe.capacity_factor=1.0 --set moe.drop_policy=late_tokens
+kvt qwen30b bench/specs/qwen3_30b_a3b_4layers.yaml
 
 # ---- test programs ----
 strip --strip-debug -o "$kit/bin/device_smoke" "$build/tests/device/device_smoke"

@@ -1,7 +1,7 @@
 /* kernel_vs_twin.c - every CUDA kernel of a moec build against its CPU twin, by NMSE.
  *
- *   kernel_vs_twin [-v] [--only SUBSTR] [--seed N] BUILD_DIR     GPU: cubins against twins
- *   kernel_vs_twin --self-check [-v] [--only SUBSTR] BUILD_DIR      no GPU: twin against twin
+ *   kernel_vs_twin [-v] [--only SUBSTR] [--seed N] [--max-rows N] BUILD_DIR   GPU: cubins against twins
+ *   kernel_vs_twin --self-check [-v] [--only SUBSTR] [--max-rows N] BUILD_DIR   no GPU: twin against twin
  *   kernel_vs_twin --probe                                          print moec's --arch for GPU 0
  *
  * BUILD_DIR is a `moec build` output directory. For every kernel instance in
@@ -39,18 +39,34 @@
  * GPU (ctest gpu/self_check_*); then it corrupts one element of every compared output, which
  * every case must catch, and moves one element of every bf16 output to its neighbouring
  * value, which must pass.
+ *
+ * --max-rows N, for a real model's constants (bench/specs/qwen3_30b_a3b_4layers.yaml: E = 128
+ * experts of 2I x H = 1536 x 2048, 32 heads of 128, vocab 151936): no case of more than N rows
+ * or tokens. Such a case is not run: it prints a "not run" line, the last line counts them, and
+ * it keeps its case number, so the cases that run draw the inputs they draw without the option
+ * (but for the GEMMs' weights, below).
+ * Cases whose sizes are element counts no constant scales (add, the casts, grad_sumsq, scale,
+ * adamw) are not capped, and the grouped GEMMs' tile-edge case keeps the tile-edge sizes for
+ * the first experts that fit (whole rounds of 8; the rest get no rows). Besides, the GEMMs'
+ * expert weights (and the weight gradients they accumulate into) are a cheap stand-in, uniform
+ * values of the same mean and spread instead of normals: at those constants drawing them was
+ * most of the time, 15-20 s per case on one core whatever its rows. And freed memory stays in
+ * the heap for the next case's buffers instead of being mapped and zeroed afresh.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <malloc.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ACT_BF16 0
 #include "moec_host.h" /* kernels/cpu: bf16, float_to_bf16, bf16_to_float - the twins' own */
@@ -98,6 +114,9 @@
 static int g_self, g_verbose;
 static int g_corruptions; /* self-check: cases whose corrupted outputs the comparisons caught */
 static uint64_t g_seed = 20240611;
+static long g_max_rows; /* --max-rows (0: none) */
+static int g_nskip;     /* cases not run: over --max-rows */
+static int g_threads = 1;
 static struct moert_cuda *g_dev;
 static int g_dev_broken; /* a device error after a launch: the context is unusable */
 
@@ -185,27 +204,37 @@ static int imin(int a, int b) { return a < b ? a : b; }
 static long ceil_div(long a, long b) { return (a + b - 1) / b; }
 
 /* ---- random numbers: splitmix64, reseeded per case from (seed, kernel name, case) ------- */
+/* The state is a counter (+GOLDEN per draw) and every draw a function of it, so the draw at
+ * any position of a case's stream can be computed directly: tb_normal fills big buffers on
+ * several threads with the very values one thread would draw. */
+#define GOLDEN 0x9e3779b97f4a7c15ull
 static uint64_t g_rng;
 
-static uint64_t rnd_next(void)
+static uint64_t mix64(uint64_t z)
 {
-	uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
 }
 
-static double rnd_unif(void) { return (double)(rnd_next() >> 11) * (1.0 / 9007199254740992.0); }
+static uint64_t rnd_next(void) { return mix64(g_rng += GOLDEN); }
+
+static double unif_of(uint64_t z) { return (double)(z >> 11) * (1.0 / 9007199254740992.0); }
+
+static double rnd_unif(void) { return unif_of(rnd_next()); }
 
 static int rnd_int(int n) { return n > 0 ? (int)(rnd_unif() * n) : 0; }
 
-static double rnd_normal(void)
+/* a standard normal from the two draws after state *s (Box-Muller) */
+static double normal_at(uint64_t *s)
 {
-	double u = rnd_unif(), v = rnd_unif();
+	double u = unif_of(mix64(*s += GOLDEN)), v = unif_of(mix64(*s += GOLDEN));
 	if (u < 1e-300)
 		u = 1e-300;
 	return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
 }
+
+static double rnd_normal(void) { return normal_at(&g_rng); }
 
 static uint64_t hash_str(const char *s)
 {
@@ -1206,6 +1235,7 @@ struct kctx {
 	int adt;       /* DT_BF16 or DT_F32: act_t */
 	struct params par;
 	int ncase, nfail;
+	int nskip; /* cases not run (over --max-rows): they keep their case numbers */
 };
 
 static int ev_lookup(struct ev *e, const char *name, double *v)
@@ -1248,10 +1278,24 @@ static struct tcase *tc_new(struct kctx *x, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->shape, sizeof c->shape, fmt, ap);
 	va_end(ap);
-	/* every case has its own stream: the same inputs whatever --only selects */
-	g_rng = g_seed ^ hash_str(x->k->name) ^ (0x9e3779b97f4a7c15ull * (uint64_t)(x->ncase + 1));
+	/* every case has its own stream: the same inputs whatever --only or --max-rows selects */
+	g_rng = g_seed ^ hash_str(x->k->name) ^ (0x9e3779b97f4a7c15ull * (uint64_t)(x->ncase + x->nskip + 1));
 	x->ncase++;
 	return c;
+}
+
+/* --max-rows: is a case of `rows` rows (tokens) over the cap? Then the driver skips it, before
+ * tc_new; it is counted and listed, and keeps its case number, so every case that runs draws
+ * the inputs it draws without the option. */
+static int over_max_rows(struct kctx *x, const char *what, long rows)
+{
+	if (!g_max_rows || rows <= g_max_rows)
+		return 0;
+	char shape[64];
+	snprintf(shape, sizeof shape, "%s=%ld", what, rows);
+	printf("%-46s %-30s not run: over --max-rows %ld\n", x->k->name, shape, g_max_rows);
+	x->nskip++;
+	return 1;
 }
 
 static void sentinel(struct tbuf *b)
@@ -1305,9 +1349,8 @@ static float *tb_f32(struct tcase *c, int i) { return (float *)(void *)c->b[i].i
 static int *tb_i32(struct tcase *c, int i) { return (int *)(void *)c->b[i].init; }
 static long *tb_i64(struct tcase *c, int i) { return (long *)(void *)c->b[i].init; }
 
-static void tb_set(struct tcase *c, int i, size_t j, double v)
+static void buf_set(struct tbuf *b, size_t j, double v)
 {
-	struct tbuf *b = &c->b[i];
 	if (b->dt == DT_F32)
 		((float *)(void *)b->init)[j] = (float)v;
 	else if (b->dt == DT_BF16)
@@ -1320,6 +1363,8 @@ static void tb_set(struct tcase *c, int i, size_t j, double v)
 	}
 }
 
+static void tb_set(struct tcase *c, int i, size_t j, double v) { buf_set(&c->b[i], j, v); }
+
 /* the value as the kernel sees it (bf16 rounded) */
 static double tb_get(const struct tcase *c, int i, size_t j)
 {
@@ -1331,11 +1376,71 @@ static double tb_get(const struct tcase *c, int i, size_t j)
 	return ((const double *)(const void *)b->init)[j];
 }
 
-static void tb_normal(struct tcase *c, int i, double mean, double sd)
+/* Elements [j0, j1) of a float buffer filled from the stream that is at `base` before element
+ * 0, two draws per element: tb_normal's normals, or (uniform) a cheap stand-in of the same mean
+ * and spread. Big ranges are split over threads; every element's value depends only on its
+ * index, so the result is the one thread's. */
+struct nfill {
+	struct tbuf *b;
+	size_t j0, j1;
+	uint64_t base;
+	double mean, sd;
+	int uniform;
+};
+
+static void *nfill_run(void *arg)
 {
-	for (size_t j = 0; j < c->b[i].n; j++)
-		tb_set(c, i, j, mean + sd * rnd_normal());
+	const struct nfill *f = arg;
+	uint64_t s = f->base + 2 * GOLDEN * (uint64_t)f->j0;
+	if (f->uniform)
+		for (size_t j = f->j0; j < f->j1; j++, s += 2 * GOLDEN)
+			buf_set(f->b, j, f->mean + f->sd * 1.7320508075688772 * (2 * unif_of(mix64(s + GOLDEN)) - 1));
+	else
+		for (size_t j = f->j0; j < f->j1; j++)
+			buf_set(f->b, j, f->mean + f->sd * normal_at(&s));
+	return NULL;
 }
+
+#define MAXTHREADS 16
+static void fill_range(struct tbuf *b, size_t j0, size_t j1, uint64_t base, double mean, double sd, int uniform)
+{
+	if (b->dt != DT_F32 && b->dt != DT_BF16 && b->dt != DT_F64) {
+		fprintf(stderr, "kernel_vs_twin: tb_set on a non-float buffer %s\n", b->name);
+		exit(2);
+	}
+	const size_t n = j1 - j0;
+	const int nt = n < ((size_t)1 << 20) ? 1 : g_threads;
+	struct nfill f[MAXTHREADS];
+	pthread_t t[MAXTHREADS];
+	int started[MAXTHREADS] = {0};
+	for (int k = 0; k < nt; k++)
+		f[k] = (struct nfill){b, j0 + n * (size_t)k / (size_t)nt, j0 + n * (size_t)(k + 1) / (size_t)nt, base, mean, sd, uniform};
+	for (int k = 1; k < nt; k++)
+		started[k] = !pthread_create(&t[k], NULL, nfill_run, &f[k]);
+	nfill_run(&f[0]);
+	for (int k = 1; k < nt; k++) {
+		if (started[k])
+			pthread_join(t[k], NULL);
+		else
+			nfill_run(&f[k]); /* no thread: here */
+	}
+}
+
+/* buffer i filled from the case's stream, two draws per element (uniform: fill_range's stand-in) */
+static void tb_fill(struct tcase *c, int i, double mean, double sd, int uniform)
+{
+	const uint64_t base = g_rng;
+	fill_range(&c->b[i], 0, c->b[i].n, base, mean, sd, uniform);
+	g_rng = base + 2 * GOLDEN * (uint64_t)c->b[i].n;
+}
+
+static void tb_normal(struct tcase *c, int i, double mean, double sd) { tb_fill(c, i, mean, sd, 0); }
+
+/* The expert weights of a grouped GEMM, [E, ...], or their fp32 gradients (accumulated into):
+ * normals; with --max-rows the cheap stand-in, from the same stream positions (the case's other
+ * inputs keep their values). At E = 128 experts of 2I x H = 1536 x 2048, drawing w_gate_up's
+ * 400M normals took most of a case's time whatever its rows (15-20 s on one core). */
+static void tb_weights(struct tcase *c, int i, double mean, double sd) { tb_fill(c, i, mean, sd, g_max_rows > 0); }
 
 static void ta_add(struct tcase *c, const char *name, int kind, int buf, union av v)
 {
@@ -2242,16 +2347,42 @@ static void route_make(struct route *r, int E, int K, int T, int pat, int cap, i
  * offsets[E] (rows used; rows past it belong to no expert). GP_RANDOM: skewed sizes, every
  * expert e % 4 == 1 empty (E > 1); GP_ONE: all rows to the last expert; GP_TAIL: GP_RANDOM
  * over 3/4 of the rows; GP_TILES: sizes at tile edges (TILE_M - 1, TILE_M, TILE_M + 1, 2 TILE_M,
- * 0, 1, ...), *rows set to their sum + 7. */
+ * 0, 1, ...) for the first `tiles` experts (tiles_experts), the others empty, *rows set to their
+ * sum + 7. */
 enum { GP_RANDOM, GP_ONE, GP_TAIL, GP_TILES };
 
-static int gemm_offsets(int *off, int E, int *rows, int pat, int tile_m)
+static int tile_size(int e, int tile_m)
+{
+	const int sz[] = {tile_m, tile_m + 1, 0, tile_m - 1, 1, 2 * tile_m, 3, 0};
+	return sz[e % 8];
+}
+
+/* GP_TILES: how many experts get the tile-edge sizes: all E; with --max-rows, the whole rounds
+ * of 8 sizes that fit in it (0: not even one) */
+static int tiles_experts(int E, int tile_m)
+{
+	if (!g_max_rows)
+		return E;
+	int ne = 0;
+	long sum = 7;
+	for (int e = 0; e < E; e += 8) {
+		long r = 0;
+		for (int k = e; k < e + 8 && k < E; k++)
+			r += tile_size(k, tile_m);
+		if (sum + r > g_max_rows)
+			break;
+		sum += r;
+		ne = imin(e + 8, E);
+	}
+	return ne;
+}
+
+static int gemm_offsets(int *off, int E, int *rows, int pat, int tile_m, int tiles)
 {
 	off[0] = 0;
 	if (pat == GP_TILES) {
-		const int sz[] = {tile_m, tile_m + 1, 0, tile_m - 1, 1, 2 * tile_m, 3, 0};
 		for (int e = 0; e < E; e++)
-			off[e + 1] = off[e] + sz[e % 8];
+			off[e + 1] = off[e] + (e < tiles ? tile_size(e, tile_m) : 0);
 		*rows = off[E] + 7;
 		return off[E];
 	}
@@ -2481,6 +2612,8 @@ static void drv_embedding_fwd(struct kctx *x)
 		  {256, 100, 200, 0, " v0=100"}, {37, 0, 300, 1, " unaligned"}};
 	for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
 		const int T = cs[ci].tokens, v0 = cs[ci].v0, V = cs[ci].vocab;
+		if (over_max_rows(x, "tokens", T))
+			continue;
 		struct tcase *c = tc_new(x, "tokens=%d%s", T, cs[ci].what);
 		int bt = tb_add(c, "table", x->adt, (size_t)V * H, R_IN);
 		tb_normal(c, bt, 0, 1);
@@ -2527,6 +2660,8 @@ static void drv_rmsnorm_fwd(struct kctx *x)
 	const char *what[] = {"", " in-place", " rstd=NULL", " unaligned"};
 	for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
 		const int rows = cs[ci].rows, how = cs[ci].how;
+		if (over_max_rows(x, "rows", rows))
+			continue;
 		struct tcase *c = tc_new(x, "rows=%d%s%s", rows, rows > 1000 ? " grid-stride" : "", what[how]);
 		int bx = tb_add(c, how == INPLACE ? "y=x" : "x", x->adt, (size_t)rows * DIM, how == INPLACE ? R_INOUT : R_IN);
 		norm_rows(c, bx, rows, (int)DIM);
@@ -2564,6 +2699,8 @@ static void drv_rope(struct kctx *x)
 	const char *what[] = {"", " in-place", " unaligned"};
 	for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
 		const int T = cs[ci].tokens, nh = cs[ci].heads, how = cs[ci].how;
+		if (over_max_rows(x, "tokens", T))
+			continue;
 		struct tcase *c = tc_new(x, "tokens=%d heads=%d%s%s", T, nh, T > 1024 * tok ? " grid-stride" : "", what[how]);
 		const size_t n = (size_t)T * nh * HD;
 		int bx = tb_add(c, how == INPLACE ? "y=x" : "x", x->adt, n, how == INPLACE ? R_INOUT : R_IN);
@@ -2712,6 +2849,8 @@ static void drv_attention_fwd(struct kctx *x)
 	NEED(BM, "BLOCK_M");
 	for (size_t li = 0; li < sizeof attn_layouts / sizeof attn_layouts[0]; li++) {
 		const struct attn_layout *L = &attn_layouts[li];
+		if (over_max_rows(x, "tokens", L->T))
+			continue;
 		struct tcase *c = tc_new(x, "tokens=%d %s", L->T, L->what);
 		int bq, bk, bv, bd;
 		attn_inputs(c, L, (int)NH, (int)NKV, (int)HD, x->adt, &bq, &bk, &bv, &bd);
@@ -2739,6 +2878,8 @@ static void drv_attention_bwd_pre(struct kctx *x)
 	const int Ts[] = {1, 37, 256, 1000};
 	for (size_t ci = 0; ci < sizeof Ts / sizeof Ts[0]; ci++) {
 		const int T = Ts[ci];
+		if (over_max_rows(x, "tokens", T))
+			continue;
 		struct tcase *c = tc_new(x, "tokens=%d", T);
 		int bo = tb_add(c, "out", x->adt, (size_t)T * NH * HD, R_IN);
 		int bd = tb_add(c, "dout", x->adt, (size_t)T * NH * HD, R_IN);
@@ -2766,6 +2907,8 @@ static void drv_attention_bwd(struct kctx *x)
 	for (size_t li = 0; li < sizeof attn_layouts / sizeof attn_layouts[0]; li++) {
 		const struct attn_layout *L = &attn_layouts[li];
 		const int T = L->T;
+		if (over_max_rows(x, "tokens", T))
+			continue;
 		struct tcase *c = tc_new(x, "tokens=%d %s", T, L->what);
 		int bq, bk, bv, bd;
 		attn_inputs(c, L, (int)NH, (int)NKV, (int)HD, x->adt, &bq, &bk, &bv, &bd);
@@ -2830,6 +2973,8 @@ static void drv_router_fwd(struct kctx *x)
 	} cs[] = {{0, 0, 0}, {1, 0, 0}, {37, 0, 0}, {256, 0, 0}, {1000, 0, 0}, {256, 1, 0}, {1000, 0, 1}};
 	for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
 		const int rows = cs[ci].rows, nblk = imax(1, (int)ceil_div(rows, 64));
+		if (over_max_rows(x, "rows", rows))
+			continue;
 		struct tcase *c = tc_new(x, "rows=%d%s%s", rows, cs[ci].bias ? " bias" : "", cs[ci].hot ? " one-expert" : "");
 		int bb = -1;
 		if (cs[ci].bias) {
@@ -2886,6 +3031,8 @@ static void drv_router_bwd(struct kctx *x)
 	} cs[] = {{1, 1, 0.3f}, {37, 1, 0.3f}, {256, 1, 0.3f}, {1000, 1, 0.3f}, {37, 0, 0.3f}, {256, 0, 0.0f}};
 	for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
 		const int rows = cs[ci].rows;
+		if (over_max_rows(x, "rows", rows))
+			continue;
 		struct tcase *c = tc_new(x, "rows=%d%s dz=%g", rows, cs[ci].aux ? " aux" : " dprob_sum=NULL", cs[ci].dz);
 		int bl = tb_add(c, "logits", DT_F32, (size_t)rows * E, R_IN);
 		int bid = tb_add(c, "topk_ids", DT_I32, (size_t)rows * K, R_IN);
@@ -2956,6 +3103,8 @@ static void drv_moe_count(struct kctx *x)
 	NEED(K, "K");
 	for (size_t ci = 0; ci < sizeof route_cases / sizeof route_cases[0]; ci++) {
 		const int T = route_cases[ci].rows;
+		if (over_max_rows(x, "rows", T))
+			continue;
 		struct tcase *c = tc_new(x, "rows=%d %s", T, route_what[route_cases[ci].pat]);
 		struct route r;
 		route_make(&r, (int)E, (int)K, T, route_cases[ci].pat, 0, 0);
@@ -2981,6 +3130,8 @@ static void drv_moe_scan(struct kctx *x)
 	const int K = E >= 2 ? 2 : 1; /* histograms of some routing; moe_scan has no K */
 	int T, pat;
 	for (size_t ci = 0; route_case(ci, CAP, &T, &pat); ci++) {
+		if (over_max_rows(x, "rows", T))
+			continue;
 		struct tcase *c = tc_new(x, "rows=%d %s", T, route_what[pat]);
 		struct route r;
 		route_make(&r, (int)E, K, T, pat, (int)CAP, 2);
@@ -3015,6 +3166,8 @@ static void drv_moe_route(struct kctx *x)
 	const int low_prob = CAP > 0 && POL == 1;
 	int T, pat;
 	for (size_t ci = 0; route_case(ci, CAP, &T, &pat); ci++) {
+		if (over_max_rows(x, "rows", T))
+			continue;
 		struct tcase *c = tc_new(x, "rows=%d %s", T, route_what[pat]);
 		struct route r;
 		route_make(&r, (int)E, (int)K, T, pat, (int)CAP, (int)POL);
@@ -3057,6 +3210,8 @@ static void drv_moe_capacity(struct kctx *x)
 	NEED(CAP, "CAPACITY");
 	int T, pat;
 	for (size_t ci = 0; route_case(ci, CAP, &T, &pat); ci++) {
+		if (over_max_rows(x, "rows", T))
+			continue;
 		struct tcase *c = tc_new(x, "rows=%d %s", T, route_what[pat]);
 		struct route r;
 		route_make(&r, (int)E, (int)K, T, pat, (int)CAP, 1);
@@ -3121,6 +3276,8 @@ static void drv_moe_permute(struct kctx *x)
 	NEED(H, "H");
 	for (size_t ci = 0; ci < sizeof perm_cases / sizeof perm_cases[0]; ci++) {
 		struct route r;
+		if (over_max_rows(x, "rows", perm_cases[ci].rows))
+			continue;
 		struct tcase *c = perm_case(x, ci, K, &r);
 		int bx = tb_add(c, "x", x->adt, (size_t)r.T * H, R_IN);
 		tb_normal(c, bx, 0, 1);
@@ -3144,6 +3301,8 @@ static void drv_moe_combine(struct kctx *x)
 	NEED(H, "H");
 	for (size_t ci = 0; ci < sizeof perm_cases / sizeof perm_cases[0]; ci++) {
 		struct route r;
+		if (over_max_rows(x, "rows", perm_cases[ci].rows))
+			continue;
 		struct tcase *c = perm_case(x, ci, K, &r);
 		int byp = tb_add(c, "y_perm", x->adt, (size_t)r.R * H, R_IN);
 		tb_normal(c, byp, 0, 1);
@@ -3170,6 +3329,8 @@ static void drv_moe_combine_bwd(struct kctx *x)
 	NEED(H, "H");
 	for (size_t ci = 0; ci < sizeof perm_cases / sizeof perm_cases[0]; ci++) {
 		struct route r;
+		if (over_max_rows(x, "rows", perm_cases[ci].rows))
+			continue;
 		struct tcase *c = perm_case(x, ci, K, &r);
 		int bdy = tb_add(c, "dy", x->adt, (size_t)r.T * H, R_IN);
 		int byp = tb_add(c, "y_perm", x->adt, (size_t)r.R * H, R_IN);
@@ -3202,6 +3363,8 @@ static void drv_moe_permute_bwd(struct kctx *x)
 	NEED(H, "H");
 	for (size_t ci = 0; ci < sizeof perm_cases / sizeof perm_cases[0]; ci++) {
 		struct route r;
+		if (over_max_rows(x, "rows", perm_cases[ci].rows))
+			continue;
 		struct tcase *c = perm_case(x, ci, K, &r);
 		int bxp = tb_add(c, "dx_perm", x->adt, (size_t)r.R * H, R_IN);
 		tb_normal(c, bxp, 0, 1);
@@ -3253,14 +3416,27 @@ static void drv_gemm(struct kctx *x, int which)
 	for (size_t ci = 0; ci < sizeof gemm_cases / sizeof gemm_cases[0]; ci++) {
 		if (gemm_cases[ci].gu_null && which != G_GATE_UP_FWD)
 			continue;
+		/* --max-rows: the tile-edge sizes for the first experts only (whole rounds of 8) */
+		const int tiles = gemm_cases[ci].pat == GP_TILES ? tiles_experts((int)E, (int)TM) : 0;
+		if (gemm_cases[ci].pat == GP_TILES && !tiles) {
+			int r = 7;
+			for (int e = 0; e < E && e < 8; e++)
+				r += tile_size(e, (int)TM);
+			over_max_rows(x, "rows", r);
+			continue;
+		}
+		if (over_max_rows(x, "rows", gemm_cases[ci].rows))
+			continue;
 		struct tcase *c = tc_new(x, "-");
 		int bo = tb_add(c, "offsets", DT_I32, (size_t)E + 1, R_IN);
 		int rows = gemm_cases[ci].rows, empty = 0;
-		const int used = gemm_offsets(tb_i32(c, bo), (int)E, &rows, gemm_cases[ci].pat, (int)TM);
+		const int used = gemm_offsets(tb_i32(c, bo), (int)E, &rows, gemm_cases[ci].pat, (int)TM, tiles);
 		for (int e = 0; e < E; e++)
 			empty += tb_i32(c, bo)[e + 1] == tb_i32(c, bo)[e];
 		snprintf(c->shape, sizeof c->shape, "rows=%d %s empty=%d%s%s", rows, gemm_what[gemm_cases[ci].pat], empty,
 			 used < rows ? " used<rows" : "", gemm_cases[ci].gu_null ? " gu=NULL" : "");
+		if (tiles && tiles < E)
+			sadd(c->shape, sizeof c->shape, " (sizes for %d experts: --max-rows)", tiles);
 		const size_t R = (size_t)rows;
 		const int A = x->adt;
 		long grid = 0;
@@ -3269,7 +3445,7 @@ static void drv_gemm(struct kctx *x, int which)
 			int bx = tb_add(c, "x", A, R * H, R_IN);
 			int bw = tb_add(c, "w_gate_up", A, (size_t)E * 2 * I * H, R_IN);
 			tb_normal(c, bx, 0, 1);
-			tb_normal(c, bw, 0, 1 / sqrt((double)H));
+			tb_weights(c, bw, 0, 1 / sqrt((double)H));
 			int bh = tb_add(c, "h", A, R * I, R_OUT);
 			int bgu = gemm_cases[ci].gu_null ? -1 : tb_add(c, "gu", A, R * 2 * I, R_OUT);
 			tb_nmse(c, bh, act_tol(x, TOL_F32_RED));
@@ -3285,7 +3461,7 @@ static void drv_gemm(struct kctx *x, int which)
 			int bh = tb_add(c, "h", A, R * I, R_IN);
 			int bw = tb_add(c, "w_down", A, (size_t)E * H * I, R_IN);
 			tb_normal(c, bh, 0, 1);
-			tb_normal(c, bw, 0, 1 / sqrt((double)I));
+			tb_weights(c, bw, 0, 1 / sqrt((double)I));
 			int by = tb_add(c, "y", A, R * H, R_OUT);
 			tb_nmse(c, by, act_tol(x, TOL_F32_RED));
 			ta_buf(c, "h", bh);
@@ -3298,7 +3474,7 @@ static void drv_gemm(struct kctx *x, int which)
 			int bw = tb_add(c, "w_down", A, (size_t)E * H * I, R_IN);
 			int bgu = tb_add(c, "gu", A, R * 2 * I, R_IN);
 			tb_normal(c, bdy, 0, 1);
-			tb_normal(c, bw, 0, 1 / sqrt((double)H));
+			tb_weights(c, bw, 0, 1 / sqrt((double)H));
 			tb_normal(c, bgu, 0, 1.5);
 			int bdg = tb_add(c, "dgu", A, R * 2 * I, R_OUT);
 			tb_nmse(c, bdg, act_tol(x, TOL_F32_RED));
@@ -3312,7 +3488,7 @@ static void drv_gemm(struct kctx *x, int which)
 			int bdg = tb_add(c, "dgu", A, R * 2 * I, R_IN);
 			int bw = tb_add(c, "w_gate_up", A, (size_t)E * 2 * I * H, R_IN);
 			tb_normal(c, bdg, 0, 1);
-			tb_normal(c, bw, 0, 1 / sqrt(2.0 * I));
+			tb_weights(c, bw, 0, 1 / sqrt(2.0 * I));
 			int bdx = tb_add(c, "dx", A, R * H, R_OUT);
 			tb_nmse(c, bdx, act_tol(x, TOL_F32_RED));
 			ta_buf(c, "dgu", bdg);
@@ -3328,7 +3504,7 @@ static void drv_gemm(struct kctx *x, int which)
 			tb_normal(c, ba, 0, 1);
 			tb_normal(c, bb, 0, 1);
 			int bdw = tb_add(c, down ? "dw_down" : "dw_gate_up", DT_F32, (size_t)E * H * 2 * I / (down ? 2 : 1), R_INOUT);
-			tb_normal(c, bdw, 0, 0.5);
+			tb_weights(c, bdw, 0, 0.5);
 			tb_nmse(c, bdw, TOL_F32_RED);
 			ta_buf(c, down ? "dy" : "dgu", ba);
 			ta_buf(c, down ? "h" : "x", bb);
@@ -3372,6 +3548,8 @@ static void drv_ce_chunk_fwd(struct kctx *x)
 		const int rows = cs[ci].rows, v0 = cs[ci].v0, chunk = imin(cs[ci].chunk, (int)V - v0);
 		if (chunk <= 0)
 			continue; /* a vocabulary too small for this chunking */
+		if (over_max_rows(x, "rows", rows))
+			continue;
 		struct tcase *c = tc_new(x, "rows=%d v0=%d chunk=%d%s", rows, v0, chunk, cs[ci].unaligned ? " unaligned" : "");
 		/* the running state: overwritten by the v0 == 0 chunk, merged into by the others */
 		int bm = tb_add(c, "row_max", DT_F32, (size_t)rows, R_INOUT);
@@ -3421,6 +3599,8 @@ static void drv_ce_finish(struct kctx *x)
 	} cs[] = {{0, 0}, {1, 0}, {37, 0}, {256, 0}, {1000, 0}, {2500, 0}, {256, 1}};
 	for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
 		const int rows = cs[ci].rows;
+		if (over_max_rows(x, "rows", rows))
+			continue;
 		struct tcase *c = tc_new(x, "rows=%d%s", rows, cs[ci].noloss ? " loss=NULL" : "");
 		int bm = tb_add(c, "row_max", DT_F32, (size_t)rows, R_IN);
 		int bs = tb_add(c, "row_sum", DT_F32, (size_t)rows, R_IN);
@@ -3465,7 +3645,7 @@ static void drv_ce_chunk_bwd(struct kctx *x)
 		  {256, 0, full, 1, 0, 1.0f},  {37, 0, full, 0, 1, 1.0f}};
 	for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
 		const int rows = cs[ci].rows, v0 = cs[ci].v0, chunk = imin(cs[ci].chunk, (int)V - v0);
-		if (chunk <= 0)
+		if (chunk <= 0 || over_max_rows(x, "rows", rows))
 			continue;
 		struct tcase *c = tc_new(x, "rows=%d v0=%d chunk=%d%s%s", rows, v0, chunk, cs[ci].zero ? " totals[1]=0" : "",
 					 cs[ci].unaligned ? " unaligned" : "");
@@ -3518,6 +3698,8 @@ static void drv_rmsnorm_bwd(struct kctx *x)
 	for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
 		const int rows = cs[ci].rows, acc = cs[ci].acc;
 		const int nblk = imax(1, imin(rows, 256)), ngrp = (nblk + 15) / 16;
+		if (over_max_rows(x, "rows", rows))
+			continue;
 		struct tcase *c = tc_new(x, "rows=%d accumulate=%d", rows, acc);
 		int bdx = tb_add(c, "dx", x->adt, (size_t)rows * DIM, R_INOUT);
 		if (acc)
@@ -3573,6 +3755,8 @@ static void drv_embedding_bwd(struct kctx *x)
 		  {1000, 0, 300, SPREAD}, {3000, 0, 300, SPREAD}, {1000, 0, 300, SAME}, {1000, 100, 200, SPREAD}};
 	for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
 		const int T = cs[ci].tokens, v0 = cs[ci].v0, V = cs[ci].vocab;
+		if (over_max_rows(x, "tokens", T))
+			continue;
 		struct tcase *c = tc_new(x, "tokens=%d%s%s", T, cs[ci].how == SAME ? " one id" : " repeats",
 					 v0 ? " v0=100" : "");
 		int bt = tb_add(c, "dtable", DT_F32, (size_t)V * H, R_INOUT);
@@ -3897,7 +4081,7 @@ static void kernel_fail(const struct kinst *k, const char *fmt, ...)
 }
 
 /* All cases of one kernel instance; returns failed cases (setup failures count one). */
-static int test_kernel(const struct kinst *k, const char *build, const char *launch_h, int *ncases)
+static int test_kernel(const struct kinst *k, const char *build, const char *launch_h, int *ncases, int *nskip)
 {
 	const struct driver *d = NULL;
 	for (size_t i = 0; i < sizeof drivers / sizeof drivers[0]; i++)
@@ -3971,6 +4155,7 @@ static int test_kernel(const struct kinst *k, const char *build, const char *lau
 	}
 	d->run(&x);
 	*ncases += x.ncase;
+	*nskip += x.nskip;
 	return x.nfail;
 }
 
@@ -4012,7 +4197,7 @@ static int open_device(void)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: kernel_vs_twin [--self-check] [-v] [--only SUBSTR] [--seed N] BUILD_DIR\n"
+	fprintf(stderr, "usage: kernel_vs_twin [--self-check] [-v] [--only SUBSTR] [--seed N] [--max-rows N] BUILD_DIR\n"
 			"       kernel_vs_twin --probe\n");
 	return 2;
 }
@@ -4032,12 +4217,28 @@ int main(int argc, char **argv)
 			only = argv[++i];
 		else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
 			g_seed = strtoull(argv[++i], NULL, 0);
-		else if (argv[i][0] == '-' || build)
+		else if (!strcmp(argv[i], "--max-rows") && i + 1 < argc) {
+			char *end;
+			errno = 0;
+			g_max_rows = strtol(argv[++i], &end, 10);
+			if (errno || *end || end == argv[i] || g_max_rows < 1 || g_max_rows > INT_MAX) {
+				fprintf(stderr, "kernel_vs_twin: --max-rows wants a positive row count, not %s\n", argv[i]);
+				return 2;
+			}
+		}		else if (argv[i][0] == '-' || build)
 			return usage();
 		else
 			build = argv[i];
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	g_threads = ncpu < 1 ? 1 : ncpu > MAXTHREADS ? MAXTHREADS : (int)ncpu;
+	if (g_max_rows) {
+		/* big specs: keep freed memory in the heap for the next case's buffers of the same
+		 * sizes, instead of a fresh mmap (its pages faulted in and zeroed again) per buffer */
+		mallopt(M_MMAP_MAX, 0);
+		mallopt(M_TRIM_THRESHOLD, -1); /* never */
+	}
 	if (probe) { /* run.sh: is there a GPU, and which --arch does it want? */
 		int rc = open_device();
 		if (rc)
@@ -4086,14 +4287,17 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	printf("%s: %d kernels (%s), seed %" PRIu64 "\n", build, m.n, m.arch, g_seed);
+	printf("%s: %d kernels (%s), seed %" PRIu64, build, m.n, m.arch, g_seed);
+	if (g_max_rows)
+		printf(", --max-rows %ld: no case of more rows or tokens", g_max_rows);
+	printf("\n");
 
 	int failed = 0, nk = 0, ncases = 0, kfail = 0;
 	for (int i = 0; i < m.n; i++) {
 		if (only && !strstr(m.k[i].name, only))
 			continue;
 		nk++;
-		const int f = test_kernel(&m.k[i], build, launch_h, &ncases);
+		const int f = test_kernel(&m.k[i], build, launch_h, &ncases, &g_nskip);
 		failed += f;
 		kfail += f != 0;
 	}
@@ -4103,6 +4307,8 @@ int main(int argc, char **argv)
 	}
 	printf("%s: %d kernels, %d cases, %d failed (%d kernels with failures)", failed ? "FAIL" : "PASS", nk, ncases, failed,
 	       kfail);
+	if (g_max_rows)
+		printf("; %d case%s over --max-rows %ld not run", g_nskip, g_nskip == 1 ? "" : "s", g_max_rows);
 	if (g_self)
 		printf(" [self-check: twin vs twin; %d cases caught their corrupted outputs]", g_corruptions);
 	printf("\n");
