@@ -1395,16 +1395,16 @@ static int step_check_memory(const struct step_writer *w)
 		fprintf(stderr,
 			"moec: error: the trainer's arenas take %.2f GiB per rank (weights, gradients, AdamW and activations), "
 			"%.2f GiB with the plan's reserve for CUDA and NCCL: more than the GPU's %.2f GiB (the plan estimated "
-			"%.2f GiB%s%s%s); reduce train.micro_batch or spread the model over more ranks\n",
+			"%.2f GiB%s%s); reduce train.micro_batch or spread the model over more ranks\n",
 			arenas / gib, (arenas + pm->ws_reserve) / gib, pm->capacity / gib, pm->total / gib,
-			n ? ", but the step does not yet" : "", why, n ? "" : "");
+			n ? ", but the step does not yet" : "", why);
 		return 1;
 	}
 	if (arenas > estimate)
 		fprintf(stderr,
-			"moec: warning: the trainer's arenas (%.3f GiB per rank) exceed moec plan's estimate of them (%.3f GiB)%s%s%s\n",
+			"moec: warning: the trainer's arenas (%.3f GiB per rank) exceed moec plan's estimate of them (%.3f GiB)%s%s\n",
 			arenas / gib, estimate / gib, n ? ": the step does not yet" : ": the plan under-counts; its verdict may be optimistic",
-			why, "");
+			why);
 	else if (w->c->debug)
 		fprintf(stderr, "moec: the trainer's arenas take %.3f GiB per rank; the plan estimated %.3f GiB\n",
 			arenas / gib, estimate / gib);

@@ -47,6 +47,7 @@
 #include "comm_nccl.h"
 #include "device_cuda.h"
 #include "moert.h"
+#include "free_port.h"
 #include "testing.h"
 
 static char err[2048];
@@ -139,21 +140,6 @@ static void test_split_args(void)
 
 /* ---- host: loading and the id ---- */
 
-/* A port nobody listens on now: the kernel's pick for port 0. */
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a;
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof a;
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len))
-		exit(1);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 struct id_result {
 	int rc;
 	struct moert_nccl_id id;
@@ -163,7 +149,7 @@ struct id_result {
 /* world forked ranks share an id over the bootstrap; bad_if: rank 0's NCCL_SOCKET_IFNAME. */
 static void share_in_children(int world, const char *bad_if, struct id_result *out)
 {
-	int fds[8][2], port = free_port();
+	int fds[8][2], port = testing_free_port();
 	pid_t pids[8];
 	fflush(NULL);
 	for (int r = 0; r < world; r++) {
@@ -532,7 +518,7 @@ int main(int argc, char **argv)
 	if (argc >= 2 && !strcmp(argv[1], "mpi"))
 		return mpi(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "free-port"))
-		return printf("%d\n", free_port()) < 0;
+		return printf("%d\n", testing_free_port()) < 0;
 	if (argc >= 2 && !strcmp(argv[1], "gpu"))
 		return gpu(argc > 2 ? atoi(argv[2]) : 1, argc > 3 ? atoi(argv[3]) : 1, NULL);
 	if (argc >= 2 && !strcmp(argv[1], "gpu-mpi"))

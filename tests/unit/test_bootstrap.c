@@ -20,6 +20,7 @@
 
 #include "bootstrap.h"
 #include "moert.h"
+#include "free_port.h"
 #include "testing.h"
 
 static const char *vars[] = {"RANK",        "WORLD_SIZE",  "LOCAL_RANK",           "LOCAL_WORLD_SIZE",
@@ -159,23 +160,6 @@ static void test_env(void)
 }
 
 /* ---- the broadcast between processes ---- */
-
-/* A port nobody listens on now: the kernel's pick for port 0. */
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a;
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof a;
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len)) {
-		perror("free_port");
-		exit(1);
-	}
-	close(fd);
-	return ntohs(a.sin_port);
-}
 
 static struct moert_bootstrap_env make_env(int rank, int world, const char *addr, int port)
 {
@@ -318,7 +302,7 @@ static void test_four_ranks(void)
 {
 	unsigned char blob[128];
 	random_blob(blob, sizeof blob);
-	int port = free_port();
+	int port = testing_free_port();
 	struct child c[4];
 	for (int r = 3; r >= 0; r--)
 		c[r] = spawn_rank(make_env(r, 4, "127.0.0.1", port), blob, sizeof blob, 4.0, r == 0 ? 0.2 : 0.0);
@@ -337,7 +321,7 @@ static void test_name_and_strays(void)
 {
 	unsigned char blob[128];
 	random_blob(blob, sizeof blob);
-	int port = free_port();
+	int port = testing_free_port();
 	struct child r0 = spawn_rank(make_env(0, 2, "", port), blob, sizeof blob, 4.0, 0.0);
 	nap(0.1);
 	int junk = socket(AF_INET, SOCK_STREAM, 0), mute = socket(AF_INET, SOCK_STREAM, 0);
@@ -375,7 +359,7 @@ static void test_agent_port(void)
 	EXPECT_INT(bind(held, (struct sockaddr *)&a, sizeof a), 0);
 	EXPECT_INT(listen(held, 4), 0);
 	getsockname(held, (struct sockaddr *)&a, &len);
-	int master_port = ntohs(a.sin_port), port = free_port();
+	int master_port = ntohs(a.sin_port), port = testing_free_port();
 	struct child c[3];
 	for (int r = 0; r < 3; r++) {
 		struct moert_bootstrap_env e = make_env(r, 3, "127.0.0.1", master_port);
@@ -405,7 +389,7 @@ static void test_agent_port(void)
 static void test_no_master(void)
 {
 	unsigned char blob[128] = {0};
-	int port = free_port();
+	int port = testing_free_port();
 	struct result r = collect(spawn_rank(make_env(2, 4, "127.0.0.1", port), blob, sizeof blob, 0.5, 0.0));
 	char addr[64];
 	snprintf(addr, sizeof addr, "rank 0 at 127.0.0.1:%d (MASTER_ADDR:MASTER_PORT)", port);
@@ -424,7 +408,7 @@ static void test_missing_rank(void)
 {
 	unsigned char blob[128];
 	random_blob(blob, sizeof blob);
-	int port = free_port();
+	int port = testing_free_port();
 	struct child r0 = spawn_rank(make_env(0, 3, "", port), blob, sizeof blob, 0.6, 0.0);
 	struct child r1 = spawn_rank(make_env(1, 3, "127.0.0.1", port), blob, sizeof blob, 3.0, 0.0);
 	struct result a0 = collect(r0), a1 = collect(r1);
@@ -446,7 +430,7 @@ static void test_disagreements(void)
 	unsigned char blob[128];
 	random_blob(blob, sizeof blob);
 
-	int port = free_port();
+	int port = testing_free_port();
 	struct child r0 = spawn_rank(make_env(0, 3, "", port), blob, sizeof blob, 3.0, 0.0);
 	struct child r1 = spawn_rank(make_env(1, 2, "127.0.0.1", port), blob, sizeof blob, 3.0, 0.05);
 	struct result a0 = collect(r0), a1 = collect(r1);
@@ -454,7 +438,7 @@ static void test_disagreements(void)
 	expect_msg(&a0, "was started with WORLD_SIZE=2, this rank with 3");
 	EXPECT_INT(a1.rc, -1);
 
-	port = free_port();
+	port = testing_free_port();
 	r0 = spawn_rank(make_env(0, 3, "", port), blob, sizeof blob, 3.0, 0.0);
 	r1 = spawn_rank(make_env(1, 3, "127.0.0.1", port), blob, sizeof blob, 3.0, 0.05);
 	struct child r1b = spawn_rank(make_env(1, 3, "127.0.0.1", port), blob, sizeof blob, 3.0, 0.3);
@@ -467,7 +451,7 @@ static void test_disagreements(void)
 	EXPECT_INT(a1b.rc, -1);
 
 	/* rank 1 expects 64 bytes, rank 0 sends 128 */
-	port = free_port();
+	port = testing_free_port();
 	r0 = spawn_rank(make_env(0, 2, "", port), blob, sizeof blob, 3.0, 0.0);
 	r1 = spawn_rank(make_env(1, 2, "127.0.0.1", port), blob, 64, 3.0, 0.05);
 	a0 = collect(r0);
@@ -482,7 +466,7 @@ static void test_disagreements(void)
 /* Something that is not a moert rank 0 listens on the port. */
 static void test_wrong_server(void)
 {
-	int port = free_port();
+	int port = testing_free_port();
 	int lfd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
 	struct sockaddr_in a;
 	memset(&a, 0, sizeof a);
@@ -506,7 +490,7 @@ static void test_wrong_server(void)
 
 	/* and rank 0 on a port another program holds fails at once, saying so */
 	lfd = socket(AF_INET, SOCK_STREAM, 0);
-	port = free_port();
+	port = testing_free_port();
 	a.sin_port = htons((uint16_t)port);
 	a.sin_addr.s_addr = htonl(INADDR_ANY);
 	EXPECT_INT(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
@@ -525,7 +509,7 @@ static void test_fd_limit(void)
 {
 	unsigned char blob[128];
 	random_blob(blob, sizeof blob);
-	int port = free_port();
+	int port = testing_free_port();
 	rank0_spare_fds = 2; /* the listening socket and one rank */
 	struct child c[4];
 	for (int r = 3; r >= 0; r--)
