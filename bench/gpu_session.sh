@@ -10,12 +10,17 @@
 #                  tiny spec's shapes, as ctest; seeds KVT_SEEDS, default "default 1 2"),
 #                  gpu/kernels_qwen30b (every kernel at Qwen3-30B-A3B's shapes, bf16: the default
 #                  seed, kernel_vs_twin --max-rows KVT30_MAX_ROWS, default 1000; about 1-2 min,
-#                  estimated: its self-check takes 127 s on 2 cores), and compute-sanitizer
-#                  memcheck of kernels_f32 and _bf16 where it is installed
+#                  estimated: its self-check takes 127 s on 2 cores), compute-sanitizer
+#                  memcheck of kernels_f32 and _bf16 where it is installed, and last (a kit
+#                  for sm_90a) the other GEMM engine: gpu/kernels_bf16_sm90 (the tiny bf16 build
+#                  for plain sm_90, whose expert GEMMs run on mma.sync instead of wgmma) and
+#                  gpu/kernels_qwen30b_sm90 (its six expert GEMMs at the real shapes, --only _i768)
 #          model   bench/moe_gpu.sh's 4-layer model vs transformers (about 2 min, estimated)
 #          layer   bench/moe_gpu.sh's MoE layer at T = 4k..32k vs torch._grouped_mm and
 #                  transformers' sparse block (about 5-7 min, estimated: each trainer start
-#                  spends most of a minute on the host initializing 3.1 B parameters)
+#                  spends most of a minute on the host initializing 3.1 B parameters); then the
+#                  kit's bench/mma_bT trainers (sm_90: mma.sync expert GEMMs; T 32768, balanced)
+#                  with "engines T=... : wgmma X vs mma.sync Y TFLOP/s, wgmma / mma.sync = R"
 #          bench   layer then model;  all   tests, layer, model (default: tests)
 #          profile Nsight Compute (ncu) on the MoE layer's kernels (router_*, moe_*) over one
 #                  step of the T=16k bench trainer: per kernel its time, SM and memory
@@ -348,6 +353,17 @@ run_tests() {
 		done
 	else
 		result SKIP memcheck/kernels 0 "compute-sanitizer is not on the PATH"
+	fi
+	# the expert GEMMs' other engine (kernels/moe_gemm.cuh): the sm_90a kit's GEMMs above ran on
+	# wgmma; these builds for plain sm_90 run them on mma.sync (the fallback). Last: that engine
+	# passed on an H100 before wgmma existed, so it is what a short budget drops first.
+	if [ -d "$kit/kvt/bf16_sm90" ]; then
+		check gpu/kernels_bf16_sm90 120 '^seed ' bash "$self" _check kvt "$kit" bf16_sm90 "$work/kvt_bf16_sm90" \
+			"${KVT_SEEDS:-default 1 2}"
+	fi
+	if [ -d "$kit/kvt/qwen30b_sm90" ]; then
+		check gpu/kernels_qwen30b_sm90 180 '^seed ' bash "$self" _check kvt "$kit" qwen30b_sm90 \
+			"$work/kvt_qwen30b_sm90" default --max-rows "${KVT30_MAX_ROWS:-1000}" --only _i768
 	fi
 	echo | tee -a "$summary"
 	echo "checks: $n_pass passed, $n_fail failed or timed out, $n_skip skipped ($(($(date +%s) - t_start)) s)" |

@@ -6,6 +6,10 @@
 #      torch._grouped_mm and transformers' sparse block;
 #  (b) model: the 4-layer model (bench/specs/qwen3_30b_a3b_4layers.yaml, seq 4096, bf16):
 #      training tokens/s and MFU against transformers on the same config.
+#  Engines: built for sm_90a (moec's default) the expert GEMMs run on wgmma; the layer
+#  benchmark then also times DIR/mma_bT/train, the same spec built for plain sm_90 (the
+#  mma.sync engine, kernels/moe_gemm.cuh) at T = MOE_GPU_MMA_TOKENS (default 32768; "" for
+#  none), and prints wgmma / mma.sync beside the main numbers.
 #
 #   bench/moe_gpu.sh                      one machine with moec and a GPU: build, then run
 #   bench/moe_gpu.sh build DIR            only the trainers, DIR/bT/ (moec; no GPU needed)
@@ -30,20 +34,31 @@ tokens=${MOE_GPU_TOKENS:-4096 8192 16384 32768}
 data=$root/data/tiny_shakespeare_train.bin
 trainer_env=(env "LD_LIBRARY_PATH=${MOE_GPU_LIBS:-${LD_LIBRARY_PATH:-}}")
 
-build() { # build DIR: DIR/bT for each T (micro_batch T / 4096 of seq 4096)
+build() { # build DIR: DIR/bT for each T (micro_batch T / 4096 of seq 4096), DIR/mma_bT (sm_90)
 	local dir=$1 moec=${MOEC:-build/release/moec} T
 	local arch=()
 	[ -n "${MOE_GPU_ARCH:-}" ] && arch=(--arch "$MOE_GPU_ARCH")
 	mkdir -p "$dir"
-	for T in $tokens; do
-		if ! "$moec" build "$spec" -o "$dir/b$T" "${arch[@]}" --set train.micro_batch=$((T / 4096)) \
-			>"$dir/b$T.log" 2>&1; then
-			cat "$dir/b$T.log" >&2
-			echo "moe_gpu.sh: moec build $spec (T $T) failed" >&2
+	build_one() { # build_one NAME T [moec build args...]
+		local name=$1 t=$2
+		shift 2
+		if ! "$moec" build "$spec" -o "$dir/$name" "$@" --set train.micro_batch=$((t / 4096)) \
+			>"$dir/$name.log" 2>&1; then
+			cat "$dir/$name.log" >&2
+			echo "moe_gpu.sh: moec build $spec (T $t) $* failed" >&2
 			return 1
 		fi
-		echo "b$T: $(tail -1 "$dir/b$T.log")"
+		echo "$name: $(tail -1 "$dir/$name.log")"
+	}
+	for T in $tokens; do
+		build_one "b$T" "$T" "${arch[@]}" || return 1
 	done
+	# the comparison engine: only where the main build is sm_90a (its wgmma GEMMs)
+	if [ "${MOE_GPU_ARCH:-sm_90a}" = sm_90a ]; then
+		for T in ${MOE_GPU_MMA_TOKENS-32768}; do
+			build_one "mma_b$T" "$T" --arch sm_90 || return 1
+		done
+	fi
 }
 
 # seconds left before MOE_GPU_DEADLINE (a large number without one)
@@ -138,6 +153,7 @@ run() { # run DIR [layer|model|all]
 				fi
 			done
 		done
+		layer_engines "$dir"
 	fi
 	if [ "$what" = model ] || [ "$what" = all ]; then
 		echo
@@ -174,6 +190,38 @@ run() { # run DIR [layer|model|all]
 			awk -v a="$ours" -v b="$base" 'BEGIN {printf "ratio:    %.2f (moec / transformers)\n", a / b}'
 		fi
 	fi
+}
+
+# the same layer on the other engine: DIR/mma_bT/train (built for sm_90: mma.sync expert
+# GEMMs) at each T built, routes MOE_GPU_MMA_ROUTES (default balanced; each run costs about a
+# minute, most of it the host initializing the weights), after the baselines so that a short
+# time budget drops this first; then wgmma / mma.sync per (T, route) from the runs above
+layer_engines() { # DIR
+	local d T route bias moe ours mma
+	for d in "$1"/mma_b*/; do
+		[ -x "$d/train" ] || continue
+		T=$(basename "$d")
+		T=${T#mma_b}
+		for route in ${MOE_GPU_MMA_ROUTES:-balanced}; do
+			has "moec mma.sync T=$T $route" || continue
+			bias=
+			[ "$route" = skewed ] && bias=0-7:4
+			moe=$(limit 150 env MOERT_ROUTER_BIAS="$bias" "${trainer_env[@]}" "$d/train" --device cuda --steps 3 --no-resume \
+				--no-save --profile --quiet --ckpt-dir "$tmp/c" --metrics "$tmp/mma$T$route.jsonl" --data "$data" \
+				2>"$tmp/mmaerr$T.txt" | grep "MoE layer" || true)
+			if [ -z "$moe" ]; then
+				echo "moec mma.sync T=$T $route: failed: $(tail -3 "$tmp/mmaerr$T.txt" 2>/dev/null | tr '\n' ' ')"
+				continue
+			fi
+			echo "moec mma.sync T=$T $route (--arch sm_90, the comparison engine): ${moe#"${moe%%[! ]*}"}"
+			ours=$(sed -n 's/.* \([0-9.]*\) TFLOP\/s.*/\1/p' "$tmp/moec$T$route.txt" 2>/dev/null | head -1)
+			mma=$(echo "$moe" | sed -n 's/.* \([0-9.]*\) TFLOP\/s.*/\1/p' | head -1)
+			if [ -n "$ours" ] && [ -n "$mma" ]; then
+				awk -v a="$ours" -v b="$mma" -v t="$T" -v r="$route" \
+					'BEGIN {printf "engines T=%d %s: wgmma %.1f vs mma.sync %.1f TFLOP/s, wgmma / mma.sync = %.2f\n", t, r, a, b, a / b}'
+			fi
+		done
+	done
 }
 
 # mfu TOKENS_PER_S FLOP_PER_TOKEN PEAK: "X model TFLOP/s, MFU Y% of PEAK"

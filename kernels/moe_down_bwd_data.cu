@@ -38,7 +38,7 @@ __device__ __forceinline__ void swiglu_bwd(float dh, float g, float u, float *dg
 extern "C" __global__ void __launch_bounds__(gemm_t::THREADS, 1)
 MOEC_KERNEL(const act_t *dy, const act_t *w_down, const act_t *gu, const int *offsets, act_t *dgu, int rows)
 {
-	extern __shared__ __align__(128) unsigned char smem[];
+	extern __shared__ __align__(1024) unsigned char smem[];
 	__shared__ int s_off[E_LOCAL + 1], s_pre[E_LOCAL + 1];
 	constexpr int NT = (I + TILE_N - 1) / TILE_N;
 	const int tiles = moe_mtile_table<E_LOCAL, TILE_M, gemm_t::THREADS>(offsets, rows, s_off, s_pre) * NT;

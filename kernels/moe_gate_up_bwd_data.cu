@@ -21,7 +21,7 @@ typedef MOE_GEMM(true, false) gemm_t;
 extern "C" __global__ void __launch_bounds__(gemm_t::THREADS, 1)
 MOEC_KERNEL(const act_t *dgu, const act_t *w_gate_up, const int *offsets, act_t *dx, int rows)
 {
-	extern __shared__ __align__(128) unsigned char smem[];
+	extern __shared__ __align__(1024) unsigned char smem[];
 	__shared__ int s_off[E_LOCAL + 1], s_pre[E_LOCAL + 1];
 	constexpr int NT = (H + TILE_N - 1) / TILE_N;
 	const int tiles = moe_mtile_table<E_LOCAL, TILE_M, gemm_t::THREADS>(offsets, rows, s_off, s_pre) * NT;

@@ -22,7 +22,7 @@ typedef MOE_GEMM(false, false) gemm_t;
 extern "C" __global__ void __launch_bounds__(gemm_t::THREADS, 1)
 MOEC_KERNEL(const act_t *dgu, const act_t *x, const int *offsets, float *dw_gate_up, int rows)
 {
-	extern __shared__ __align__(128) unsigned char smem[];
+	extern __shared__ __align__(1024) unsigned char smem[];
 	constexpr int MT = (2 * I + TILE_M - 1) / TILE_M, NT = (H + TILE_N - 1) / TILE_N;
 	for (int tile = blockIdx.x; tile < E_LOCAL * MT * NT; tile += gridDim.x) {
 		const int e = tile / (MT * NT), mt = tile / NT % MT, nt = tile % NT;

@@ -28,7 +28,7 @@ typedef MOE_GEMM(true, true) gemm_t;
 extern "C" __global__ void __launch_bounds__(gemm_t::THREADS, 1)
 MOEC_KERNEL(const act_t *x, const act_t *w_gate_up, const int *offsets, act_t *h, act_t *gu, int rows)
 {
-	extern __shared__ __align__(128) unsigned char smem[];
+	extern __shared__ __align__(1024) unsigned char smem[];
 	__shared__ int s_off[E_LOCAL + 1], s_pre[E_LOCAL + 1];
 	constexpr int JT = TILE_N / 2;        // gate (and up) columns per tile
 	constexpr int NT = (I + JT - 1) / JT; // n-tiles

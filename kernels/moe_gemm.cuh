@@ -28,7 +28,11 @@
 //            shared memory read with ldmatrix (.trans for MN-major operands), no bank
 //            conflicts on either side. Warp tile 64x64; THREADS = BM*BN/128.
 //   moe_simt (ACT_BF16=0): exact fp32 SIMT GEMM, 4x4 outputs per thread; THREADS = BM*BN/16.
-// An sm_90a wgmma engine slots in as a third struct with the same interface.
+//   moe_wgmma (ACT_BF16=1, sm_90a; moe_wgmma.cuh): Hopper warpgroup MMA (wgmma.mma_async
+//            m64n256k16) reading both operands from 128-byte-swizzled shared memory filled
+//            by the same cp.async pipeline; one warpgroup per 64 rows; THREADS = BM*BN/128
+//            and SMEM_BYTES as moe_mma (TILE_N must be 256, TILE_K 64). Only wgmma reaches
+//            the H100's tensor-core peak; mma.sync tops out far below it on sm_90.
 //
 // Out-of-range elements (ragged expert ends, K tails, N tails) are zero-filled in shared
 // memory (cp.async with src-size 0), so the math never branches; epilogues mask stores.
@@ -56,8 +60,23 @@
 #define STAGES 3
 #endif
 
-// The engine for this instance's dtype; A_KM / B_KM: whether A / B are K-major in memory.
-#if ACT_BF16
+// MOE_WGMMA: 1 where wgmma exists, i.e. the instance is compiled for sm_90a (NVRTC
+// --gpu-architecture=sm_90a defines __CUDA_ARCH_FEAT_SM90_ALL; plain sm_90 and sm_100a do
+// not: sm_90 has no wgmma, sm_100 replaced it). tests/kernels/moe_gemm_emu sets it to run the
+// engine on the CPU.
+#ifndef MOE_WGMMA
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MOE_WGMMA 1
+#else
+#define MOE_WGMMA 0
+#endif
+#endif
+
+// The engine for this instance's dtype and target; A_KM / B_KM: whether A / B are K-major in
+// memory. The dynamic shared memory must be 1024-aligned for moe_wgmma (its swizzle atoms).
+#if ACT_BF16 && MOE_WGMMA
+#define MOE_GEMM(A_KM, B_KM) moe_wgmma<TILE_M, TILE_N, TILE_K, STAGES, A_KM, B_KM>
+#elif ACT_BF16
 #define MOE_GEMM(A_KM, B_KM) moe_mma<TILE_M, TILE_N, TILE_K, STAGES, A_KM, B_KM>
 #else
 #define MOE_GEMM(A_KM, B_KM) moe_simt<TILE_M, TILE_N, TILE_K, A_KM, B_KM>
@@ -247,15 +266,20 @@ __device__ __forceinline__ int moe_swz(int row, int col)
 //             the first ITERS/2 iterations fall in half 0, the rest in half 1.
 //   MN-major: thread owns the 8 columns (tid % CPR) * 8 (one half, fixed) of k-rows
 //             tid / CPR + it * STEP.
-template <int R, int BK, int THREADS, bool KMAJOR>
+// WGL (the wgmma engine, moe_wgmma.cuh): the shared layouts wgmma reads with 128-byte
+// swizzle. K-major is the same [R][BK] tile (BK = 64: one 128-byte swizzle row per tile
+// row). MN-major is cut into R/64 blocks of 64 columns, each [BK][64] (128-byte k-rows,
+// swizzled by k), block after block: element (k, c) at (c/64)*BK*64 + moe_swz<64>(k, c%64).
+template <int R, int BK, int THREADS, bool KMAJOR, bool WGL = false>
 struct moe_loader_bf16 {
 	static constexpr int CPR = KMAJOR ? BK / 8 : R / 8; // 16-byte chunks per shared row
 	static constexpr int STEP = THREADS / CPR;          // shared rows between a thread's chunks
 	static constexpr int ITERS = (KMAJOR ? R : BK) / STEP;
-	static constexpr int W = KMAJOR ? BK : R; // shared row width, elements
+	static constexpr int W = KMAJOR ? BK : (WGL ? 64 : R); // shared row width, elements
 	static_assert(THREADS % CPR == 0 && (KMAJOR ? R : BK) % STEP == 0, "tile does not split over the CTA");
 	static_assert(STEP % 8 == 0, "a thread's chunks must share one swizzle phase");
 	static_assert(!KMAJOR || ITERS % 2 == 0, "each K-major iteration must lie in one half");
+	static_assert(!WGL || (R % 64 == 0 && (!KMAJOR || BK == 64)), "wgmma layouts: R % 64 == 0, K-major BK == 64");
 
 	const act_t *g0, *g1; // next chunk to load in half 0 / half 1 (MN-major: g0 only)
 	long long ld;
@@ -281,7 +305,7 @@ struct moe_loader_bf16 {
 			g0 = g1 = op.p + ((long long)(op.k0 + kr) * op.ld + (hi ? op.r1 : op.r0) + hc);
 			v0 = v1 = hc < (hi ? op.rv1 : op.rv0);
 			kv = op.kend - op.k0 - kr;
-			soff = moe_swz<W>(kr, c);
+			soff = WGL ? c / 64 * (BK * 64) + moe_swz<W>(kr, c % 64) : moe_swz<W>(kr, c);
 		}
 	}
 
@@ -437,6 +461,9 @@ struct moe_mma {
 		v[3] = acc[i][j + NI / 2][2 * h + 1];
 	}
 };
+
+// Engine 3, the sm_90a wgmma engine: after the cp.async primitives and the loader it uses.
+#include "moe_wgmma.cuh"
 
 // ---------------------------------------------------------------------------------------
 // Engine 2: exact fp32 SIMT (ACT_BF16=0)

@@ -16,9 +16,14 @@
 #                         (manifest.json, gen/launch.h, cubin/): gpu/kernels_NAME for
 #                         NAME = f32, bf16, capacity, capacity_late (tests/gpu/run.sh build), and
 #                         qwen30b: bench/specs/qwen3_30b_a3b_4layers.yaml (bf16, the real shapes;
-#                         gpu_session.sh runs it with --max-rows)
+#                         gpu_session.sh runs it with --max-rows); with ARCH sm_90a also
+#                         bf16_sm90 and qwen30b_sm90, the same builds for plain sm_90: the expert
+#                         GEMMs on the mma.sync engine instead of wgmma (kernels/moe_gemm.cuh),
+#                         so one session checks both engines
 #   bench/bT/train        bench/specs/qwen3_30b_a3b_4layers.yaml at T = 4096..32768 tokens
-#                         per step (bench/moe_gpu.sh build)
+#                         per step (bench/moe_gpu.sh build); with ARCH sm_90a also
+#                         bench/mma_bT/train, --arch sm_90 (the mma.sync expert GEMMs) at
+#                         T = MOE_GPU_MMA_TOKENS (default 32768): the layer benchmark's comparison
 #   bin/                  device_smoke, nccl_check, golden_compare
 #   lib/                  the shared libraries of all of the above that a stock CUDA machine
 #                         lacks (OpenBLAS, Open MPI and theirs; not libc, the driver,
@@ -107,16 +112,17 @@ build_trainer golden_b tests/golden/b/spec.yaml
 
 say "benchmark trainers (bench/moe_gpu.sh build)"
 MOEC=$moec MOE_GPU_ARCH=$arch bench/moe_gpu.sh build "$work/bench"
-for d in "$work"/bench/b*/; do
+for d in "$work"/bench/b*/ "$work"/bench/mma_b*/; do
+	[ -d "$d" ] || continue
 	take_trainer "$d" "bench/$(basename "$d")"
 done
 
 # ---- kernel_vs_twin: moec build --kernels-only, the twins compiled and linked (run.sh build) ----
 say "kernel_vs_twin builds (tests/gpu/run.sh build; the ctest gpu/kernels_* variants, and qwen30b)"
-kvt() { # kvt NAME SPEC [moec build args...]
+kvt() { # [kvt_arch=ARCH] kvt NAME SPEC [moec build args...]
 	local name=$1 spec=$2
 	shift 2
-	KVT_ARCH=$arch sh tests/gpu/run.sh build "$moec" "$cc" "" "$kvt_obj" "$libmoert" "$work/kvt_$name" \
+	KVT_ARCH=${kvt_arch:-$arch} sh tests/gpu/run.sh build "$moec" "$cc" "" "$kvt_obj" "$libmoert" "$work/kvt_$name" \
 		"$spec" "$@" >"$work/kvt_$name.log" 2>&1 || {
 		cat "$work/kvt_$name.log" >&2
 		die "tests/gpu/run.sh build $name failed"
@@ -135,6 +141,10 @@ kvt bf16 "$tiny" --set train.precision=bf16
 kvt capacity "$tiny" --set moe.capacity_factor=1.0 --set moe.drop_policy=low_prob
 kvt capacity_late "$tiny" --set moe.capacity_factor=1.0 --set moe.drop_policy=late_tokens
 kvt qwen30b bench/specs/qwen3_30b_a3b_4layers.yaml
+if [ "$arch" = sm_90a ]; then # the mma.sync expert GEMMs too (plain sm_90 has no wgmma)
+	kvt_arch=sm_90 kvt bf16_sm90 "$tiny" --set train.precision=bf16
+	kvt_arch=sm_90 kvt qwen30b_sm90 bench/specs/qwen3_30b_a3b_4layers.yaml
+fi
 
 # ---- test programs ----
 strip --strip-debug -o "$kit/bin/device_smoke" "$build/tests/device/device_smoke"

@@ -8,14 +8,24 @@
 //   mma.m16n8k16 .bf16: A a0..a7 = (g, 2t+i&1) (g+8, ..) (g, 2t+8+..) (g+8, 2t+8+..),
 //     B b0..b3 = (2t+i&1, g) (2t+8+i&1, g), C/D c0..c3 = (g, 2t+i&1) (g+8, 2t+i&1),
 //     g = lane/4, t = lane%4; products of bf16 are exact in fp32, summed in fp32;
-//   cp.async 16 (src-size 0: zero fill), commit_group, wait_group N.
+//   cp.async 16 (src-size 0: zero fill), commit_group, wait_group N;
+//   and those of the wgmma engine (moe_wgmma.cuh, built with -DMOE_WGMMA=1):
+//   wgmma.mma_async m64n256k16 bf16 from two shared-memory descriptors (128-byte swizzle,
+//     K-major or MN-major by the transpose flag), decoded here from the PTX ISA's canonical
+//     layouts and its accumulator layout d[4i + 2h + e] = D(16 (warp % 4) + lane / 4 + 8h,
+//     8i + 2 (lane % 4) + e); it runs when its group retires (wgmma.wait_group), as the real
+//     one may, so a stage refilled or an accumulator read too early shows;
+//   wgmma.fence / commit_group / wait_group N, fence.proxy.async.
 // Threads are fibers (ucontext); __syncthreads and the warp-wide instructions are barriers;
 // warps are scheduled one at a time for maximum skew (see launch()). Hazard checks: every shared byte has a pending-copy count;
 // cp.async poisons its destination at issue and writes the data only at wait_group, and
 // ldmatrix fails on a byte with a copy in flight (catches a read before the wait, and a
 // stage refilled while another warp still reads it). Reads of global memory by cp.async
 // must fall inside registered buffers. ldmatrix phases that hit a shared-memory bank twice
-// are counted (the swizzle should make that zero). Not a timing model.
+// are counted (the swizzle should make that zero). wgmma hazards: its shared bytes must
+// have landed and been fenced (fence.proxy.async by the thread whose cp.async wrote them)
+// before it is issued, and a cp.async into bytes a wgmma in flight reads fails. Not a timing
+// model.
 #pragma once
 #include <ucontext.h>
 
@@ -83,8 +93,16 @@ struct copy {
 	unsigned char *dst;
 	const unsigned char *src; // nullptr: zero fill
 };
+struct wgmma_op {
+	float *d;                // the issuing thread's 128 accumulators
+	uint64_t da, db;         // descriptors
+	int ta, tb;              // transpose (MN-major) flags
+};
 struct thread {
 	ucontext_t ctx;
+	std::vector<wgmma_op> wg_open;               // issued since the last wgmma.commit_group
+	std::deque<std::vector<wgmma_op>> wg_groups; // committed, oldest first
+	std::vector<size_t> landed;                  // shared offsets of copies landed, not yet fenced
 	dim tid;
 	bool done;
 	std::vector<copy> open;               // issued, not yet committed
@@ -107,6 +125,8 @@ inline std::vector<barrier> warp_bar;
 inline unsigned char *smem;
 inline size_t smem_size;
 inline std::vector<int> pending;
+inline std::vector<unsigned char> unfenced; // landed by cp.async, not yet fence.proxy.async'ed
+inline std::vector<int> wg_reading;         // read by a wgmma in flight (counted per warpgroup)
 inline std::vector<std::pair<const unsigned char *, size_t>> globals;
 inline long long progress;
 inline int errors;
@@ -159,8 +179,11 @@ inline void run_group(std::vector<copy> &g)
 		else
 			memset(c.dst, 0, 16);
 		const size_t o = (size_t)(c.dst - smem);
-		for (int i = 0; i < 16; i++)
+		for (int i = 0; i < 16; i++) {
 			pending[o + i]--;
+			unfenced[o + i] = 1;
+		}
+		cur->landed.push_back(o);
 	}
 }
 
@@ -239,8 +262,8 @@ inline void launch(unsigned grid, int n, size_t smem_bytes, const std::function<
 	for (auto &s : stacks)
 		if (s.empty())
 			s.resize(256 * 1024);
-	std::vector<unsigned char> buf(smem_bytes + 256);
-	smem = (unsigned char *)(((uintptr_t)buf.data() + 127) & ~(uintptr_t)127);
+	std::vector<unsigned char> buf(smem_bytes + 2048);
+	smem = (unsigned char *)(((uintptr_t)buf.data() + 1023) & ~(uintptr_t)1023); // as __align__(1024)
 	smem_size = smem_bytes;
 	if (n % 32)
 		fail("block size not a multiple of 32");
@@ -249,6 +272,8 @@ inline void launch(unsigned grid, int n, size_t smem_bytes, const std::function<
 		block = dim{b, 0, 0};
 		memset(smem, 0xff, smem_bytes); // bf16 NaN / fp32 NaN everywhere until written
 		pending.assign(smem_bytes, 0);
+		unfenced.assign(smem_bytes, 0);
+		wg_reading.assign(smem_bytes, 0);
 		threads.assign(n, thread());
 		cta_bar = barrier{n, 0, 0};
 		warp_bar.assign(n / 32, barrier{32, 0, 0});
@@ -317,6 +342,8 @@ inline void launch(unsigned grid, int n, size_t smem_bytes, const std::function<
 			cur = &th;
 			if (!th.open.empty() || !th.groups.empty())
 				fail("cp.async still in flight when the thread exited");
+			if (!th.wg_open.empty() || !th.wg_groups.empty())
+				fail("wgmma still in flight when the thread exited");
 		}
 	}
 }
@@ -352,6 +379,12 @@ inline void moe_cp_async16(void *dst, const void *src, bool ok)
 	const size_t o = emu::smem_off(dst, 16);
 	if (ok && !emu::in_globals(src, 16))
 		emu::fail("cp.async reads outside every input buffer");
+	for (int i = 0; i < 16; i++) {
+		if (emu::wg_reading[o + i]) {
+			emu::fail("cp.async overwrites shared memory that a wgmma in flight reads");
+			break;
+		}
+	}
 	for (int i = 0; i < 16; i++)
 		emu::pending[o + i]++;
 	memset(dst, 0xff, 16); // poison: the bytes are undefined until the wait
@@ -391,4 +424,129 @@ inline void moe_mma_bf16(float d[4], const unsigned a[4], unsigned b0, unsigned 
 		d[q] = s;
 	}
 	emu::warp_sync();
+}
+
+// ---- the wgmma engine's primitives (moe_wgmma.cuh) ----
+
+inline unsigned moe_smem_addr(const void *p) { return (unsigned)emu::smem_off(p, 1); }
+inline void moe_trap(void)
+{
+	emu::fail("trap (moe_trap)");
+	exit(1);
+}
+inline void moe_fence_proxy_async(void)
+{
+	for (size_t o : emu::cur->landed)
+		for (int i = 0; i < 16; i++)
+			emu::unfenced[o + i] = 0;
+	emu::cur->landed.clear();
+}
+inline void moe_wgmma_fence(void) {}
+
+namespace emu {
+// Shared offset of element (r, k) (r: row of M or N, k < 16) of a wgmma operand, from its
+// descriptor: PTX ISA "Matrix Descriptor Format" (start, LBO, SBO >> 4 in bits 0-13, 16-29,
+// 32-45; base offset 49-51; swizzle 62-63) and the canonical 128-byte-swizzle layouts:
+//   K-major : rows in groups of 8 (SBO apart), each row 128 bytes along K from the start;
+//   MN-major: 64 rows contiguous (2 bytes each), groups of 64 rows LBO apart; k-rows 128
+//             bytes apart in groups of 8, SBO apart;
+// then the swizzle: bits [4,7) of the address XOR bits [7,10).
+inline size_t wgmma_elem(uint64_t desc, int trans, int r, int k)
+{
+	const size_t start = (desc & 0x3fff) << 4, lbo = ((desc >> 16) & 0x3fff) << 4, sbo = ((desc >> 32) & 0x3fff) << 4;
+	size_t a;
+	if (!trans)
+		a = start + (size_t)(r / 8) * sbo + (size_t)(r % 8) * 128 + (size_t)k * 2;
+	else
+		a = start + (size_t)(r / 64) * lbo + (size_t)(r % 64) * 2 + (size_t)(k / 8) * sbo + (size_t)(k % 8) * 128;
+	return a ^ (((a >> 7) & 7) << 4);
+}
+inline bool wgmma_desc_ok(uint64_t desc)
+{
+	if (desc >> 62 != 1) {
+		fail("wgmma descriptor: swizzle mode is not 128B (1)");
+		return false;
+	}
+	if ((desc >> 49) & 7) {
+		fail("wgmma descriptor: nonzero matrix base offset");
+		return false;
+	}
+	return true;
+}
+// Calls fn(offset) for every shared byte pair one operand of a m64n256k16 reads (rows R).
+template <class F>
+inline void wgmma_each(uint64_t desc, int trans, int rows, F fn)
+{
+	for (int r = 0; r < rows; r++)
+		for (int k = 0; k < 16; k++)
+			fn(wgmma_elem(desc, trans, r, k));
+}
+inline float smem_bf16(size_t o)
+{
+	if (o + 2 > smem_size) {
+		fail("wgmma reads outside the dynamic shared memory");
+		return 0.f;
+	}
+	__nv_bfloat16 b;
+	memcpy(&b.x, smem + o, 2);
+	return __bfloat162float(b);
+}
+inline bool wg_leader() { return cur->tid.x % 128 == 0; }
+inline void wgmma_run(const wgmma_op &op)
+{
+	const int w = (int)(cur->tid.x / 32) % 4, l = lane();
+	for (int i = 0; i < 32; i++)
+		for (int h = 0; h < 2; h++)
+			for (int e = 0; e < 2; e++) {
+				const int row = 16 * w + l / 4 + 8 * h, col = 8 * i + 2 * (l % 4) + e;
+				float s = 0.f;
+				for (int k = 0; k < 16; k++)
+					s += smem_bf16(wgmma_elem(op.da, op.ta, row, k)) * smem_bf16(wgmma_elem(op.db, op.tb, col, k));
+				op.d[4 * i + 2 * h + e] += s;
+			}
+	if (wg_leader()) { // release the bytes the leader marked at issue
+		wgmma_each(op.da, op.ta, 64, [](size_t o) { wg_reading[o]--, wg_reading[o + 1]--; });
+		wgmma_each(op.db, op.tb, 256, [](size_t o) { wg_reading[o]--, wg_reading[o + 1]--; });
+	}
+}
+} // namespace emu
+
+template <int TRANS_A, int TRANS_B>
+inline void moe_wgmma_m64n256k16(float d[128], unsigned long long da, unsigned long long db)
+{
+	if (!emu::wgmma_desc_ok(da) || !emu::wgmma_desc_ok(db))
+		return;
+	bool bad = false;
+	auto check = [&](size_t o) {
+		if (o + 2 > emu::smem_size) {
+			bad = true;
+			return;
+		}
+		for (int i = 0; i < 2; i++)
+			if (emu::pending[o + i] || emu::unfenced[o + i])
+				bad = true;
+	};
+	emu::wgmma_each(da, TRANS_A, 64, check);
+	emu::wgmma_each(db, TRANS_B, 256, check);
+	if (bad)
+		emu::fail("wgmma issued on shared memory not landed, not fenced (fence.proxy.async) or out of range");
+	if (emu::wg_leader()) {
+		emu::wgmma_each(da, TRANS_A, 64, [](size_t o) { emu::wg_reading[o]++, emu::wg_reading[o + 1]++; });
+		emu::wgmma_each(db, TRANS_B, 256, [](size_t o) { emu::wg_reading[o]++, emu::wg_reading[o + 1]++; });
+	}
+	emu::cur->wg_open.push_back(emu::wgmma_op{d, da, db, TRANS_A, TRANS_B});
+}
+inline void moe_wgmma_commit(void)
+{
+	emu::cur->wg_groups.push_back(std::move(emu::cur->wg_open));
+	emu::cur->wg_open.clear();
+}
+template <int N>
+inline void moe_wgmma_wait(void)
+{
+	while ((int)emu::cur->wg_groups.size() > N) {
+		for (auto &op : emu::cur->wg_groups.front())
+			emu::wgmma_run(op);
+		emu::cur->wg_groups.pop_front();
+	}
 }

@@ -2,7 +2,7 @@
 # run.sh - checks the expert-GEMM templates (kernels/moe_*.cu) without a GPU: each is built
 # as C++ against the emulator in this folder and compared with its CPU twin, for several
 # tile configurations chosen so that every code path runs (ragged and empty experts, M/N/K
-# tails, 1..8 warps, 2..4 stages, both engines). Not part of ctest (C++, ~minutes); run by
+# tails, 1..8 warps, 2..4 stages, all three engines: mma.sync, wgmma with MOE_WGMMA=1, SIMT). Not part of ctest (C++, ~minutes); run by
 # hand after touching moe_gemm.cuh or a moe_* template:  tests/kernels/moe_gemm_emu/run.sh
 # (ONLY=<configuration name> runs one).
 set -e
@@ -21,7 +21,7 @@ cfg() {
 	echo "== $name: $*"
 	objs=""
 	for t in $T; do
-		sed 's/extern __shared__ __align__(128) unsigned char smem\[\];/unsigned char *smem = emu::smem;/' \
+		sed 's/extern __shared__ __align__(1024) unsigned char smem\[\];/unsigned char *smem = emu::smem;/' \
 			kernels/$t.cu >"$B/$t.$name.cpp"
 		g++ -std=c++17 -O1 -g -DMOEC_EMU -DMOEC_KERNEL=emu_$t "$@" -Itests/kernels/moe_gemm_emu -Ikernels \
 			-c "$B/$t.$name.cpp" -o "$B/$t.$name.k.o"
@@ -46,6 +46,14 @@ cfg bf16_256x128 -DACT_BF16=1 -DE_LOCAL=2 -DH=64 -DI=256 -DTILE_M=256 -DTILE_N=1
 # bf16, 40 experts (the in-kernel tile table scans in two warp passes), most of them empty.
 cfg bf16_e40 -DACT_BF16=1 -DE_LOCAL=40 -DH=64 -DI=64 -DTILE_M=128 -DTILE_N=128 -DTILE_K=64 -DSTAGES=3 \
 	'-DCOUNTS={3,0,0,130,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,7,0,0,0,0,129}' -DEXTRA=2
+# wgmma engine (sm_90a; moe_wgmma.cuh), the default tiles: 2 warpgroups, 128-byte-swizzled
+# K-major and MN-major stages, the same ragged shapes as bf16_default.
+cfg wgmma_default -DMOE_WGMMA=1 -DACT_BF16=1 -DE_LOCAL=4 -DH=320 -DI=200 -DTILE_M=128 -DTILE_N=256 -DTILE_K=64 \
+	-DSTAGES=3 '-DCOUNTS={130,0,1,300}' -DEXTRA=5
+# wgmma engine, 256x256 (4 warpgroups; an MN-major A of 4 blocks of 64 columns, 2 per half),
+# 2 stages, 5 K tiles. (64x256 and 192x256 do not split the MN-major B loads over the CTA.)
+cfg wgmma_256x256 -DMOE_WGMMA=1 -DACT_BF16=1 -DE_LOCAL=3 -DH=264 -DI=136 -DTILE_M=256 -DTILE_N=256 -DTILE_K=64 \
+	-DSTAGES=2 '-DCOUNTS={0,77,300}' -DEXTRA=0
 # fp32 SIMT, the default 64x64x16.
 cfg f32_default -DACT_BF16=0 -DE_LOCAL=3 -DH=72 -DI=40 -DTILE_M=64 -DTILE_N=64 -DTILE_K=16 -DSTAGES=3 \
 	'-DCOUNTS={65,0,130}' -DEXTRA=2

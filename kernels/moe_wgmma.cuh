@@ -1,0 +1,248 @@
+// moe_wgmma.cuh - engine 3 of moe_gemm.cuh: bf16 warpgroup MMA (wgmma.mma_async, sm_90a),
+// the only path to Hopper's tensor-core peak. Same interface as moe_mma (THREADS, NFRAG,
+// SMEM_BYTES, run(), frag()), same operands, same zero-filled tails. Included by moe_gemm.cuh
+// after the cp.async primitives and moe_loader_bf16; MOE_GEMM picks it for bf16 instances
+// compiled for sm_90a (MOE_WGMMA, moe_gemm.cuh).
+//
+// Work split: one warpgroup (4 warps, 128 threads) per 64 rows of the tile; each computes its
+// 64 x BN slab with one wgmma.mma_async.m64n256k16 per 16-wide K step, both operands read
+// straight from shared memory through matrix descriptors (no ldmatrix, no A fragments in
+// registers). 128x256x64: 2 warpgroups = 256 threads = BM*BN/128, as moe_mma; 128 fp32
+// accumulators per thread.
+//
+// Pipeline (per K tile kt; tile kt lives in stage kt % NSTAGE, NSTAGE-1 tiles in flight):
+//   cp.async.wait_group NSTAGE-2   this thread's copies of tile kt have landed
+//   fence.proxy.async.shared::cta  ... and are visible to the async proxy (wgmma reads
+//                                  shared memory through it; cp.async writes through the
+//                                  generic proxy: PTX ISA, "Async proxy")
+//   __syncthreads                  every thread's copies are; every warpgroup's wgmmas of
+//                                  tile kt-1 have retired (wait_group 0 below)
+//   wgmma.fence, 4 x wgmma, commit issue the multiply of tile kt (asynchronous)
+//   cp.async of tile kt+NSTAGE-1   into the stage of tile kt-1, free since the barrier; the
+//                                  copies are issued while the tensor cores work
+//   wgmma.wait_group 0             the accumulators are ours again, stage kt is free
+//
+// Shared layouts (PTX ISA, "Shared Memory Matrix Layout", 128-byte swizzle): a "swizzle
+// atom" is 8 rows of 128 bytes (1024 bytes, 1024-aligned); in row j of an atom the 16-byte
+// chunk i is stored at chunk position i ^ j. The hardware applies this XOR to address bits
+// [4,7) with bits [7,10), so atoms must start 1024-aligned: run() traps if the dynamic shared
+// memory is not (the templates declare it __align__(1024)).
+//   K-major tile [R][64] (moe_loader_bf16, WGL): tile row r is one 128-byte row; rows
+//     8a..8a+7 form atom a. Descriptor: start = row 0 of the slab + 32 bytes per k16 step
+//     (k16 = 2 chunks of the 8), SBO = 1024 (atom to atom along M/N), LBO unused with
+//     swizzling (encoded 1), mode 128B.
+//   MN-major tile [R/64][BK][64]: block b holds columns 64b..64b+63 of every k-row; k-rows
+//     8a..8a+7 of a block form atom a. Descriptor: start = block of the slab + 2048 bytes per
+//     k16 step (two atoms), LBO = BK*128 (block to block along M/N: the next 64 columns),
+//     SBO = 1024 (atom to atom along K). This is CUTLASS's canonical MN-major SW128 layout
+//     ((T,8,m),(8,k)):((1,T,LBO),(8T,SBO)), T = 8 bf16.
+#pragma once
+
+// ---------------------------------------------------------------------------------------
+// PTX primitives (sm_90a). With MOEC_EMU, tests/kernels/moe_gemm_emu supplies CPU versions.
+// ---------------------------------------------------------------------------------------
+#ifndef MOEC_EMU
+// Ends the kernel with an error (a launch then fails with an illegal-instruction error).
+__device__ __forceinline__ void moe_trap(void)
+{
+	asm volatile("trap;\n");
+}
+
+// Makes this thread's generic-proxy writes to shared memory (its landed cp.async copies)
+// visible to the async proxy, which wgmma reads through (PTX ISA, membar/fence: proxy kinds).
+__device__ __forceinline__ void moe_fence_proxy_async(void)
+{
+	asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// Orders this warpgroup's earlier register accesses (the accumulators zeroed or read) before
+// the wgmma.mma_async that follow; required before the first wgmma and after any such access
+// (PTX ISA, wgmma.fence).
+__device__ __forceinline__ void moe_wgmma_fence(void)
+{
+	asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+
+// Closes the batch of wgmma.mma_async issued since the last commit into one wgmma-group.
+__device__ __forceinline__ void moe_wgmma_commit(void)
+{
+	asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+
+// Waits until at most N wgmma-groups of this warpgroup are pending: their shared-memory reads
+// are done and their accumulators may be read (PTX ISA, wgmma.wait_group).
+template <int N>
+__device__ __forceinline__ void moe_wgmma_wait(void)
+{
+	asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+// d[128] += A[64 x 16] * B[256 x 16]^T, bf16 inputs from shared memory (descriptors da, db),
+// fp32 accumulate. scale-d = 1 (accumulate: the caller zeroes d), imm-scale-a/b = 1;
+// imm-trans-a/b = 1 when that operand is MN-major (PTX ISA: transpose is supported for
+// .f16/.bf16 with descriptors only; 0 = K-major, the untransposed "row" A and "col" B).
+// Register d[4i + 2h + e] holds D(16 * (warp % 4) + lane / 4 + 8h, 8i + 2 * (lane % 4) + e)
+// (PTX ISA, "Matrix fragments for wgmma .m64nNk16": the accumulator D layout).
+template <int TRANS_A, int TRANS_B>
+__device__ __forceinline__ void moe_wgmma_m64n256k16(float d[128], unsigned long long da, unsigned long long db)
+{
+	asm volatile("{\n"
+	             ".reg .pred p;\n"
+	             "setp.ne.b32 p, 1, 0;\n" // scale-d: accumulate into d
+	             "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
+	             "{"
+	             "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+	             "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+	             "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+	             "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+	             "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+	             "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
+	             "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
+	             "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+	             "}, %128, %129, p, 1, 1, %130, %131;\n"
+	             "}\n"
+	             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+	               "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+	               "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+	               "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+	               "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+	               "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+	               "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+	               "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+	               "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+	               "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+	               "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+	               "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+	               "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]),
+	               "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]),
+	               "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]),
+	               "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]),
+	               "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+	             : "l"(da), "l"(db), "n"(TRANS_A), "n"(TRANS_B)
+	             : "memory");
+}
+#endif
+
+// A wgmma shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format"): bits 0-13
+// start address >> 4 (of the 18-bit shared address), bits 16-29 leading dimension byte offset
+// >> 4, bits 32-45 stride dimension byte offset >> 4, bits 49-51 matrix base offset (0: every
+// swizzle atom here starts 1024-aligned), bits 62-63 swizzle mode (1 = 128-byte swizzle).
+__device__ __forceinline__ unsigned long long moe_wgmma_desc(unsigned saddr, unsigned lbo, unsigned sbo)
+{
+	return (unsigned long long)((saddr & 0x3ffffu) >> 4) | (unsigned long long)((lbo >> 4) & 0x3fffu) << 16 |
+	       (unsigned long long)((sbo >> 4) & 0x3fffu) << 32 | 1ull << 62;
+}
+
+template <int BM, int BN, int BK, int NSTAGE, bool A_KMAJOR, bool B_KMAJOR>
+struct moe_wgmma {
+	static constexpr int WG_M = 64;          // rows per warpgroup (wgmma's M)
+	static constexpr int WGS = BM / WG_M;    // warpgroups
+	static constexpr int THREADS = WGS * 128;
+	static constexpr int A_ELEMS = BM * BK, B_ELEMS = BN * BK;
+	static constexpr int SMEM_BYTES = NSTAGE * (A_ELEMS + B_ELEMS) * 2;
+	static constexpr int NACC = BN / 2;      // accumulators per thread: 64 x BN / 128
+	static constexpr int NFRAG = NACC / 4;   // (n8 block of the first half) x (row g, g+8)
+	static constexpr int SLAB_BYTES = WG_M * BK * 2; // a warpgroup's 64 rows of A, either major
+	static constexpr unsigned SW_ATOM = 1024;        // 8 rows of 128 bytes
+	static_assert(BN == 256, "the wgmma engine issues m64n256k16: TILE_N must be 256");
+	static_assert(BK == 64, "the wgmma engine's 128-byte swizzle needs TILE_K == 64 (one 128-byte row of K)");
+	static_assert(BM % WG_M == 0 && THREADS <= 1024, "TILE_M must be a multiple of 64, at most 512");
+	static_assert(THREADS == BM * BN / 128, "the launch lines' block = TILE_M*TILE_N/128 must hold");
+	static_assert(NSTAGE >= 2, "NSTAGE >= 2");
+	static_assert((A_ELEMS * 2) % SW_ATOM == 0 && (B_ELEMS * 2) % SW_ATOM == 0, "stages must keep atoms 1024-aligned");
+
+	float acc[NACC];
+
+	// The descriptor of one k16 step of one operand. Base: the operand's slab in this stage
+	// (K-major: its first row; MN-major: its first 64-column block). PTX ISA canonical
+	// layouts, 128-byte swizzle (see the file header):
+	//   K-major : the k16 step is 32 bytes along the 128-byte row, inside every atom;
+	//             SBO 1024 = the next 8 rows; LBO is not used when swizzled (encoded as 1).
+	//   MN-major: the k16 step is 16 k-rows of 128 bytes = 2 atoms further;
+	//             SBO 1024 = the next 8 k-rows; LBO BK*128 = the next block of 64 rows.
+	template <bool KMAJOR>
+	__device__ __forceinline__ static unsigned long long desc(unsigned base, int kk)
+	{
+		if (KMAJOR)
+			return moe_wgmma_desc(base + kk * 32, 16, SW_ATOM);
+		return moe_wgmma_desc(base + kk * 16 * 128, BK * 128, SW_ATOM);
+	}
+
+	// The multiply of one stage: this warpgroup's 64 x BN slab, BK/16 wgmmas, one group.
+	// sa: shared address of the stage's A tile, sb: of its B tile.
+	__device__ __forceinline__ void mma_stage(unsigned sa, unsigned sb, int wg)
+	{
+		const unsigned a = sa + wg * SLAB_BYTES; // K-major: row 64wg; MN-major: block wg
+		moe_wgmma_fence();
+#pragma unroll
+		for (int kk = 0; kk < BK / 16; kk++)
+			moe_wgmma_m64n256k16<A_KMAJOR ? 0 : 1, B_KMAJOR ? 0 : 1>(acc, desc<A_KMAJOR>(a, kk), desc<B_KMAJOR>(sb, kk));
+		moe_wgmma_commit();
+	}
+
+	// Accumulates over the whole K range of a (b has the same length). smem: SMEM_BYTES,
+	// 1024-aligned.
+	__device__ __forceinline__ void run(void *smem, const moe_operand &a, const moe_operand &b)
+	{
+		bf16 *sA = (bf16 *)smem, *sB = sA + NSTAGE * A_ELEMS;
+		const int tid = threadIdx.x, wg = tid / 128;
+		const unsigned sa0 = moe_smem_addr(sA), sb0 = moe_smem_addr(sB);
+		if (sa0 % SW_ATOM) // the swizzle would not match the hardware's: fail loudly, not wrongly
+			moe_trap();
+#pragma unroll
+		for (int i = 0; i < NACC; i++)
+			acc[i] = 0.f;
+
+		const int klen = a.kend - a.k0;
+		const int ktiles = klen > 0 ? (klen + BK - 1) / BK : 0;
+		__syncthreads(); // a CTA's previous tile may still be reading the stages refilled below
+		moe_loader_bf16<BM, BK, THREADS, A_KMAJOR, true> la;
+		moe_loader_bf16<BN, BK, THREADS, B_KMAJOR, true> lb;
+		la.init(a, tid);
+		lb.init(b, tid);
+
+		// One cp.async group per tile (empty past the end), so wait_group<NSTAGE-2> always
+		// means "tile kt has landed".
+#pragma unroll
+		for (int s = 0; s < NSTAGE - 1; s++) {
+			if (s < ktiles) {
+				la.load(sA + s * A_ELEMS);
+				lb.load(sB + s * B_ELEMS);
+			}
+			moe_cp_async_commit();
+		}
+		int ld_stage = NSTAGE - 1, rd_stage = 0;
+#pragma unroll 1
+		for (int kt = 0; kt < ktiles; kt++) {
+			moe_cp_async_wait<NSTAGE - 2>();
+			moe_fence_proxy_async();
+			__syncthreads(); // tile kt visible to every warpgroup's wgmma; tile kt-1's wgmmas retired
+			mma_stage(sa0 + rd_stage * (A_ELEMS * 2), sb0 + rd_stage * (B_ELEMS * 2), wg);
+			rd_stage = rd_stage == NSTAGE - 1 ? 0 : rd_stage + 1;
+			if (kt + NSTAGE - 1 < ktiles) { // into tile kt-1's stage, while the wgmmas run
+				la.load(sA + ld_stage * A_ELEMS);
+				lb.load(sB + ld_stage * B_ELEMS);
+			}
+			moe_cp_async_commit();
+			ld_stage = ld_stage == NSTAGE - 1 ? 0 : ld_stage + 1;
+			moe_wgmma_wait<0>();
+		}
+		moe_cp_async_wait<0>();
+	}
+
+	// Fragment f (0 <= f < NFRAG, a compile-time index after unrolling): see moe_gemm.cuh's
+	// header. Accumulator 4i + 2h + e is (row 16 * (warp % 4) + lane / 4 + 8h, column 8i +
+	// 2 * (lane % 4) + e) of the warpgroup's 64 x BN slab; n8 blocks 0..BN/16-1 are the first
+	// column half, BN/16.. the same columns of the second.
+	__device__ __forceinline__ void frag(int f, int &r, int &c, float v[4]) const
+	{
+		const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+		const int i = f >> 1, h = f & 1, j = i + BN / 16;
+		r = (warp >> 2) * WG_M + (warp & 3) * 16 + (lane >> 2) + h * 8;
+		c = i * 8 + (lane & 3) * 2;
+		v[0] = acc[4 * i + 2 * h];
+		v[1] = acc[4 * i + 2 * h + 1];
+		v[2] = acc[4 * j + 2 * h];
+		v[3] = acc[4 * j + 2 * h + 1];
+	}
+};
