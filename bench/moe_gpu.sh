@@ -128,7 +128,7 @@ run() { # run DIR [layer|model|all]
 					--profile --quiet --ckpt-dir "$tmp/c" --metrics "$tmp/p$T$route.jsonl" --data "$data" \
 					2>"$tmp/err$T.txt" | grep "MoE layer" || true)
 				load=$(grep '^{"step"' "$tmp/p$T$route.jsonl" 2>/dev/null | tail -1 |
-					sed -n 's/.*"load_imbalance":\([0-9.]*\).*/, max\/mean load \1/p')
+					sed -n 's/.*"load_imbalance":\([0-9.]*\).*/, max\/mean load \1/p' || true) # no metrics: the run failed
 				if [ -n "$moe" ]; then
 					echo "moec T=$T $route: ${moe#"${moe%%[! ]*}"}$load" | tee "$tmp/moec$T$route.txt"
 				else

@@ -43,7 +43,8 @@
 //   bf16: 128x256x64, 3 stages = 144 KB dynamic smem (> 48 KB: the host must raise
 //         CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES; fits sm_80's 163 KB and sm_90's
 //         227 KB, not sm_86/89's 99 KB: use 128x128x64 x 3 = 96 KB there), 8 warps of
-//         64x64, 1 CTA per SM (220-245 registers).
+//         64x64, 1 CTA per SM (220-245 registers); on sm_90a the same tile is 2 warpgroups
+//         of 64x256 wgmma (156-176 registers, NVRTC 13).
 //   fp32: 64x64x16 SIMT, 256 threads, 8.7 KB.
 // The two engines want different tiles: an emitter that sets them must set them per dtype
 // (bf16 tiles on the fp32 engine would ask for more than 1024 threads; a static_assert says so).
