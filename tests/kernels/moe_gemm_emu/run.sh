@@ -2,9 +2,10 @@
 # run.sh - checks the expert-GEMM templates (kernels/moe_*.cu) without a GPU: each is built
 # as C++ against the emulator in this folder and compared with its CPU twin, for several
 # tile configurations chosen so that every code path runs (ragged and empty experts, M/N/K
-# tails, 1..8 warps, 2..4 stages, all three engines: mma.sync, wgmma with MOE_WGMMA=1, SIMT). Not part of ctest (C++, ~minutes); run by
-# hand after touching moe_gemm.cuh or a moe_* template:  tests/kernels/moe_gemm_emu/run.sh
-# (ONLY=<configuration name> runs one).
+# tails, 1..8 warps, 2..4 stages, all three engines: mma.sync, wgmma with MOE_WGMMA=1, SIMT).
+# ctest runs the two default bf16 configurations (kernels/moe_gemm_emu_*, ~30 s each); run
+# all of them by hand after touching moe_gemm.cuh, moe_wgmma.cuh or a moe_* template:
+#   tests/kernels/moe_gemm_emu/run.sh        (ONLY=<configuration name> runs one)
 set -e
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 B=${TMPDIR:-/tmp}/moe_gemm_emu
