@@ -15,7 +15,8 @@
  *   - Gradients are fp32 buffers over every trainable shard (also under shard_optimizer,
  *     as Megatron's distributed optimizer keeps the full grad buffer); fp32 masters exist
  *     when weights are stored narrower than fp32; AdamW keeps m and v in fp32. Masters and
- *     m, v shard over dp (dense) or edp (experts) under parallel.shard_optimizer.
+ *     m, v shard over dp (dense) or edp (experts) under parallel.shard_optimizer (the step
+ *     also keeps a bf16 step's norms whole in fp32: a few KiB per layer, not counted).
  *   - Routed activations are saved at Tm*K rows (balanced routing) when dropless: no
  *     finite bound exists without a capacity. With capacity_factor c the bound is exact.
  *     Transient expert buffers are sized for the worst case of one layer either way.
@@ -610,24 +611,35 @@ static bool plan_tp_partial(const struct ir_tensor *t, const struct ir *ir, cons
 
 /* Gradients, once per step, in fp32 (the gradient buffers' dtype): ring all-reduce of the
  * dense shard over dp (the tp-partial ones over the world) and of the expert shard over
- * edp. shard_optimizer turns each into a reduce-scatter + all-gather: the same bytes. */
+ * edp. With shard_optimizer the step then all-gathers the updated weights the forward reads,
+ * each rank's range to its dp (dense) or edp (expert) group: a ring all-gather of the
+ * weights in their storage dtype, except a bf16 step's norms, which it reads (and gathers)
+ * in fp32. (The gradients stay all-reduced whole so the norm and the update are exactly an
+ * unsharded step's; a reduce-scatter would save half the all-reduce.) */
 static void plan_comm_grads(const struct ir *ir, const struct plan_layout *l, const struct plan_knobs *k, struct plan_comm *c)
 {
-	double dense = 0, partial = 0, expert = 0;
+	double dense = 0, partial = 0, expert = 0, gather_dense = 0, gather_expert = 0;
 	for (int i = 0; i < ir->ntensors; i++) {
 		const struct ir_tensor *t = &ir->tensors[i];
 		if (!ir_tensor_trainable(t))
 			continue;
 		double b = 4.0 * (double)plan_shard_numel(t, k);
+		bool norm = t->role == IR_ROLE_INPUT_NORM || t->role == IR_ROLE_POST_ATTN_NORM ||
+			    t->role == IR_ROLE_FINAL_NORM || t->role == IR_ROLE_Q_NORM || t->role == IR_ROLE_K_NORM;
+		double gathered = norm ? b : (double)ir_dtype_bytes(t->dtype, plan_shard_numel(t, k));
 		if (t->shard == IR_SHARD_EP)
-			expert += b;
+			expert += b, gather_expert += gathered;
 		else if (plan_tp_partial(t, ir, k))
-			partial += b;
+			partial += b, gather_dense += gathered;
 		else
-			dense += b;
+			dense += b, gather_dense += gathered;
 	}
 	c->dp_bytes = plan_ring_factor(l->dp) * dense + plan_ring_factor(l->dp * l->tp) * partial;
 	c->edp_bytes = plan_ring_factor(l->edp) * expert;
+	if (k->shard_optimizer) { /* a ring all-gather moves half an all-reduce's bytes */
+		c->dp_bytes += plan_ring_factor(l->dp) / 2 * gather_dense;
+		c->edp_bytes += plan_ring_factor(l->edp) / 2 * gather_expert;
+	}
 	c->dp_s = c->dp_bytes / ((l->dp_groups.all_in_domain ? c->intra_gbps : c->inter_gbps) * 1e9);
 	c->edp_s = c->edp_bytes / ((l->edp_groups.all_in_domain ? c->intra_gbps : c->inter_gbps) * 1e9);
 }

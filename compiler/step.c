@@ -83,6 +83,7 @@ struct step_writer {
 	int64_t partial_begin;     /* replicated over tp, each tp rank's gradient a part of the sum */
 	int64_t split_begin;       /* split over tp (heads): a slice per tp rank */
 	int64_t experts_begin;     /* parameter offset of the first expert block */
+	int64_t fp32_end;          /* the norm blocks end here: [0, fp32_end) is norms only */
 	int64_t param_floats, act_floats;
 	uint64_t model_hash;
 	const char *err;           /* a kernel the step needs is missing from the set */
@@ -128,6 +129,13 @@ static uint64_t step_fnv(uint64_t h, const char *s)
 	return h;
 }
 
+/* An RMSNorm weight: what a bf16 step still reads in fp32 (step_type_buffers). */
+static bool step_is_norm(const struct ir_tensor *t)
+{
+	return t->role == IR_ROLE_INPUT_NORM || t->role == IR_ROLE_POST_ATTN_NORM || t->role == IR_ROLE_FINAL_NORM ||
+	       t->role == IR_ROLE_Q_NORM || t->role == IR_ROLE_K_NORM;
+}
+
 /* One tensor table row: an HF tensor of ndim dims at macro + delta. */
 static void step_table_row(struct step_writer *w, FILE *tab, const struct ir_tensor *t, const char *name,
 			   const char *macro, int64_t delta, int ndim, const int64_t *shape, int expert, int tp_dim)
@@ -136,8 +144,7 @@ static void step_table_row(struct step_writer *w, FILE *tab, const struct ir_ten
 	int n = 0;
 	for (int d = 0; d < ndim; d++)
 		n += snprintf(shape_text + n, sizeof shape_text - (size_t)n, "%s%lld", d ? ", " : "", (long long)shape[d]);
-	bool norm = t->role == IR_ROLE_INPUT_NORM || t->role == IR_ROLE_POST_ATTN_NORM || t->role == IR_ROLE_FINAL_NORM ||
-		    t->role == IR_ROLE_Q_NORM || t->role == IR_ROLE_K_NORM;
+	bool norm = step_is_norm(t);
 	fprintf(tab, "\t{\"%s\", %s + %lld, %d, {%s}, %d, %d, %s, %d, %d},\n", name, macro, (long long)delta, ndim,
 		shape_text, t->layer, ndim >= 2, norm ? "MOERT_INIT_ONES" : "MOERT_INIT_NORMAL", expert, tp_dim);
 	snprintf(hash_text, sizeof hash_text, "%s[%s];", name, shape_text);
@@ -249,7 +256,10 @@ static void step_place(struct step_writer *w, FILE *defs, FILE *tab, const struc
 /* Storage blocks: one per IR tensor, except that an expert's (or the dense MLP's) gate and
  * up projections share one [.., 2I, H] block, gate rows first, as the grouped GEMMs read it.
  * Blocks are ordered by class (step_class), so each class is one range of the arena for its
- * gradient all-reduce: SAME, PARTIAL, SPLIT, then EXPERT. */
+ * gradient all-reduce: SAME, PARTIAL, SPLIT, then EXPERT. Inside a class the norms come
+ * first, so every weight a bf16 step reads in fp32 lies in [0, W_FP32_END) (with tp > 1 the
+ * SAME class is norms only): a bf16 step with sharded masters keeps only that prefix of the
+ * fp32 weights on every rank (runtime/zero.h). */
 static int step_layout_params(struct step_writer *w, FILE *defs, FILE *tab)
 {
 	static const char *begin_macro[] = {NULL, "W_TP_PARTIAL_BEGIN", "W_TP_SPLIT_BEGIN", "W_EXPERTS_BEGIN"};
@@ -271,10 +281,23 @@ static int step_layout_params(struct step_writer *w, FILE *defs, FILE *tab)
 			w->ndense = w->nblocks;
 			w->experts_begin = w->param_floats;
 		}
-		for (int i = 0; i < ir->ntensors; i++)
-			if ((int)step_class_of(w, &ir->tensors[i]) == cls)
-				step_place(w, defs, tab, &ir->tensors[i]);
+		for (int norms = 1; norms >= 0; norms--)
+			for (int i = 0; i < ir->ntensors; i++)
+				if ((int)step_class_of(w, &ir->tensors[i]) == cls && step_is_norm(&ir->tensors[i]) == norms)
+					step_place(w, defs, tab, &ir->tensors[i]);
 	}
+	/* the end of the last norm block, and no other block below it */
+	for (int j = 0; j < w->nblocks; j++)
+		if (strstr(w->blocks[j].macro, "NORM") && w->blocks[j].off + w->blocks[j].numel > w->fp32_end)
+			w->fp32_end = w->blocks[j].off + w->blocks[j].numel;
+	for (int j = 0; j < w->nblocks; j++)
+		if (!strstr(w->blocks[j].macro, "NORM") && w->blocks[j].off < w->fp32_end && w->blocks[j].numel) {
+			fprintf(stderr, "moec: internal error: %s lies among the norms (compiler/step.c step_layout_params)\n",
+				w->blocks[j].macro);
+			return -1;
+		}
+	fprintf(defs, "#define %-28s %lld /* the norms: a bf16 step reads them in fp32 */\n", "W_FP32_END",
+		(long long)w->fp32_end);
 	return 0;
 }
 
@@ -473,6 +496,9 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 	step_act(w, defs, 2 * ((int64_t)w->nblocks + 1), "A_S_OPT_SPLIT_OFFSETS");
 	step_act(w, defs, w->nblocks, "A_S_OPT_DECAY");
 	step_act(w, defs, 2 * (int64_t)w->nblocks, "A_S_OPT_BF16");
+	/* the gradient pieces AdamW updates and their offsets (runtime/zero.h) */
+	step_act(w, defs, 2 * (int64_t)w->nblocks, "A_S_ZERO_PTRS");
+	step_act(w, defs, 2 * ((int64_t)w->nblocks + 1), "A_S_ZERO_OFFSETS");
 	fprintf(defs, "#define MOEC_ACT_FLOATS %lld\n", (long long)w->act_floats);
 }
 
@@ -983,6 +1009,27 @@ static void step_losses(struct step_writer *w)
 
 /* ---- part 4: optimizer and the model description ---- */
 
+/* parallel.shard_optimizer where there is something to shard it over: each rank keeps AdamW's
+ * moments for its range of the dense blocks (over dp) and of the expert blocks (over edp),
+ * and in a bf16 step the fp32 masters of those ranges too (runtime/zero.h). An fp32 step's
+ * weights stay whole: they are what its forward reads; a bf16 step keeps the bf16 copies
+ * whole, and of the fp32 weights only the norms it reads in fp32, [0, W_FP32_END). */
+static bool step_shards(const struct step_writer *w)
+{
+	const struct plan_layout *l = &w->c->plan->layout;
+	return w->s->parallel.shard_optimizer && (l->dp > 1 || l->edp > 1);
+}
+
+/* Floats of each AdamW moment arena on the rank with the largest ranges. */
+static int64_t step_moment_floats(const struct step_writer *w)
+{
+	const struct plan_layout *l = &w->c->plan->layout;
+	if (!step_shards(w))
+		return w->param_floats;
+	int64_t experts = w->param_floats - w->experts_begin;
+	return (w->experts_begin + l->dp - 1) / l->dp + (experts + l->edp - 1) / l->edp;
+}
+
 /* AdamW's tensor list (the storage blocks of the parameter arena, and which decay), in
  * model.c; the backend-independent optimizer step goes to step.inc (step_optimizer_step). */
 static void step_optimizer_tables(struct step_writer *w)
@@ -1009,18 +1056,19 @@ static void step_optimizer_tables(struct step_writer *w)
 		OUT("%s%s%lld", i > w->ndense ? ", " : "", (i - w->ndense) % 8 ? "" : "\n\t",
 		    (long long)((i < w->nblocks ? w->blocks[i].off : w->param_floats) - w->experts_begin));
 	OUT("\n};\n\n");
-	OUT("/* The blocks' addresses in the four arenas (host or device addresses alike). */\n");
-	OUT("static void moec_block_pointers(const struct moert_run *r, float **p, float **g, float **m, float **v)\n{\n"
-	    "\tfor (int i = 0; i < NBLOCKS; i++) {\n"
-	    "\t\tp[i] = r->params + moec_block_offsets[i];\n"
-	    "\t\tg[i] = r->grads + moec_block_offsets[i];\n"
-	    "\t\tm[i] = r->exp_avg + moec_block_offsets[i];\n"
-	    "\t\tv[i] = r->exp_avg_sq + moec_block_offsets[i];\n"
-	    "\t}\n}\n\n");
-	OUT("/* The bf16 copies AdamW refreshes (bf16 steps; NULL entries otherwise). */\n");
-	OUT("static void moec_block_bf16(const struct moert_run *r, bf16 **p16)\n{\n"
+	OUT("/* The blocks' addresses (host or device addresses alike): g, the whole gradient blocks the\n"
+	    " * norm reads; p, zg, m, v, p16 and zoff, the pieces of them this rank's AdamW updates: all\n"
+	    " * of every block, or under parallel.shard_optimizer this rank's ranges (runtime/zero.h),\n"
+	    " * whose moments (and a bf16 step's masters) are in its parts of those arenas. */\n");
+	OUT("static void moec_block_pointers(const struct moert_run *r, float **p, float **g, float **m, float **v,\n"
+	    "\tfloat **zg, long *zoff, bf16 **p16)\n{\n"
+	    "\tvoid *b16[NBLOCKS];\n"
 	    "\tfor (int i = 0; i < NBLOCKS; i++)\n"
-	    "\t\tp16[i] = r->params16 ? (bf16 *)r->params16 + moec_block_offsets[i] : NULL;\n}\n\n");
+	    "\t\tg[i] = r->grads + moec_block_offsets[i];\n"
+	    "\tmoert_zero_tables(&r->zero, moec_block_offsets, NBLOCKS, W_EXPERTS_BEGIN, r->params, r->master, r->grads,\n"
+	    "\t\tr->exp_avg, r->exp_avg_sq, r->params16, p, zg, m, v, b16, zoff);\n"
+	    "\tfor (int i = 0; i < NBLOCKS; i++)\n"
+	    "\t\tp16[i] = b16[i];\n}\n\n");
 }
 
 static void step_optimizer_step(struct step_writer *w)
@@ -1055,10 +1103,12 @@ static void step_optimizer_step(struct step_writer *w)
 	    "\t}\n");
 	OUT("\tconst float total = (float)(dense + split + expert);\n");
 	OUT("\tPUT(A_S_SUMSQ, &total, 1);\n");
-	OUT("\tCALL_TOTAL(%s, MOEC_PARAM_FLOATS, p, g, m, v, BF16_COPIES, offsets, decay, NBLOCKS, lr, %.17g, %.17g, %.17g,\n"
-	    "\t\t%.17g, step, A(A_S_SUMSQ), (float)%.17g);\n",
+	OUT("\tCALL_TOTAL(%s, ZERO_FLOATS, p, ZERO_G, m, v, BF16_COPIES, ZERO_OFFSETS, decay, NBLOCKS, lr, %.17g, %.17g,\n"
+	    "\t\t%.17g, %.17g, step, A(A_S_SUMSQ), (float)%.17g);\n",
 	    step_kernel(w, "adamw", NULL, 0), w->s->train.adam_beta1, w->s->train.adam_beta2, w->s->train.adam_eps,
 	    w->s->train.weight_decay, w->s->train.max_grad_norm);
+	if (w->s->parallel.shard_optimizer) /* ZeRO-1: each rank updated its ranges; the forward reads them all */
+		OUT("\tif (r->zero.on)\n\t\tZERO_GATHER();\n");
 	OUT("\treturn sqrt((double)total);\n}\n");
 }
 
@@ -1125,7 +1175,8 @@ static void step_model_struct(struct step_writer *w)
 	OUT(",\n\t.stats_floats = A_STATS_END - A_STATS,\n");
 	OUT("\t.layout = {%d, %d, %d, %d, %d}, .experts_per_rank = %lld, .experts_begin = W_EXPERTS_BEGIN,\n", lay->world,
 	    lay->dp, lay->tp, lay->ep, lay->edp, (long long)w->E_LOCAL);
-	OUT("\t.split_begin = W_TP_SPLIT_BEGIN,\n");
+	OUT("\t.split_begin = W_TP_SPLIT_BEGIN, .shard_optimizer = %d, .fp32_floats = %s,\n", step_shards(w),
+	    step_shards(w) && w->bf16 ? "W_FP32_END" : "MOEC_PARAM_FLOATS");
 	OUT("\t.micro_step = moec_micro_step_cpu,\n\t.optimizer_step = moec_optimizer_step_cpu,\n");
 	OUT("\t.micro_step_cuda = moec_micro_step_cuda,\n\t.optimizer_step_cuda = moec_optimizer_step_cuda,\n");
 	OUT("\t.setup_cuda = moec_setup_cuda,\n\t.n_kernels = MOEC_NKERNELS,\n\t.kernels = moec_kernel_images,\n};\n\n");
@@ -1169,16 +1220,19 @@ static const char step_backend_cpu[] =
 	"\t(r->comm ? moert_allgather_f32(r->comm, MOERT_TP, MOERT_BYTES_TP, (float *)(x), (long)(n) * (long)sizeof(*(x)) / 4) \\\n"
 	"\t\t : (void)0)\n"
 	"#define OPT_TABLES(p, g, m, v, offsets, decay) \\\n"
-	"\tfloat *p[NBLOCKS], *g[NBLOCKS], *m[NBLOCKS], *v[NBLOCKS]; \\\n"
+	"\tfloat *p[NBLOCKS], *g[NBLOCKS], *m[NBLOCKS], *v[NBLOCKS], *zg[NBLOCKS]; \\\n"
 	"\tbf16 *p16[NBLOCKS]; \\\n"
+	"\tlong zoffsets[NBLOCKS + 1]; \\\n"
 	"\tconst long *offsets = moec_block_offsets; \\\n"
 	"\tconst int *decay = moec_block_decay; \\\n"
-	"\tmoec_block_pointers(r, p, g, m, v); \\\n"
-	"\tmoec_block_bf16(r, p16)\n"
+	"\tmoec_block_pointers(r, p, g, m, v, zg, zoffsets, p16)\n"
 	"#define BF16_COPIES (ACT_BF16 ? p16 : NULL)\n"
+	"#define ZERO_G zg\n#define ZERO_OFFSETS zoffsets\n"
+	"#define ZERO_GATHER() moert_zero_gather_weights(r, W_EXPERTS_BEGIN, MOEC_PARAM_FLOATS)\n"
 	"#include \"step.inc\"\n"
 	"#undef STEP\n#undef CALL\n#undef CALL_TOTAL\n#undef MM_NT\n#undef MM_NN\n#undef MM_TN\n#undef GET\n#undef PUT\n"
 	"#undef BATCH\n#undef KEEP_LOGITS\n#undef RMS_SCRATCH\n#undef OPT_TABLES\n#undef BF16_COPIES\n#undef REDUCE\n#undef EP_ROUTE\n"
+	"#undef ZERO_G\n#undef ZERO_OFFSETS\n#undef ZERO_GATHER\n"
 	"#undef EP_DISPATCH\n#undef EP_COMBINE\n#undef EP_OFFSETS\n#undef EXPERT_OFFSETS\n#undef SPLIT_OFFSETS\n#undef TP_SUM\n"
 	"#undef TP_GATHER\n\n";
 
@@ -1216,6 +1270,9 @@ static const char step_backend_cuda[] =
 	"#define TP_SUM(x, n) moert_cuda_step_tp_sum(r, x, n, IS16(x))\n"
 	"#define TP_GATHER(x, n) moert_cuda_step_tp_gather(r, x, (long)(n) * (long)sizeof(*(x)))\n"
 	"#define BF16_COPIES (ACT_BF16 ? (bf16 **)A(A_S_OPT_BF16) : NULL)\n"
+	"#define ZERO_G ((float **)A(A_S_ZERO_PTRS))\n"
+	"#define ZERO_OFFSETS ((const long *)A(A_S_ZERO_OFFSETS))\n"
+	"#define ZERO_GATHER() moert_cuda_step_zero_gather(r, W_EXPERTS_BEGIN, MOEC_PARAM_FLOATS)\n"
 	"#define OPT_TABLES(p, g, m, v, offsets, decay) \\\n"
 	"\tfloat **p = (float **)A(A_S_OPT_PTRS), **g = p + NBLOCKS, **m = g + NBLOCKS, **v = m + NBLOCKS; \\\n"
 	"\tconst long *offsets = (const long *)A(A_S_OPT_OFFSETS); \\\n"
@@ -1223,15 +1280,17 @@ static const char step_backend_cuda[] =
 	"#include \"step.inc\"\n\n"
 	"/* Once, with the arenas on the device: AdamW's tensor tables (device pointers). */\n"
 	"static void moec_setup_cuda(const struct moert_run *r)\n{\n"
-	"\tfloat *ptrs[4 * NBLOCKS];\n"
-	"\tmoec_block_pointers(r, ptrs, ptrs + NBLOCKS, ptrs + 2 * NBLOCKS, ptrs + 3 * NBLOCKS);\n"
+	"\tfloat *ptrs[4 * NBLOCKS], *zg[NBLOCKS];\n"
+	"\tlong zoff[NBLOCKS + 1];\n"
+	"\tbf16 *p16[NBLOCKS];\n"
+	"\tmoec_block_pointers(r, ptrs, ptrs + NBLOCKS, ptrs + 2 * NBLOCKS, ptrs + 3 * NBLOCKS, zg, zoff, p16);\n"
 	"\tmoert_cuda_step_put(r, A_S_OPT_PTRS, ptrs, sizeof ptrs);\n"
+	"\tmoert_cuda_step_put(r, A_S_ZERO_PTRS, zg, sizeof zg);\n"
+	"\tmoert_cuda_step_put(r, A_S_ZERO_OFFSETS, zoff, sizeof zoff);\n"
 	"\tmoert_cuda_step_put(r, A_S_OPT_OFFSETS, moec_block_offsets, sizeof moec_block_offsets);\n"
 	"\tmoert_cuda_step_put(r, A_S_OPT_DECAY, moec_block_decay, sizeof moec_block_decay);\n"
 	"\tmoert_cuda_step_put(r, A_S_OPT_EXPERT_OFFSETS, moec_expert_offsets, sizeof moec_expert_offsets);\n"
 	"\tmoert_cuda_step_put(r, A_S_OPT_SPLIT_OFFSETS, moec_split_offsets, sizeof moec_split_offsets);\n"
-	"\tbf16 *p16[NBLOCKS];\n"
-	"\tmoec_block_bf16(r, p16);\n"
 	"\tmoert_cuda_step_put(r, A_S_OPT_BF16, p16, sizeof p16);\n"
 	"}\n\n";
 
@@ -1306,6 +1365,8 @@ static void step_prologue(struct step_writer *w, const char *defs, const char *t
 	    "#define CE_MINE(k) (A(A_CE_TP) + ((long)TPI * 3 + (k)) * T)\n");
 	OUT("#define P(off) (r->params + (off))\n#define G(off) (r->grads + (off))\n"
 	    "#define A(off) (r->acts + (off))\n#define AI(off) ((int *)(r->acts + (off)))\n"
+	    "/* the elements AdamW updates on this rank: all, or its ranges (runtime/zero.h) */\n"
+	    "#define ZERO_FLOATS (r->zero.hi[0] - r->zero.lo[0] + r->zero.hi[1] - r->zero.lo[1])\n"
 	    "/* act_t activations, and the weights kernels and GEMMs read as act_t: in a bf16 step\n"
 	    " * the bf16 copies of the fp32 masters, else the masters themselves */\n"
 	    "#define AB(off) ((act_t *)(r->acts + (off)))\n"
@@ -1371,7 +1432,8 @@ static int step_write(const struct emit_context *c, const char *rel, const char 
 }
 
 /* The proof behind `moec check`'s verdict is the plan's estimate; the trainer's arenas are
- * what it will allocate: weights, gradients and both AdamW moments in fp32, the bf16 weight
+ * what it will allocate: weights, gradients and both AdamW moments in fp32 (the moments, and
+ * a bf16 step's masters, this rank's part under parallel.shard_optimizer), the bf16 weight
  * copies of a bf16 step, and the activation arena. They must fit the GPU with the plan's
  * reserve for the CUDA context and NCCL (else an error: the job would fail at start), and
  * should not exceed the plan's estimate (else a warning: the plan under-counts something,
@@ -1380,17 +1442,24 @@ static int step_check_memory(const struct step_writer *w)
 {
 	const struct plan_memory *pm = &w->c->plan->memory;
 	const double gib = 1024.0 * 1024.0 * 1024.0;
-	int64_t arenas = 4 * (4 * w->param_floats + w->act_floats) + (w->bf16 ? 2 * w->param_floats : 0);
+	bool masters = step_shards(w) && w->bf16; /* sharded fp32 masters beside the fp32 norms */
+	int64_t arenas = 4 * ((masters ? w->fp32_end : w->param_floats) + w->param_floats +
+			      (masters ? 3 : 2) * step_moment_floats(w) + w->act_floats) +
+			 (w->bf16 ? 2 * w->param_floats : 0);
 	int64_t estimate = pm->total - pm->ws_reserve;
+	if (w->c->debug)
+		fprintf(stderr,
+			"moec: arenas per rank (GiB): fp32 weights %.3f, bf16 weights %.3f, gradients %.3f, AdamW m+v %.3f, "
+			"sharded fp32 masters %.3f, activations %.3f\n",
+			4.0 * (masters ? w->fp32_end : w->param_floats) / gib, (w->bf16 ? 2.0 * w->param_floats : 0) / gib,
+			4.0 * w->param_floats / gib, 8.0 * step_moment_floats(w) / gib,
+			masters ? 4.0 * step_moment_floats(w) / gib : 0.0, 4.0 * w->act_floats / gib);
 	/* what the plan counts on that the step does not do yet */
 	char why[256] = "";
 	int n = 0;
 	if (w->s->train.recompute != RECOMPUTE_NONE)
 		n += snprintf(why + n, sizeof why - (size_t)n, "%s recompute activations (train.recompute: %s)", n ? " or" : "",
 			      w->s->train.recompute == RECOMPUTE_FULL ? "full" : "selective");
-	if (w->s->parallel.shard_optimizer && (w->c->plan->layout.dp > 1 || w->c->plan->layout.edp > 1))
-		n += snprintf(why + n, sizeof why - (size_t)n, "%s shard AdamW's state over dp (parallel.shard_optimizer)",
-			      n ? " or" : "");
 	if (pm->capacity > 0 && arenas + pm->ws_reserve > pm->capacity) {
 		fprintf(stderr,
 			"moec: error: the trainer's arenas take %.2f GiB per rank (weights, gradients, AdamW and activations), "

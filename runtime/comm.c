@@ -256,6 +256,25 @@ void moert_allgather_f32(struct moert_comm *c, enum moert_group g, enum moert_tr
 	check(c, MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)n, MPI_FLOAT, comm_of(c, g)), "MPI_Allgather");
 }
 
+void moert_allgatherv(struct moert_comm *c, enum moert_group g, enum moert_traffic t, void *buf, int elem_bytes,
+		      const long *counts, const long *displs)
+{
+	int p = c->size[g];
+	if (p == 1)
+		return;
+	if (c->nccl) /* a GPU run gathers device buffers (moert_nccl_allgatherv_f32) */
+		moert_fatal("rank %d: a host all-gather-v in a run over NCCL", c->rank);
+	double total = 0;
+	for (int i = 0; i < p; i++)
+		total += counts[i];
+	c->bytes[t] += (p - 1) * (double)elem_bytes * total / p; /* a ring all-gather's volume, plan.c's convention */
+	int *rc = int_counts(c, counts, p), *rd = int_counts(c, displs, p);
+	MPI_Datatype type = elem_bytes == 2 ? MPI_UINT16_T : MPI_FLOAT; /* moved, not summed: bf16 as 16-bit words */
+	check(c, MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, rc, rd, type, comm_of(c, g)), "MPI_Allgatherv");
+	free(rc);
+	free(rd);
+}
+
 void moert_gather_f32(struct moert_comm *c, enum moert_group g, int root, const float *send, float *recv, long n)
 {
 	if (c->size[g] == 1) {

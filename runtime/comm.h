@@ -64,6 +64,11 @@ void moert_alltoallv_f32(struct moert_comm *c, enum moert_group g, enum moert_tr
 			 const long *recv_displs);
 /* In place: rank i of the group contributes buf[i*n .. i*n + n); afterwards every rank has all. */
 void moert_allgather_f32(struct moert_comm *c, enum moert_group g, enum moert_traffic t, float *buf, long n);
+/* In place: rank i of the group contributes buf[displs[i] .. + counts[i]) (elements of
+ * elem_bytes: 4 floats, 2 bf16); then every rank has all of them. Counted as a ring
+ * all-gather of the sum of the counts. */
+void moert_allgatherv(struct moert_comm *c, enum moert_group g, enum moert_traffic t, void *buf, int elem_bytes,
+		      const long *counts, const long *displs);
 /* Rank `root` of the group gets every rank's n floats, in group order (recv: size x n). */
 void moert_gather_f32(struct moert_comm *c, enum moert_group g, int root, const float *send, float *recv, long n);
 /* Max of an integer over the group (e.g. "did any rank stop?"). */

@@ -516,6 +516,33 @@ void moert_nccl_allgather_f32(struct moert_nccl *c, enum moert_group g, enum moe
 	check(c, api.ncclAllGather(dev(mine), dev(buf), (size_t)n, NCCL_FLOAT32, c->nccl[g], c->stream), "ncclAllGather", g);
 }
 
+void moert_nccl_allgatherv(struct moert_nccl *c, enum moert_group g, enum moert_traffic t, moert_dptr buf, int elem_bytes,
+			   const long *counts, const long *displs)
+{
+	const unsigned type = elem_bytes == 2 ? NCCL_BFLOAT16 : NCCL_FLOAT32; /* moved, not summed */
+	const moert_dptr es = (moert_dptr)elem_bytes;
+	const int p = c->size[g], me = c->index[g];
+	if (p == 1)
+		return;
+	check_counts(c, counts, displs, p, "gather");
+	double total = 0;
+	for (int i = 0; i < p; i++)
+		total += counts[i];
+	c->bytes[t] += (p - 1) * (double)elem_bytes * total / p; /* a ring all-gather's volume, plan.c's convention */
+	/* NCCL's all-gather wants equal counts: each rank's range goes to every peer as a send,
+	 * and every peer's comes in as a receive, count 0 included (no rank skips a pair) */
+	check(c, api.ncclGroupStart(), "ncclGroupStart", g);
+	for (int i = 0; i < p; i++) {
+		if (i == me)
+			continue;
+		check(c, api.ncclSend(dev(buf + es * (moert_dptr)displs[me]), (size_t)counts[me], type, i, c->nccl[g], c->stream),
+		      "ncclSend", g);
+		check(c, api.ncclRecv(dev(buf + es * (moert_dptr)displs[i]), (size_t)counts[i], type, i, c->nccl[g], c->stream),
+		      "ncclRecv", g);
+	}
+	check(c, api.ncclGroupEnd(), "the all-gather-v (ncclGroupEnd)", g);
+}
+
 /* ---- host memory, staged through the device ---- */
 
 int moert_nccl_attach_host(struct moert_nccl *c, struct moert_cuda *d, size_t stage_bytes, char *err, size_t errlen)

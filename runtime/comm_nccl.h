@@ -85,6 +85,11 @@ void moert_nccl_alltoallv_f32(struct moert_nccl *c, enum moert_group g, enum moe
 			      const long *recv_displs);
 /* In place: rank i of the group contributes buf[i*n .. i*n + n); afterwards every rank has all. */
 void moert_nccl_allgather_f32(struct moert_nccl *c, enum moert_group g, enum moert_traffic t, moert_dptr buf, long n);
+/* In place: rank i's buf[displs[i] .. + counts[i]) (elements of elem_bytes: 4 floats, 2
+ * bf16) to every rank of the group, as grouped sends and receives; counted as a ring
+ * all-gather of the sum of the counts. */
+void moert_nccl_allgatherv(struct moert_nccl *c, enum moert_group g, enum moert_traffic t, moert_dptr buf, int elem_bytes,
+			   const long *counts, const long *displs);
 /* An error NCCL met while running queued work (a peer lost, say): 0, or -1 with err. For a
  * watchdog: a rank whose peer died otherwise waits in moert_cuda_sync. */
 int moert_nccl_async_error(struct moert_nccl *c, char *err, size_t errlen);

@@ -232,6 +232,9 @@ bool train_state_resume(struct train_state *ts, struct moert_run *r, long long *
 			    "%s, this trainer's %s). Use another --ckpt-dir, or --no-resume to start fresh",
 			    path, have ? have : "unknown", want);
 	read_model_tensors(ts, ckpt_model(c), r->params);
+	float *am = r->exp_avg, *av = r->exp_avg_sq;
+	if (r->zero.on && (!(am = calloc((size_t)m->param_floats, sizeof *am)) || !(av = calloc((size_t)m->param_floats, sizeof *av))))
+		moert_fatal("out of memory (AdamW's moments of %lld floats, to resume)", m->param_floats);
 	for (int i = 0; i < m->n_tensors; i++) {
 		const struct moert_tensor *t = &m->tensors[i];
 		if (!train_state_holds(ts, t))
@@ -242,10 +245,16 @@ bool train_state_resume(struct train_state *ts, struct moert_run *r, long long *
 		if (ckpt_read_optim(c, ts->exp_avg_names[i], t->ndim, shape, fm, err, sizeof err) ||
 		    ckpt_read_optim(c, ts->exp_avg_sq_names[i], t->ndim, shape, fv, err, sizeof err))
 			moert_fatal("%s", err);
-		store_local(ts, t, fm, r->exp_avg);
-		store_local(ts, t, fv, r->exp_avg_sq);
+		store_local(ts, t, fm, am);
+		store_local(ts, t, fv, av);
 		free(fm);
 		free(fv);
+	}
+	if (r->zero.on) { /* sharded AdamW keeps its part of the full tensors (zero.h) */
+		moert_zero_cut(&r->zero, am, r->exp_avg);
+		moert_zero_cut(&r->zero, av, r->exp_avg_sq);
+		free(am);
+		free(av);
 	}
 	unsigned long long epoch, row;
 	if (ckpt_state_i64(c, "step", step, err, sizeof err) || ckpt_state_u64(c, "data_epoch", &epoch, err, sizeof err) ||
@@ -341,12 +350,48 @@ static const float *tensor_at(const struct train_state *ts, const struct moert_t
 	return *owned = full;
 }
 
+/* The whole fp32 weights: r->params, or with sharded masters (zero.h) an arena assembled from
+ * the ranks' masters and the norms every rank keeps (complete on the ranks train_state_save
+ * reads; the caller frees it when it is not r->params). */
+static float *whole_weights(struct train_state *ts, const struct moert_run *r)
+{
+	if (!r->zero.master)
+		return r->params;
+	float *w = calloc((size_t)ts->m->param_floats, sizeof *w);
+	if (!w)
+		moert_fatal("out of memory (the weights, %lld floats, to save)", ts->m->param_floats);
+	moert_zero_expand(&r->zero, ts->m, ts->comm, r->master, w);
+	memcpy(w, r->params, (size_t)ts->m->fp32_floats * sizeof *w);
+	return w;
+}
+
 void train_state_save(struct train_state *ts, const struct moert_run *r, long long step, struct data_cursor cursor,
 		      int keep, struct log *lg)
 {
+	/* Sharded AdamW: its moments (and masters) as full arenas first (zero.h), then as without
+	 * sharding. */
+	struct moert_run full = *r;
+	const bool sharded = r->zero.on;
+	const float *own = r->params;
+	full.params = whole_weights(ts, r);
+	if (sharded) {
+		full.exp_avg = calloc((size_t)ts->m->param_floats, sizeof(float));
+		full.exp_avg_sq = calloc((size_t)ts->m->param_floats, sizeof(float));
+		if (!full.exp_avg || !full.exp_avg_sq)
+			moert_fatal("out of memory (AdamW's moments of %lld floats, to save)", ts->m->param_floats);
+		moert_zero_expand(&r->zero, ts->m, ts->comm, r->exp_avg, full.exp_avg);
+		moert_zero_expand(&r->zero, ts->m, ts->comm, r->exp_avg_sq, full.exp_avg_sq);
+		r = &full;
+	}
 	struct gathered gp = gather_arena(ts, r->params), gm = gather_arena(ts, r->exp_avg), gv = gather_arena(ts, r->exp_avg_sq);
 	if (ts->comm->rank == 0)
 		train_state_write(ts, r, step, cursor, keep, lg, &gp, &gm, &gv);
+	if (full.params != own)
+		free(full.params);
+	if (sharded) {
+		free(full.exp_avg);
+		free(full.exp_avg_sq);
+	}
 	gathered_free(&gp);
 	gathered_free(&gm);
 	gathered_free(&gv);
@@ -410,10 +455,13 @@ static void train_state_write(struct train_state *ts, const struct moert_run *r,
 void train_state_dump(struct train_state *ts, const struct moert_run *r, const char *path, const struct moert_stats *st)
 {
 	const struct moert_model *m = ts->m;
-	struct gathered gg = gather_arena(ts, r->grads), gp = gather_arena(ts, r->params);
+	float *weights = whole_weights(ts, r);
+	struct gathered gg = gather_arena(ts, r->grads), gp = gather_arena(ts, weights);
 	if (ts->comm->rank != 0) {
 		gathered_free(&gg);
 		gathered_free(&gp);
+		if (weights != r->params)
+			free(weights);
 		return;
 	}
 	float **owned = calloc(2 * (size_t)m->n_tensors, sizeof *owned);
@@ -441,7 +489,7 @@ void train_state_dump(struct train_state *ts, const struct moert_run *r, const c
 		w[k++] = (struct st_write_tensor){names[2 * i], ST_F32, t->ndim, shapes[i],
 						  tensor_at(ts, t, r->grads, &gg, &owned[2 * i])};
 		w[k++] = (struct st_write_tensor){names[2 * i + 1], ST_F32, t->ndim, shapes[i],
-						  tensor_at(ts, t, r->params, &gp, &owned[2 * i + 1])};
+						  tensor_at(ts, t, weights, &gp, &owned[2 * i + 1])};
 	}
 	char err[1024];
 	struct st_kv meta[] = {{"generated_by", m->generated_by}};
@@ -457,6 +505,8 @@ void train_state_dump(struct train_state *ts, const struct moert_run *r, const c
 	free(owned);
 	gathered_free(&gg);
 	gathered_free(&gp);
+	if (weights != r->params)
+		free(weights);
 }
 
 /* ---- batches ---- */

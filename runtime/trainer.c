@@ -212,14 +212,17 @@ static double lr_at(const struct moert_model *m, double peak, long long step, lo
 	return min_lr + (peak - min_lr) * 0.5 * (1 + cos(M_PI * progress));
 }
 
-/* The first tensor with a non-finite value in arena a (NULL when all are finite). */
-static const struct moert_tensor *first_non_finite(const struct moert_model *m, const float *a)
+/* The first tensor with a non-finite value in arena a of n floats (NULL when all are finite;
+ * the fp32 weights of a bf16 step with sharded masters are the norms only). */
+static const struct moert_tensor *first_non_finite(const struct moert_model *m, const float *a, long long floats)
 {
 	for (int i = 0; i < m->n_tensors; i++) {
 		const struct moert_tensor *t = &m->tensors[i];
 		long long n = 1;
 		for (int d = 0; d < t->ndim; d++)
 			n *= (long long)t->shape[d];
+		if (t->offset + n > floats)
+			continue;
 		for (long long j = 0; j < n; j++)
 			if (!isfinite(a[t->offset + j]))
 				return t;
@@ -232,10 +235,10 @@ static void stop_on_non_finite(const struct moert_model *m, const struct moert_r
 {
 	if (isfinite(st->loss) && isfinite(gnorm))
 		return;
-	const struct moert_tensor *bad = first_non_finite(m, r->params);
+	const struct moert_tensor *bad = first_non_finite(m, r->params, m->fp32_floats);
 	const char *what = "weight";
 	if (!bad) {
-		bad = first_non_finite(m, r->grads);
+		bad = first_non_finite(m, r->grads, m->param_floats);
 		what = "gradient";
 	}
 	char where[256] = "";
@@ -346,15 +349,23 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	/* The host arenas. On the GPU the step runs on device copies, and the host keeps what
 	 * checkpoints are made of (weights, AdamW's moments); gradients only for --dump (or to
 	 * name a non-finite one), activations not at all. */
-	r.params = alloc_floats(m->param_floats, "the weights");
-	r.exp_avg = alloc_floats(m->param_floats, "AdamW's first moments");
-	r.exp_avg_sq = alloc_floats(m->param_floats, "AdamW's second moments");
+	r.params = alloc_floats(m->param_floats, "the weights"); /* whole to start; see r.master below */
+	moert_zero_init(&r.zero, m, r.comm); /* this rank's part of AdamW's moments */
+	r.exp_avg = alloc_floats(r.zero.floats, "AdamW's first moments");
+	r.exp_avg_sq = alloc_floats(r.zero.floats, "AdamW's second moments");
 	if (!use_cuda || o.dump)
 		r.grads = alloc_floats(m->param_floats, "the gradients");
 	if (!use_cuda)
 		r.acts = alloc_floats(m->act_floats, "the activations");
 	log_event(lg, "start", "%s: %.2f M parameters, %lld tokens per micro-batch x %d (%s)", m->name,
 		  m->n_params / 1e6, m->tokens, m->grad_accum, m->generated_by);
+	if (r.zero.on)
+		log_event(lg, "zero", "AdamW sharded (parallel.shard_optimizer): this rank's moments are %lld of %lld floats "
+			  "(dense over dp %d, experts over edp %d)", r.zero.floats, m->param_floats, comm.size[MOERT_DP],
+			  comm.size[MOERT_EDP]);
+	if (r.zero.master)
+		log_event(lg, "zero", "fp32 masters sharded too: %lld floats, and %lld of fp32 norms", r.zero.floats,
+			  m->fp32_floats);
 
 	/* Weights and optimizer state: resume > init_from > random. */
 	long long step0 = 0;
@@ -370,6 +381,14 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		r.params16 = alloc_floats((m->param_floats + 1) / 2, "the bf16 weights");
 		for (long long i = 0; i < m->param_floats; i++)
 			((unsigned short *)r.params16)[i] = moert_f32_to_bf16(r.params[i]);
+	}
+	if (r.zero.master) { /* sharded masters: this rank's ranges; of the whole weights only the norms */
+		r.master = alloc_floats(r.zero.floats, "the fp32 masters");
+		moert_zero_cut(&r.zero, r.params, r.master);
+		float *norms = alloc_floats(m->fp32_floats, "the fp32 norms");
+		memcpy(norms, r.params, (size_t)m->fp32_floats * sizeof *norms);
+		free(r.params);
+		r.params = norms;
 	}
 	if (o.dump)
 		r.logits_out = alloc_floats(m->tokens * m->vocab, "the logits");
@@ -479,6 +498,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	free(r.params16);
 	free(r.grads);
 	free(r.exp_avg);
+	free(r.master);
 	free(r.exp_avg_sq);
 	free(r.acts);
 	free(r.logits_out);

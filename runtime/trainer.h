@@ -8,7 +8,8 @@
  * readable.
  *
  * Memory: one parameter arena of fp32 masters (`param_floats`), the same size for
- * gradients and for each AdamW moment, and one activation arena (`act_floats`). The step
+ * gradients, one for each AdamW moment (as large, or under parallel.shard_optimizer this
+ * rank's part of it: zero.h), and one activation arena (`act_floats`). The step
  * code addresses them by offsets the compiler computed; nothing is allocated inside the
  * step loop.
  */
@@ -18,6 +19,7 @@
 
 #include "comm.h"
 #include "ep.h"
+#include "zero.h"
 
 /* How a tensor is initialized when training starts from scratch (HF's _init_weights). */
 enum moert_init {
@@ -59,7 +61,12 @@ struct moert_batch {
 /* The arenas a step runs on: host memory on the CPU backend; on the CUDA backend device
  * addresses (never dereferenced on the host) plus what the CUDA step needs. */
 struct moert_run {
-	float *params, *grads, *exp_avg, *exp_avg_sq;   /* [param_floats] each */
+	float *params;                                  /* [fp32_floats] fp32 weights (zero.h) */
+	float *grads;                                   /* [param_floats] */
+	float *exp_avg, *exp_avg_sq;                    /* [zero.floats] each: this rank's part (zero.h) */
+	float *master;                                  /* [zero.floats] a sharded bf16 step's fp32 masters of its
+	                                                 * ranges (params then holds the norms only), else NULL */
+	struct moert_zero zero;                         /* which part of AdamW's state this rank keeps */
 	void *params16;                                  /* bf16 steps: bf16 copies of params (AdamW writes them) */
 	float *acts;                                     /* [act_floats] */
 	float *logits_out;                               /* optional, host [tokens, vocab]: the forward's logits */
@@ -117,6 +124,8 @@ struct moert_model {
 	int experts_per_rank;            /* E / ep: this rank's share of each MoE layer */
 	long long experts_begin;         /* parameter offset where the expert blocks start */
 	long long split_begin;           /* parameter offset where the tp-split blocks start (to experts_begin) */
+	int shard_optimizer;             /* parallel.shard_optimizer: AdamW's moments split over dp / edp (zero.h) */
+	long long fp32_floats;           /* the fp32 weights kept whole: param_floats, or a sharded bf16 step's norms */
 	/* the step, per backend */
 	void (*micro_step)(const struct moert_run *r, const struct moert_batch *b, float dloss,
 	                   struct moert_stats *st);

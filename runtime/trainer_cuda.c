@@ -156,12 +156,18 @@ void moert_cuda_run_open(const struct moert_model *m, const struct moert_run *ho
 				    k->name, err);
 		dev->cuda_fn[i] = fn;
 	}
-	dev->params = device_floats(d, m->param_floats, "the weights");
+	dev->params = device_floats(d, m->fp32_floats, "the weights"); /* a sharded bf16 step's: the norms */
 	dev->grads = device_floats(d, m->param_floats, "the gradients");
-	dev->exp_avg = device_floats(d, m->param_floats, "AdamW's first moments");
-	dev->exp_avg_sq = device_floats(d, m->param_floats, "AdamW's second moments");
+	/* AdamW's moments: this rank's part under parallel.shard_optimizer (zero.h) */
+	dev->zero = host->zero;
+	dev->exp_avg = device_floats(d, host->zero.floats, "AdamW's first moments");
+	dev->exp_avg_sq = device_floats(d, host->zero.floats, "AdamW's second moments");
 	dev->acts = device_floats(d, m->act_floats, "the activations");
-	copy_up(d, dev->params, host->params, m->param_floats, "the weights");
+	copy_up(d, dev->params, host->params, m->fp32_floats, "the weights");
+	if (host->master) {
+		dev->master = device_floats(d, host->zero.floats, "the fp32 masters");
+		copy_up(d, dev->master, host->master, host->zero.floats, "the fp32 masters");
+	}
 	if (host->params16) { /* bf16 copies: half as many floats' worth of bytes */
 		long long n = (m->param_floats + 1) / 2;
 		dev->params16 = device_floats(d, n, "the bf16 weights");
@@ -178,8 +184,8 @@ void moert_cuda_run_open(const struct moert_model *m, const struct moert_run *ho
 		for (int i = 0; i < m->moe_layers; i++)
 			host->ep[i].dev_offsets = offs + i * per;
 	}
-	copy_up(d, dev->exp_avg, host->exp_avg, m->param_floats, "AdamW's moments");
-	copy_up(d, dev->exp_avg_sq, host->exp_avg_sq, m->param_floats, "AdamW's moments");
+	copy_up(d, dev->exp_avg, host->exp_avg, host->zero.floats, "AdamW's moments");
+	copy_up(d, dev->exp_avg_sq, host->exp_avg_sq, host->zero.floats, "AdamW's moments");
 	m->setup_cuda(dev);
 	if (moert_cuda_sync(d, err, sizeof err))
 		moert_fatal("setting up the GPU: %s", err);
@@ -189,9 +195,11 @@ void moert_cuda_run_download(const struct moert_model *m, const struct moert_run
 			     int with_grads)
 {
 	char err[512];
-	copy_down(dev->cuda, host->params, dev->params, m->param_floats, "the weights");
-	copy_down(dev->cuda, host->exp_avg, dev->exp_avg, m->param_floats, "AdamW's moments");
-	copy_down(dev->cuda, host->exp_avg_sq, dev->exp_avg_sq, m->param_floats, "AdamW's moments");
+	copy_down(dev->cuda, host->params, dev->params, m->fp32_floats, "the weights");
+	if (host->master)
+		copy_down(dev->cuda, host->master, dev->master, host->zero.floats, "the fp32 masters");
+	copy_down(dev->cuda, host->exp_avg, dev->exp_avg, host->zero.floats, "AdamW's moments");
+	copy_down(dev->cuda, host->exp_avg_sq, dev->exp_avg_sq, host->zero.floats, "AdamW's moments");
 	if (with_grads)
 		copy_down(dev->cuda, host->grads, dev->grads, m->param_floats, "the gradients");
 	if (moert_cuda_sync(dev->cuda, err, sizeof err))
@@ -209,7 +217,7 @@ void moert_cuda_run_close(struct moert_run *dev)
 {
 	if (!dev->cuda)
 		return;
-	float *bufs[] = {dev->params, dev->grads, dev->exp_avg, dev->exp_avg_sq, dev->acts, dev->params16,
+	float *bufs[] = {dev->params, dev->master, dev->grads, dev->exp_avg, dev->exp_avg_sq, dev->acts, dev->params16,
 			 (float *)dev->router_bias, dev->ep ? (float *)dev->ep[0].dev_offsets : NULL};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		if (bufs[i])
@@ -272,6 +280,29 @@ void moert_cuda_step_tp_gather(const struct moert_run *r, void *x, long bytes)
 {
 	if (step_nccl(r))
 		moert_nccl_allgather_f32(step_nccl(r), MOERT_TP, MOERT_BYTES_TP, dptr(x), bytes / 4);
+}
+
+void moert_cuda_step_zero_gather(const struct moert_run *r, long long experts_begin, long long param_floats)
+{
+	static const enum moert_group groups[2] = {MOERT_DP, MOERT_EDP};
+	struct moert_nccl *c = step_nccl(r);
+	if (!c || !r->zero.on)
+		return;
+	const long long begin[2] = {0, experts_begin}, end[2] = {experts_begin, param_floats};
+	for (int k = 0; k < 2; k++) {
+		int p = c->size[groups[k]];
+		long counts[MOERT_NCCL_MAX_PEERS], displs[MOERT_NCCL_MAX_PEERS];
+		if (p == 1)
+			continue;
+		if (p > MOERT_NCCL_MAX_PEERS)
+			moert_fatal("sharded AdamW over %d ranks (at most %d)", p, MOERT_NCCL_MAX_PEERS);
+		enum moert_traffic t = k ? MOERT_BYTES_EDP : MOERT_BYTES_DP;
+		/* the fp32 weights; in a bf16 step with sharded masters the rest as bf16 copies */
+		if (moert_zero_window(begin[k], end[k], p, 0, r->zero.fp32_end, counts, displs))
+			moert_nccl_allgatherv(c, groups[k], t, dptr(r->params), 4, counts, displs);
+		if (r->zero.master && moert_zero_window(begin[k], end[k], p, r->zero.fp32_end, end[k], counts, displs))
+			moert_nccl_allgatherv(c, groups[k], t, dptr(r->params16), 2, counts, displs);
+	}
 }
 
 void moert_cuda_step_ep_route(const struct moert_run *r, int layer, const int *counts, const int *offsets)

@@ -30,6 +30,9 @@ void moert_cuda_step_logits(const struct moert_run *r, const float *chunk, int v
 void moert_cuda_step_reduce(const struct moert_run *r, int group, int kind, float *x, long n);
 void moert_cuda_step_tp_sum(const struct moert_run *r, void *x, long n, int bf16);
 void moert_cuda_step_tp_gather(const struct moert_run *r, void *x, long bytes);
+/* After AdamW under parallel.shard_optimizer: every rank's updated weight ranges to its dp
+ * (dense) and edp (expert) group over NCCL (zero.h). */
+void moert_cuda_step_zero_gather(const struct moert_run *r, long long experts_begin, long long param_floats);
 /* ep.h's route from the device's counts [E] and offsets [E + 1] (copied to the host: NCCL
  * takes the all-to-all's sizes from there), and the rows' dispatch (combine 0) or
  * combine (1) over NCCL with the regroup as device copies. */

@@ -2,15 +2,22 @@
 # traffic.sh MOEC WORK - the bytes rank 0 sends in one step equal what `moec plan` predicts
 # for the layout: the gradient all-reduces exactly, and the all-to-alls when routing is
 # balanced as the plan assumes (every token forced to experts 0 and 4: one row to each of
-# the 2 EP ranks), and the tensor-parallel bytes too. MOEC_TEST_DEVICE=cuda: on GPUs over
+# the 2 EP ranks), and the tensor-parallel bytes too; with parallel.shard_optimizer the
+# weights' all-gather after AdamW as well. MOEC_TEST_DEVICE=cuda: on GPUs over
 # NCCL (tests/emu's emulator here).
 . "$(dirname "$0")/lib.sh"
 moec=$1 work=$2 device=${MOEC_TEST_DEVICE:-cpu}
 rm -rf "$work" && mkdir -p "$work" || exit 1
-# traffic RANKS EP TP MICRO_BATCH DIR: one step under forced balanced routing; the bytes rank 0
-# counted (the log's traffic line) against moec plan's prediction for the same layout
+# traffic RANKS EP TP MICRO_BATCH DIR [MOEC_ARGS...]: one step under forced balanced routing;
+# the bytes rank 0 counted (the log's traffic line) against moec plan's prediction for the
+# same layout (built and planned with MOEC_ARGS)
 traffic() {
-	build_layout "$moec" "$work/$5" "$1" "$2" "$4" "$3"
+	_r=$1 _e=$2 _t=$3 _b=$4 _d=$5
+	shift 5
+	extra="$*"
+	set -- "$_r" "$_e" "$_t" "$_b" "$_d"
+	# shellcheck disable=SC2086 # extra: whole --set words, no spaces inside
+	build_layout "$moec" "$work/$5" "$1" "$2" "$4" "$3" $extra
 	(
 		cd "$work" || exit 1
 		MOERT_TEST_FORCE_EXPERTS=0,4 run_ranks "$1" -x MOERT_TEST_FORCE_EXPERTS "$5/train" --device "$device" --steps 1 \
@@ -20,7 +27,8 @@ traffic() {
 		counted=$(grep -o 'all-to-all [0-9]*, dp all-reduce [0-9]*, edp all-reduce [0-9]*, tp [0-9]*' "$5.jsonl" |
 			tr -dc '0-9 ' | tr -s ' ')
 		"$moec" plan "$OLDPWD/examples/tiny_qwen3_moe.yaml" --json --set parallel.gpus_per_node="$1" \
-			--set parallel.ep="$2" --set parallel.tp="$3" --set train.micro_batch="$4" >"$5.plan.json" || fail "moec plan"
+			--set parallel.ep="$2" --set parallel.tp="$3" --set train.micro_batch="$4" $extra >"$5.plan.json" ||
+			fail "moec plan"
 		predicted=
 		for k in a2a_bytes dp_bytes edp_bytes tp_bytes; do
 			predicted="$predicted $(grep -o "\"$k\":[0-9.e+]*" "$5.plan.json" | tail -1 | cut -d: -f2)"
@@ -37,6 +45,8 @@ traffic() {
 }
 traffic 2 2 1 2 t        # dp 2 x EP 2
 traffic 4 2 2 2 t4       # dp 2 x TP 2, EP 2 x edp 2: the tp activations, the tp-partial gradients
+traffic 4 2 2 2 z4 --set parallel.shard_optimizer=true # the same, AdamW sharded: the weights all-gathered
+traffic 4 2 1 1 zb --set parallel.shard_optimizer=true --set train.precision=bf16 # bf16 copies, fp32 norms
 cd "$work" || exit 1
 # started without its launcher, the 2-rank trainer says how it was built and how to start it
 t/train --steps 1 --no-resume --ckpt-dir ck2 >alone.out 2>&1 && fail "a 2-rank trainer ran as one rank"
