@@ -10,17 +10,76 @@
 // registers). 128x256x64: 2 warpgroups = 256 threads = BM*BN/128, as moe_mma; 128 fp32
 // accumulators per thread.
 //
-// Pipeline (per K tile kt; tile kt lives in stage kt % NSTAGE, NSTAGE-1 tiles in flight):
-//   cp.async.wait_group NSTAGE-2   this thread's copies of tile kt have landed
-//   fence.proxy.async.shared::cta  ... and are visible to the async proxy (wgmma reads
-//                                  shared memory through it; cp.async writes through the
-//                                  generic proxy: PTX ISA, "Async proxy")
-//   __syncthreads                  every thread's copies are; every warpgroup's wgmmas of
-//                                  tile kt-1 have retired (wait_group 0 below)
-//   wgmma.fence, 4 x wgmma, commit issue the multiply of tile kt (asynchronous)
-//   cp.async of tile kt+NSTAGE-1   into the stage of tile kt-1, free since the barrier; the
-//                                  copies are issued while the tensor cores work
-//   wgmma.wait_group 0             the accumulators are ours again, stage kt is free
+// Pipeline. Tile kt (BM x 64 of A, 256 x 64 of B) lives in stage kt % NSTAGE. The point is
+// that the tensor cores never run dry between K tiles: each warpgroup keeps one wgmma group
+// (one tile's BK/16 wgmmas) in flight while it waits for, and issues, the next one. The
+// rules that place every wait, barrier and fence (PTX ISA: cp.async, "Async proxy",
+// wgmma.fence, wgmma.wait_group):
+//   R1 cp.async copies are this thread's, tracked per thread (cp.async.wait_group); other
+//      threads see them only after a barrier.
+//   R2 wgmma reads shared memory through the async proxy; cp.async writes through the
+//      generic proxy: the writer's fence.proxy.async.shared::cta, then a barrier, must come
+//      between the landed copies and the wgmma that reads them.
+//   R3 a wgmma group's shared-memory reads are done, and its accumulators readable, only
+//      after wgmma.wait_group N retires it, and only for the warpgroup that waited: another
+//      warpgroup's wait says nothing about ours. So a stage, shared by all warpgroups (B
+//      is), may be refilled only after a barrier that follows every warpgroup's wait for
+//      the last group that read it.
+//   R4 wgmmas of the same shape accumulating into the same registers are ordered by the
+//      hardware (no wait between them); any other access to the accumulators needs the
+//      groups retired (wait_group 0) and wgmma.fence before the next wgmma. So nothing may
+//      touch acc[] while a group is in flight: run() zeroes them before its first
+//      wgmma.fence and returns only after wait_group 0, and the loop between reads no
+//      accumulator.
+// With one group in flight (wait_group 1 after issuing tile kt: tile kt-1 retired, kt
+// running), tile kt-1's stage stays busy until every warpgroup has waited past it, so the
+// refill target is either tile kt-2's stage, free at the one barrier at the top of the
+// loop, or tile kt-1's, free only behind a second barrier after the wait. Two schedules
+// follow, chosen by NSTAGE:
+//
+//  NSTAGE >= 4 ("one barrier"; e.g. 128x256x64 x 4 = 192 KB): prefetch distance NSTAGE-2.
+//   prologue: load tiles 0 .. NSTAGE-3, one cp.async group each
+//   per kt:  cp.async.wait_group NSTAGE-3   tile kt landed (R1)
+//            fence.proxy.async              ... visible to the async proxy (R2)
+//            __syncthreads (A)              tile kt landed everywhere (R1, R2); and every
+//                                           warpgroup passed its wait_group 1 of kt-1, so
+//                                           tile kt-2 retired everywhere (R3)
+//            wgmma.fence, BK/16 wgmma, commit   issue tile kt; kt-1 may still run (R4)
+//            cp.async tile kt+NSTAGE-2      into tile kt-2's stage, free since (A) (R3)
+//            wgmma.wait_group 1             tile kt-1 retired for this warpgroup; (A) of
+//                                           kt+1 publishes that to the others
+//  NSTAGE 2 or 3 (the default 128x256x64 x 3 = 144 KB, and 256x256 x 2): prefetch
+//   distance NSTAGE-1, at the price of a second barrier per tile; with one barrier, 3
+//   stages would prefetch only one tile ahead (the stage of kt-2 is the only one free at
+//   (A), and with 3 stages it is kt+1's).
+//   prologue: load tiles 0 .. NSTAGE-2
+//   per kt:  cp.async.wait_group NSTAGE-2, fence.proxy.async, __syncthreads (A)   as above
+//            wgmma.fence, BK/16 wgmma, commit   issue tile kt (R4)
+//            wgmma.wait_group 1             tile kt-1 retired for this warpgroup
+//            __syncthreads (B)              ... and for every warpgroup (R3)
+//            cp.async tile kt+NSTAGE-1      into tile kt-1's stage, free since (B)
+//   Both barriers are passed with a group in flight ((A) with kt-1, (B) with kt), so they
+//   cost issue time, not tensor-core time, as long as a tile's wgmmas (~1k cycles per CTA
+//   at 128x256x64 on an H100 SM) outlast the waits, the barrier and the refill's issue.
+// After the loop: wgmma.wait_group 0 (the epilogue reads acc[], R4), cp.async.wait_group 0
+// (the empty groups past the end). No fence is needed between a retired wgmma's reads and
+// the cp.async that overwrites its stage: wgmma.wait_group orders them. The fence sits
+// right after cp.async.wait_group, before (A): it must cover tile kt's landed copies, and
+// needs nothing from the copies still in flight (tile kt+1's: fenced at (A) of kt+1) nor
+// from the refill, which is issued after it and fenced at (A) of the iteration that reads
+// it; so no wait of the refill is ordered behind a fence. (The PTX ISA does not order
+// in-flight cp.async by a fence; whether the fence's MEMBAR.ALL.CTA in SASS stalls on them
+// is for a GPU profile to show.)
+// Checked on the CPU emulator (tests/kernels/moe_gemm_emu: wgmma_default, wgmma_256x256,
+// wgmma_4stage), which runs each wgmma when its group retires and fails a cp.async into
+// bytes a wgmma of any warpgroup still has in flight ("cp.async overwrites shared memory
+// that a wgmma in flight reads"). It flags each broken variant tried: the 3-stage schedule
+// without (B); the previous one-barrier, distance NSTAGE-1 schedule with wait_group 1 in
+// place of 0; the 4-stage one-barrier schedule refilling kt-1's stage instead of kt-2's.
+// In SASS (sm_90a, NVRTC 13) the loop is DEPBAR.LE SB0 (cp.async), MEMBAR.ALL.CTA +
+// FENCE.VIEW.ASYNC.S (the proxy fence), BAR.SYNC, WARPGROUP.ARRIVE, 4 HGMMA (the last
+// with gsb0), WARPGROUP.DEPBAR.LE gsb0 0x1, BAR.SYNC, LDGSTS, and WARPGROUP.DEPBAR.LE
+// gsb0 0x0 only after the loop: tile kt+1's HGMMAs issue before the wait retiring kt.
 //
 // Shared layouts (PTX ISA, "Shared Memory Matrix Layout", 128-byte swizzle): a "swizzle
 // atom" is 8 rows of 128 bytes (1024 bytes, 1024-aligned); in row j of an atom the 16-byte
@@ -148,7 +207,7 @@ struct moe_wgmma {
 	static_assert(BK == 64, "the wgmma engine's 128-byte swizzle needs TILE_K == 64 (one 128-byte row of K)");
 	static_assert(BM % WG_M == 0 && THREADS <= 1024, "TILE_M must be a multiple of 64, at most 512");
 	static_assert(THREADS == BM * BN / 128, "the launch lines' block = TILE_M*TILE_N/128 must hold");
-	static_assert(NSTAGE >= 2, "NSTAGE >= 2");
+	static_assert(NSTAGE >= 2, "NSTAGE >= 2 (2-3: two barriers per tile; 4+: one, see the header)");
 	static_assert((A_ELEMS * 2) % SW_ATOM == 0 && (B_ELEMS * 2) % SW_ATOM == 0, "stages must keep atoms 1024-aligned");
 
 	float acc[NACC];
@@ -201,32 +260,57 @@ struct moe_wgmma {
 		la.init(a, tid);
 		lb.init(b, tid);
 
-		// One cp.async group per tile (empty past the end), so wait_group<NSTAGE-2> always
-		// means "tile kt has landed".
+		// Two schedules (see the file header): NSTAGE >= 4 refills tile kt-2's stage behind
+		// the one barrier per tile, prefetch distance NSTAGE-2; NSTAGE 2 and 3 refill tile
+		// kt-1's stage behind a second barrier, prefetch distance NSTAGE-1. One cp.async group
+		// per tile in both (empty past the end), so wait_group<DIST-1> means "tile kt landed".
+		constexpr bool ONE_BAR = NSTAGE >= 4;
+		constexpr int DIST = ONE_BAR ? NSTAGE - 2 : NSTAGE - 1; // tiles loaded ahead of kt
 #pragma unroll
-		for (int s = 0; s < NSTAGE - 1; s++) {
+		for (int s = 0; s < DIST; s++) {
 			if (s < ktiles) {
 				la.load(sA + s * A_ELEMS);
 				lb.load(sB + s * B_ELEMS);
 			}
 			moe_cp_async_commit();
 		}
-		int ld_stage = NSTAGE - 1, rd_stage = 0;
+		int ld_stage = DIST, rd_stage = 0; // the stages of tiles kt+DIST and kt
 #pragma unroll 1
 		for (int kt = 0; kt < ktiles; kt++) {
-			moe_cp_async_wait<NSTAGE - 2>();
-			moe_fence_proxy_async();
-			__syncthreads(); // tile kt visible to every warpgroup's wgmma; tile kt-1's wgmmas retired
+			moe_cp_async_wait<DIST - 1>(); // this thread's copies of tile kt landed ...
+			moe_fence_proxy_async();       // ... and are visible to the async proxy (wgmma)
+			// (A) tile kt landed and fenced by every thread. Also: every warpgroup has passed
+			// its wgmma.wait_group<1> of iteration kt-1, so tile kt-2 has retired everywhere.
+			__syncthreads();
+			// Issue tile kt. This warpgroup's tile kt-1 may still be running: wgmmas of one
+			// shape accumulating into the same registers are ordered by the hardware (PTX ISA,
+			// wgmma.fence), so kt queues behind kt-1 and the tensor cores do not drain.
 			mma_stage(sa0 + rd_stage * (A_ELEMS * 2), sb0 + rd_stage * (B_ELEMS * 2), wg);
 			rd_stage = rd_stage == NSTAGE - 1 ? 0 : rd_stage + 1;
-			if (kt + NSTAGE - 1 < ktiles) { // into tile kt-1's stage, while the wgmmas run
+			if (!ONE_BAR) {
+				moe_wgmma_wait<1>(); // this warpgroup's tile kt-1 retired (kt stays in flight)
+				// (B) tile kt-1 retired in every warpgroup: its stage, the refill target
+				// below, is free. Without this barrier another warpgroup's wgmma of kt-1
+				// could still be reading the bytes the cp.async below overwrites.
+				__syncthreads();
+			}
+			// Refill: ONE_BAR: tile kt+NSTAGE-2 into the stage of tile kt-2 (free since (A));
+			// else tile kt+NSTAGE-1 into the stage of tile kt-1 (free since (B)). The copies
+			// run while the tensor cores work on kt (and kt-1). Nothing here needs a proxy
+			// fence: wgmma.wait_group already ordered the async-proxy reads of that stage
+			// before this point, and these generic-proxy writes are fenced at (A) of the
+			// iteration that reads them.
+			if (kt + DIST < ktiles) {
 				la.load(sA + ld_stage * A_ELEMS);
 				lb.load(sB + ld_stage * B_ELEMS);
 			}
 			moe_cp_async_commit();
 			ld_stage = ld_stage == NSTAGE - 1 ? 0 : ld_stage + 1;
-			moe_wgmma_wait<0>();
+			if (ONE_BAR)
+				moe_wgmma_wait<1>(); // tile kt-1 retired here: (A) of kt+1 publishes it
 		}
+		// The last group: the accumulators are ours again (the epilogue reads them).
+		moe_wgmma_wait<0>();
 		moe_cp_async_wait<0>();
 	}
 

@@ -4,7 +4,9 @@
 # mma.sync engine (the fallback, and the benchmark's comparison). Checked in each kernel's PTX
 # (wgmma.mma_async vs mma.sync, always there) and, where a disassembler is found (cuobjdump or
 # nvdisasm on PATH, in $CUDA_HOME/bin or /usr/local/cuda/bin, or $MOEC_NVDISASM), in its SASS:
-# HGMMA vs HMMA. Fails if the selection regresses either way; no timing.
+# HGMMA vs HMMA. Fails if the selection regresses either way; no timing. For sm_90a also
+# checks that the wgmma pipeline keeps one group in flight (wgmma.wait_group 1 in the PTX, no
+# ptxas "serialized" warning, WARPGROUP.DEPBAR.LE gsb0, 0x1 in the SASS).
 moec=$1 out=$2
 spec=examples/tiny_qwen3_moe.yaml
 gemms="moe_gate_up_fwd moe_down_fwd moe_down_bwd_data moe_gate_up_bwd_data moe_down_bwd_weight moe_gate_up_bwd_weight"
@@ -53,6 +55,16 @@ check() {
 			fail=1
 			continue
 		fi
+		# wgmma: one group kept in flight across K tiles (moe_wgmma.cuh's pipeline): the loop
+		# waits with wait_group 1, and ptxas must not have serialized the wgmmas (it warns)
+		if [ "$want" = wgmma.mma_async ]; then
+			if ! grep -qF 'wgmma.wait_group.sync.aligned 1;' "$ptx" ||
+				grep -qi 'serialized' "$dir/log/$name.$arch.log" 2>/dev/null; then
+				echo "FAIL: $arch $name: no wgmma.wait_group 1 in the PTX, or ptxas serialized the wgmmas"
+				fail=1
+				continue
+			fi
+		fi
 		if [ -n "$sass" ]; then
 			# shellcheck disable=SC2086 # sass is a command with its option
 			$sass "$dir/cubin/$name.$arch.cubin" >"$out/$name.$arch.sass" 2>&1
@@ -63,6 +75,14 @@ check() {
 				continue
 			fi
 			what="$what, SASS $n x $swant"
+			if [ "$swant" = HGMMA ]; then # the wait that leaves tile kt in flight
+				if ! grep -q 'WARPGROUP.DEPBAR.LE gsb0, 0x1' "$out/$name.$arch.sass"; then
+					echo "FAIL: $arch $name: no WARPGROUP.DEPBAR.LE gsb0, 0x1 (one wgmma group in flight) in the SASS"
+					fail=1
+					continue
+				fi
+				what="$what, DEPBAR gsb0 0x1"
+			fi
 		fi
 		echo "ok   $arch $name: $what"
 	done

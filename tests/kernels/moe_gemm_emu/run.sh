@@ -55,6 +55,10 @@ cfg wgmma_default -DMOE_WGMMA=1 -DACT_BF16=1 -DE_LOCAL=4 -DH=320 -DI=200 -DTILE_
 # 2 stages, 5 K tiles. (64x256 and 192x256 do not split the MN-major B loads over the CTA.)
 cfg wgmma_256x256 -DMOE_WGMMA=1 -DACT_BF16=1 -DE_LOCAL=3 -DH=264 -DI=136 -DTILE_M=256 -DTILE_N=256 -DTILE_K=64 \
 	-DSTAGES=2 '-DCOUNTS={0,77,300}' -DEXTRA=0
+# wgmma engine, 128x256 with 4 stages (192 KB): the one-barrier schedule (moe_wgmma.cuh,
+# NSTAGE >= 4: refill tile kt-2's stage, prefetch distance 2), long K (up to 10 tiles).
+cfg wgmma_4stage -DMOE_WGMMA=1 -DACT_BF16=1 -DE_LOCAL=2 -DH=640 -DI=136 -DTILE_M=128 -DTILE_N=256 -DTILE_K=64 \
+	-DSTAGES=4 '-DCOUNTS={200,330}' -DEXTRA=3
 # fp32 SIMT, the default 64x64x16.
 cfg f32_default -DACT_BF16=0 -DE_LOCAL=3 -DH=72 -DI=40 -DTILE_M=64 -DTILE_N=64 -DTILE_K=16 -DSTAGES=3 \
 	'-DCOUNTS={65,0,130}' -DEXTRA=2
