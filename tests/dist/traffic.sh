@@ -2,15 +2,18 @@
 # traffic.sh MOEC WORK - the bytes rank 0 sends in one step equal what `moec plan` predicts
 # for the layout: the gradient all-reduces exactly, and the all-to-alls when routing is
 # balanced as the plan assumes (every token forced to experts 0 and 4: one row to each of
-# the 2 EP ranks), and the tensor-parallel bytes too. MOEC_TEST_DEVICE=cuda: on GPUs over
+# the 2 EP ranks), and the tensor-parallel bytes too, also with full recompute (its extra
+# all-to-alls and all-reduces). MOEC_TEST_DEVICE=cuda: on GPUs over
 # NCCL (tests/emu's emulator here).
 . "$(dirname "$0")/lib.sh"
 moec=$1 work=$2 device=${MOEC_TEST_DEVICE:-cpu}
 rm -rf "$work" && mkdir -p "$work" || exit 1
-# traffic RANKS EP TP MICRO_BATCH DIR: one step under forced balanced routing; the bytes rank 0
-# counted (the log's traffic line) against moec plan's prediction for the same layout
+# traffic RANKS EP TP MICRO_BATCH DIR [RECOMPUTE]: one step under forced balanced routing; the
+# bytes rank 0 counted (the log's traffic line) against moec plan's prediction for the same
+# layout and train.recompute (the example's none by default)
 traffic() {
-	build_layout "$moec" "$work/$5" "$1" "$2" "$4" "$3"
+	recompute=${6:-none}
+	build_layout "$moec" "$work/$5" "$1" "$2" "$4" "$3" --set train.recompute="$recompute"
 	(
 		cd "$work" || exit 1
 		MOERT_TEST_FORCE_EXPERTS=0,4 run_ranks "$1" -x MOERT_TEST_FORCE_EXPERTS "$5/train" --device "$device" --steps 1 \
@@ -20,12 +23,13 @@ traffic() {
 		counted=$(grep -o 'all-to-all [0-9]*, dp all-reduce [0-9]*, edp all-reduce [0-9]*, tp [0-9]*' "$5.jsonl" |
 			tr -dc '0-9 ' | tr -s ' ')
 		"$moec" plan "$OLDPWD/examples/tiny_qwen3_moe.yaml" --json --set parallel.gpus_per_node="$1" \
-			--set parallel.ep="$2" --set parallel.tp="$3" --set train.micro_batch="$4" >"$5.plan.json" || fail "moec plan"
+			--set parallel.ep="$2" --set parallel.tp="$3" --set train.micro_batch="$4" --set train.recompute="$recompute" \
+			>"$5.plan.json" || fail "moec plan"
 		predicted=
 		for k in a2a_bytes dp_bytes edp_bytes tp_bytes; do
 			predicted="$predicted $(grep -o "\"$k\":[0-9.e+]*" "$5.plan.json" | tail -1 | cut -d: -f2)"
 		done
-		echo "$1 ranks, ep $2, tp $3: counted (all-to-all, dp, edp, tp):$counted; plan:$predicted"
+		echo "$1 ranks, ep $2, tp $3, recompute $recompute: counted (all-to-all, dp, edp, tp):$counted; plan:$predicted"
 		# shellcheck disable=SC2086 # two lists of four numbers
 		set -- $counted $predicted
 		[ $# -eq 8 ] || fail "expected 4 counted and 4 predicted numbers"
@@ -37,6 +41,8 @@ traffic() {
 }
 traffic 2 2 1 2 t        # dp 2 x EP 2
 traffic 4 2 2 2 t4       # dp 2 x TP 2, EP 2 x edp 2: the tp activations, the tp-partial gradients
+# full recompute: each MoE layer's dispatch and combine again, each attention all-reduce again
+traffic 4 2 2 2 t4full full
 cd "$work" || exit 1
 # started without its launcher, the 2-rank trainer says how it was built and how to start it
 t/train --steps 1 --no-resume --ckpt-dir ck2 >alone.out 2>&1 && fail "a 2-rank trainer ran as one rank"
