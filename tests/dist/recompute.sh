@@ -1,5 +1,5 @@
 #!/bin/sh
-# recompute.sh MOEC WORK RANKS EP [TP [PRECISION]] - train.recompute changes what the step
+# recompute.sh MOEC WORK RANKS EP [TP [PRECISION [--set KEY=VALUE]...]] - train.recompute changes what the step
 # keeps for the backward, not what it computes: the tiny example on RANKS ranks with EP
 # expert-parallel and TP tensor-parallel ranks (as layout.sh), built with recompute none,
 # selective and full, trains two steps to bit-identical dumps (loss terms, logits, every
@@ -7,15 +7,17 @@
 # activation arena shrinks from none to selective to full and each build stays within
 # moec plan's estimate. On one rank also: a checkpoint saved by the none trainer resumes in
 # the full one, along the same trajectory. MOEC_TEST_DEVICE=cuda: the CUDA step (tests/emu's
-# emulator here, NCCL between ranks).
+# emulator here, NCCL between ranks). Further arguments change the model (a dense layer, no
+# q/k norms: the other paths of step_recompute).
 . "$(dirname "$0")/lib.sh"
 device=${MOEC_TEST_DEVICE:-cpu}
 moec=$1 work=$2 ranks=$3 ep=$4 tp=${5:-1} precision=${6:-fp32}
+shift $(($# < 6 ? $# : 6))
 rm -rf "$work" && mkdir -p "$work" || exit 1
 last=
 for policy in none selective full; do
 	build_layout "$moec" "$work/$policy" "$ranks" "$ep" $((4 * tp / ranks)) "$tp" --set train.recompute=$policy \
-		--set train.precision="$precision"
+		--set train.precision="$precision" "$@"
 	act=$(sed -n 's/^#define MOEC_ACT_FLOATS \([0-9]*\)$/\1/p' "$work/$policy/gen/model.c")
 	echo "recompute $policy: activation arena $act floats"
 	[ -n "$act" ] || fail "no MOEC_ACT_FLOATS in $work/$policy/gen/model.c"

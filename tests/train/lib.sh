@@ -34,11 +34,10 @@ same_tensors() {
 	done
 	cmp -s "$1.header" "$2.header" || fail "$1 and $2 hold different tensors or shapes"
 	at=$(cmp "$1.data" "$2.data" | sed -n 's/.* byte \([0-9]*\).*/\1/p')
-	rm -f "$1.data" "$2.data" "$1.header" "$2.header"
-	[ -z "$at" ] && return 0
-	# the tensor whose data_offsets [begin, end) hold byte at (1-based)
-	name=$(grep -o '"[^"]*":{"dtype":"[A-Z0-9]*","shape":\[[0-9,]*\],"data_offsets":\[[0-9]*,[0-9]*\]}' "$1" 2>/dev/null |
+	# the tensor whose data_offsets [begin, end) hold that byte (cmp counts from 1)
+	name=$(grep -o '"[^"]*":{"dtype":"[A-Z0-9]*","shape":\[[0-9,]*\],"data_offsets":\[[0-9]*,[0-9]*\]}' "$1.header" |
 		sed 's/^"\([^"]*\)".*data_offsets":\[\([0-9]*\),\([0-9]*\)\].*/\1 \2 \3/' |
-		awk -v at="$at" '$2 < at && at <= $3 {print $1; exit}')
-	fail "$1 and $2 differ from data byte $at (tensor ${name:-?})"
+		awk -v at="${at:-0}" '$2 < at && at <= $3 {print $1; exit}')
+	rm -f "$1.data" "$2.data" "$1.header" "$2.header"
+	[ -z "$at" ] || fail "$1 and $2 differ from data byte $at (tensor ${name:-?})"
 }
