@@ -3,8 +3,8 @@
 # for the layout: the gradient all-reduces exactly, and the all-to-alls when routing is
 # balanced as the plan assumes (every token forced to experts 0 and 4: one row to each of
 # the 2 EP ranks), and the tensor-parallel bytes too, also with full recompute (its extra
-# all-to-alls and all-reduces). MOEC_TEST_DEVICE=cuda: on GPUs over
-# NCCL (tests/emu's emulator here).
+# all-to-alls and all-reduces). MOEC_TEST_DEVICE=cuda: on GPUs over NCCL (tests/emu's
+# emulator here).
 . "$(dirname "$0")/lib.sh"
 moec=$1 work=$2 device=${MOEC_TEST_DEVICE:-cpu}
 rm -rf "$work" && mkdir -p "$work" || exit 1
