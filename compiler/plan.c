@@ -496,15 +496,24 @@ static double plan_attended_keys(int64_t seq, int64_t window)
 	return (w * (w + 1) / 2 + (sq - w) * w) / sq;
 }
 
+static bool plan_is_gate_up(enum ir_role r)
+{
+	return r == IR_ROLE_EXPERT_GATE || r == IR_ROLE_EXPERT_UP || r == IR_ROLE_EXPERT_GATE_UP ||
+	       r == IR_ROLE_SHARED_GATE || r == IR_ROLE_SHARED_UP || r == IR_ROLE_MLP_GATE || r == IR_ROLE_MLP_UP;
+}
+
 /* GEMMs: 2 FLOPs per weight per token forward; backward is 2x forward for the input
  * gradient plus 2x for the weight gradient, which frozen weights skip: 6 trained, 4
  * frozen. Routed experts count K/E of their weights per token. Attention scores and
  * values: 2 * NH * (HDqk + HDv) * attended keys forward per token per layer, 3x for
- * fwd+bwd. Full recompute runs every layer's forward once more. */
+ * fwd+bwd. Recompute (compiler/step.c's step_recompute): full runs every layer's forward
+ * once more, but for a dense MLP's down projection, whose output fed only the residual
+ * add; selective the gate/up GEMMs (experts', shared experts', dense MLP's), whose
+ * outputs it does not keep (lower.c). */
 static void plan_compute_flops(const struct spec *s, const struct ir *ir, const struct plan_layout *l, struct plan_compute *c)
 {
 	const struct ir_dims *d = &ir->dims;
-	double layer_fwd = 0, attn_fwd = 0;
+	double layer_fwd = 0, gate_up_fwd = 0, attn_fwd = 0;
 	memset(c, 0, sizeof *c);
 	for (int i = 0; i < ir->ntensors; i++) {
 		const struct ir_tensor *t = &ir->tensors[i];
@@ -512,8 +521,10 @@ static void plan_compute_flops(const struct spec *s, const struct ir *ir, const 
 			continue;
 		double n = (double)plan_active_numel(t, ir);
 		c->matmul_flops_per_token += (ir_tensor_trainable(t) ? 6 : 4) * n;
-		if (t->layer >= 0)
+		if (t->layer >= 0 && t->role != IR_ROLE_MLP_DOWN)
 			layer_fwd += 2 * n;
+		if (plan_is_gate_up(t->role))
+			gate_up_fwd += 2 * n;
 	}
 	for (int i = 0; i < ir->nlayers; i++)
 		attn_fwd += 2.0 * (double)(d->heads * (d->head_dim + d->v_head_dim)) *
@@ -523,6 +534,8 @@ static void plan_compute_flops(const struct spec *s, const struct ir *ir, const 
 	c->hw_flops_per_token = c->flops_per_token;
 	if (s->train.recompute == RECOMPUTE_FULL)
 		c->hw_flops_per_token += layer_fwd + attn_fwd;
+	else if (s->train.recompute == RECOMPUTE_SELECTIVE)
+		c->hw_flops_per_token += gate_up_fwd;
 	c->tokens_per_step = ir_sat_mul(ir_sat_mul(s->train.micro_batch, s->train.seq_len), ir_sat_mul(l->dp, s->train.grad_accum));
 	c->flops_per_step = c->flops_per_token * (double)c->tokens_per_step;
 	c->hw_flops_per_rank_step = c->hw_flops_per_token * (double)c->tokens_per_step / l->world;
@@ -566,8 +579,9 @@ static void plan_comm_a2a(const struct spec *s, const struct ir *ir, const struc
  * its output and d(x_mid); a dense layer all-reduces its output and d(xn2); and the
  * cross-entropy all-gathers each vocabulary slice's per-row (max, sum, target) in fp32.
  * Ring bytes per rank: 2(p-1)/p of an all-reduce's buffer, (p-1)/p of an all-gather's
- * whole. Full recompute (a plan for it: the step does not recompute yet) repeats the
- * forward's two per layer. */
+ * whole. Full recompute (step.c's step_recompute) repeats each layer's attention
+ * all-reduce; the MoE's all-gather and the dense MLP's all-reduce fed only the residual
+ * add, which the recompute skips. */
 static void plan_comm_tp(const struct spec *s, const struct ir *ir, const struct plan_layout *l, struct plan_comm *c)
 {
 	if (l->tp <= 1)
@@ -576,10 +590,8 @@ static void plan_comm_tp(const struct spec *s, const struct ir *ir, const struct
 	const double n = (double)ir_dtype_bytes(s->train.precision, ir_sat_mul(s->train.micro_batch * s->train.seq_len,
 										    ir->dims.hidden));
 	double reduces = 2 + 2.0 * ir->nlayers + 2.0 * ir->n_dense_layers, gathers = 2.0 * ir->n_moe_layers;
-	if (s->train.recompute == RECOMPUTE_FULL) {
-		reduces += ir->nlayers + ir->n_dense_layers;
-		gathers += ir->n_moe_layers;
-	}
+	if (s->train.recompute == RECOMPUTE_FULL)
+		reduces += ir->nlayers;
 	double micro = reduces * plan_ring_factor(l->tp) * n + gathers * (p - 1) / p * n + (p - 1) * 3 * t * 4;
 	c->tp_bytes = micro * s->train.grad_accum;
 	c->tp_s = c->tp_bytes / ((l->tp_groups.all_in_domain ? c->intra_gbps : c->inter_gbps) * 1e9);

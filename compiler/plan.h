@@ -109,7 +109,7 @@ struct plan_compute {
 	double matmul_flops_per_token;  /* fwd+bwd of weight GEMMs: 6/param trained, 4 frozen */
 	double attn_flops_per_token;    /* fwd+bwd (3x fwd) of scores and values, all layers */
 	double flops_per_token;         /* model FLOPs: the two above */
-	double hw_flops_per_token;      /* plus recompute (full: one more forward of each layer) */
+	double hw_flops_per_token;      /* plus recompute (full: one more forward of each layer; selective: the gate/up GEMMs) */
 	int64_t tokens_per_step;        /* global: micro_batch * seq_len * dp * grad_accum */
 	double flops_per_step;          /* model FLOPs, all ranks */
 	double hw_flops_per_rank_step;  /* hardware FLOPs on one rank */

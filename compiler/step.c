@@ -2,8 +2,11 @@
  *
  * The file is written in four parts, each from one function here:
  *   1. layout    the parameter arena (W_* offsets) and the tensor table by HF name;
- *   2. arena     the activation arena (A_* offsets), every buffer the step touches;
- *   3. step      moec_micro_step: forward layer by layer, the loss, backward in reverse;
+ *   2. arena     the activation arena (A_* offsets), every buffer the step touches: per
+ *                layer what train.recompute keeps for the backward (step_saved), and one
+ *                set all layers share for the rest;
+ *   3. step      moec_micro_step: forward layer by layer, the loss, backward in reverse,
+ *                each layer's backward after rebuilding what was not kept (step_recompute);
  *   4. optimizer moec_optimizer_step and the struct moert_model handed to the trainer.
  * Shapes in the generated code use the enum at its top (T tokens, H hidden, QD = NH*HD,
  * KD = NKV*HD, E experts, K top-k, TK = TS*K rows a rank routes (TS = T/tp tokens), I expert width,
@@ -21,6 +24,7 @@
 #include <unistd.h>
 
 #include "files.h"
+#include "schema.h"
 
 /* Activation buffers start on 64-byte boundaries. */
 #define STEP_ALIGN 16
@@ -87,6 +91,7 @@ struct step_writer {
 	int64_t param_floats, act_floats;
 	uint64_t model_hash;
 	const char *err;           /* a kernel the step needs is missing from the set */
+	bool recomputing;          /* emitting a layer's forward again, before its backward */
 };
 
 static const char *step_role_macro(enum ir_role r)
@@ -320,6 +325,9 @@ static bool step_is_act(const char *macro)
 	if (!strncmp(p, "A_S_", 4)) {
 		list = scratch;
 		p += 4;
+	} else if (!strncmp(p, "A_R_", 4)) { /* the layers' shared set (step_layout_layers) */
+		list = layer;
+		p += 4;
 	} else if (!strncmp(p, "A_L", 3)) {
 		p += 3;
 		while (*p >= '0' && *p <= '9')
@@ -383,51 +391,132 @@ static void step_act(struct step_writer *w, FILE *defs, int64_t floats, const ch
 	w->act_floats += (floats + STEP_ALIGN - 1) / STEP_ALIGN * STEP_ALIGN;
 }
 
+/* One of a layer's activation buffers: A_L<l>_<name>, of floats floats (int buffers: one
+ * int per float). */
+struct step_buf {
+	const char *name;
+	int64_t floats;
+};
+#define STEP_MAX_BUFS 32
+
+/* Layer l's buffers, in arena order: what its forward writes and its backward reads. */
+static int step_layer_bufs(const struct step_writer *w, int l, struct step_buf *b)
+{
+	const int64_t T = w->T, H = w->H, E = w->E, TK = w->TK;
+	int n = 0;
+#define BUF(name, floats) (b[n++] = (struct step_buf){name, floats})
+	BUF("XN1", T * H);
+	BUF("RSTD1", T);
+	BUF("Q", T * w->QD);
+	BUF("K", T * w->KD);
+	BUF("V", T * w->KD);
+	if (w->s->model.qk_norm) {
+		BUF("RSTD_Q", T * w->NH);
+		BUF("RSTD_K", T * w->NKV);
+	}
+	BUF("QR", T * w->QD);
+	BUF("KR", T * w->KD);
+	BUF("ATT", T * w->QD);
+	BUF("LSE", w->NH * T);
+	BUF("XMID", T * H);
+	BUF("XN2", T * H);
+	BUF("RSTD2", T);
+	if (w->ir->layers[l].moe) {
+		BUF("LOGITS", T * E);
+		BUF("TOPK_IDS", TK);
+		BUF("TOPK_W", TK);
+		BUF("BLK", w->nblk * E);
+		BUF("COUNTS", E);
+		BUF("OFFSETS", E + 1);
+		BUF("DEST", TK);
+		BUF("ROW_SRC", TK);
+		BUF("XPERM", TK * H);
+		if (w->EP > 1) /* the rows this rank's experts received, expert after expert */
+			BUF("XE", w->RT * H);
+		BUF("GU", w->RT * 2 * w->I);
+		BUF("HID", w->RT * w->I);
+		BUF("YPERM", TK * H);
+	} else {
+		BUF("GU", T * 2 * w->D);
+		BUF("HID", T * w->D);
+	}
+#undef BUF
+	return n;
+}
+
+/* Whether a layer keeps buffer name for its backward (A_L<l>_<name>, one per layer) or
+ * holds it in the one set every layer shares (A_R_<name>), rebuilt before each layer's
+ * backward (step_recompute):
+ *   every policy  forward temporaries: q and k before RoPE unless qk_norm (whose backward
+ *                 reads them), the routing's block histograms, counts and row sources;
+ *   none          keeps the rest;
+ *   selective     rebuilds the norm outputs xn1, xn2 (rmsnorm_fwd from the saved residual
+ *                 stream), with qk_norm the post-RoPE q and k (the head norm and RoPE from
+ *                 the saved q, k), and the gate/up and SwiGLU outputs (the gate_up GEMM
+ *                 from its saved input: moe_gate_up_fwd computes SwiGLU from the GEMM's
+ *                 unrounded fp32 values, so nothing cheaper rebuilds them exactly):
+ *                 lower.c's selective set;
+ *   full          keeps nothing: the layer's forward reruns from its input A_X<l>. */
+static bool step_saved(const struct step_writer *w, const char *name)
+{
+	bool qk = w->s->model.qk_norm;
+	bool temporary = (!qk && (!strcmp(name, "Q") || !strcmp(name, "K"))) || !strcmp(name, "BLK") ||
+			 !strcmp(name, "COUNTS") || !strcmp(name, "ROW_SRC");
+	if (w->s->train.recompute == RECOMPUTE_FULL || temporary)
+		return false;
+	if (w->s->train.recompute == RECOMPUTE_NONE)
+		return true;
+	return strcmp(name, "XN1") && strcmp(name, "XN2") && !(qk && (!strcmp(name, "QR") || !strcmp(name, "KR"))) &&
+	       strcmp(name, "GU") && strcmp(name, "HID");
+}
+
+/* The layers' buffers: the saved ones per layer, then the shared set (each buffer as large
+ * as the largest layer's: an MoE layer's gate/up rows differ from a dense one's), and
+ * every layer's name for a shared buffer defined as the shared one. */
+static void step_layout_layers(struct step_writer *w, FILE *defs)
+{
+	struct step_buf b[STEP_MAX_BUFS], shared[STEP_MAX_BUFS];
+	int nshared = 0;
+	for (int l = 0; l < w->ir->nlayers; l++) {
+		int n = step_layer_bufs(w, l, b);
+		for (int i = 0; i < n; i++) {
+			if (step_saved(w, b[i].name)) {
+				step_act(w, defs, b[i].floats, "A_L%d_%s", l, b[i].name);
+				continue;
+			}
+			int j = 0;
+			while (j < nshared && strcmp(shared[j].name, b[i].name))
+				j++;
+			if (j == nshared)
+				shared[nshared++] = b[i];
+			else if (b[i].floats > shared[j].floats)
+				shared[j].floats = b[i].floats;
+		}
+	}
+	if (!nshared)
+		return;
+	fprintf(defs, "/* One set for every layer: a layer's forward temporaries and what it rebuilds before its\n"
+		      " * backward (train.recompute: %s). */\n", recompute_names[w->s->train.recompute]);
+	for (int j = 0; j < nshared; j++)
+		step_act(w, defs, shared[j].floats, "A_R_%s", shared[j].name);
+	for (int l = 0; l < w->ir->nlayers; l++) {
+		int n = step_layer_bufs(w, l, b);
+		for (int i = 0; i < n; i++)
+			if (!step_saved(w, b[i].name))
+				fprintf(defs, "#define A_L%d_%-*s A_R_%s\n", l, 20 - (l > 9) - (l > 99), b[i].name, b[i].name);
+	}
+}
+
 static void step_layout_acts(struct step_writer *w, FILE *defs)
 {
 	const int64_t T = w->T, H = w->H, E = w->E, TK = w->TK;
 	fprintf(defs, "\n/* Activation arena offsets (floats; int buffers are 4-byte ints at the same offsets).\n"
-		      " * Saved for backward: the residual stream A_X<l> and each layer's A_L<l>_* buffers.\n"
-		      " * Reused by every layer: the A_S_* scratch. */\n");
+		      " * Saved for backward: the residual stream A_X<l> and each layer's A_L<l>_* buffers\n"
+		      " * that train.recompute keeps (step_saved). Reused by every layer: the A_R_* set\n"
+		      " * (what a layer rebuilds) and the A_S_* scratch. */\n");
 	for (int l = 0; l <= w->ir->nlayers; l++)
 		step_act(w, defs, T * H, "A_X%d", l);
-	for (int l = 0; l < w->ir->nlayers; l++) {
-		step_act(w, defs, T * H, "A_L%d_XN1", l);
-		step_act(w, defs, T, "A_L%d_RSTD1", l);
-		step_act(w, defs, T * w->QD, "A_L%d_Q", l);
-		step_act(w, defs, T * w->KD, "A_L%d_K", l);
-		step_act(w, defs, T * w->KD, "A_L%d_V", l);
-		if (w->s->model.qk_norm) {
-			step_act(w, defs, T * w->NH, "A_L%d_RSTD_Q", l);
-			step_act(w, defs, T * w->NKV, "A_L%d_RSTD_K", l);
-		}
-		step_act(w, defs, T * w->QD, "A_L%d_QR", l);
-		step_act(w, defs, T * w->KD, "A_L%d_KR", l);
-		step_act(w, defs, T * w->QD, "A_L%d_ATT", l);
-		step_act(w, defs, w->NH * T, "A_L%d_LSE", l);
-		step_act(w, defs, T * H, "A_L%d_XMID", l);
-		step_act(w, defs, T * H, "A_L%d_XN2", l);
-		step_act(w, defs, T, "A_L%d_RSTD2", l);
-		if (w->ir->layers[l].moe) {
-			step_act(w, defs, T * E, "A_L%d_LOGITS", l);
-			step_act(w, defs, TK, "A_L%d_TOPK_IDS", l);
-			step_act(w, defs, TK, "A_L%d_TOPK_W", l);
-			step_act(w, defs, w->nblk * E, "A_L%d_BLK", l);
-			step_act(w, defs, E, "A_L%d_COUNTS", l);
-			step_act(w, defs, E + 1, "A_L%d_OFFSETS", l);
-			step_act(w, defs, TK, "A_L%d_DEST", l);
-			step_act(w, defs, TK, "A_L%d_ROW_SRC", l);
-			step_act(w, defs, TK * H, "A_L%d_XPERM", l);
-			if (w->EP > 1) /* the rows this rank's experts received, expert after expert */
-				step_act(w, defs, w->RT * H, "A_L%d_XE", l);
-			step_act(w, defs, w->RT * 2 * w->I, "A_L%d_GU", l);
-			step_act(w, defs, w->RT * w->I, "A_L%d_HID", l);
-			step_act(w, defs, TK * H, "A_L%d_YPERM", l);
-		} else {
-			step_act(w, defs, T * 2 * w->D, "A_L%d_GU", l);
-			step_act(w, defs, T * w->D, "A_L%d_HID", l);
-		}
-	}
+	step_layout_layers(w, defs);
 	step_act(w, defs, T * H, "A_XF");
 	step_act(w, defs, T, "A_RSTDF");
 	step_act(w, defs, T * w->chunk, "A_LOGITS");
@@ -479,6 +568,14 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 	}
 	step_act(w, defs, E * (w->ir->n_moe_layers > 0 ? w->ir->n_moe_layers : 1), "A_S_DPROB_SUM");
 	step_act(w, defs, 2, "A_S_DENSE_OFFSETS");
+	if (w->s->train.recompute == RECOMPUTE_FULL && w->ir->n_moe_layers) {
+		/* a recomputed router's statistics: the forward's stay as the host read them */
+		step_act(w, defs, E, "A_S_RC_PROB_SUM");
+		step_act(w, defs, w->K * E, "A_S_RC_SEL_COUNT");
+		step_act(w, defs, E, "A_S_RC_EXPERT_COUNT");
+		step_act(w, defs, 1, "A_S_RC_Z_SUM");
+		step_act(w, defs, 1, "A_S_RC_DROPPED");
+	}
 	/* The batch on the device, and the GPU kernels' scratch (kernels/<t>.cu headers say
 	 * how big; zero-filled once with the arena, each launch leaves them zero). */
 	step_act(w, defs, 4 * T, "A_S_BATCH");
@@ -540,14 +637,15 @@ static const char *step_gemm(struct step_writer *w, const char *tmpl, bool moe)
 
 #define OUT(...) fprintf(w->f, __VA_ARGS__)
 
-static void step_fwd_attention(struct step_writer *w, int l)
+static void step_fwd_input_norm(struct step_writer *w, int l)
 {
-	const char *norm_h = step_kernel(w, "rmsnorm_fwd", "DIM", w->H);
-	OUT("\t/* layer %d attention: x_mid = x + o_proj(attention(rope(norm(q)), rope(norm(k)), v)) */\n", l);
-	OUT("\tCALL(%s, A(A_L%d_XN1), A(A_L%d_RSTD1), A(A_X%d), P(W_L%d_INPUT_NORM), T);\n", norm_h, l, l, l, l);
-	OUT("\tMM_NT(T, QD, H, A(A_L%d_XN1), P(W_L%d_Q), A(A_L%d_Q), 0);\n", l, l, l);
-	OUT("\tMM_NT(T, KD, H, A(A_L%d_XN1), P(W_L%d_K), A(A_L%d_K), 0);\n", l, l, l);
-	OUT("\tMM_NT(T, KD, H, A(A_L%d_XN1), P(W_L%d_V), A(A_L%d_V), 0);\n", l, l, l);
+	OUT("\tCALL(%s, A(A_L%d_XN1), A(A_L%d_RSTD1), A(A_X%d), P(W_L%d_INPUT_NORM), T);\n",
+	    step_kernel(w, "rmsnorm_fwd", "DIM", w->H), l, l, l, l);
+}
+
+/* q, k after the head norms (qk_norm) and RoPE: A_L<l>_QR, _KR. */
+static void step_fwd_rope(struct step_writer *w, int l)
+{
 	const char *rope = step_kernel(w, "rope_fwd", NULL, 0);
 	if (w->s->model.qk_norm) {
 		const char *norm_hd = step_kernel(w, "rmsnorm_fwd", "DIM", w->HD);
@@ -559,50 +657,99 @@ static void step_fwd_attention(struct step_writer *w, int l)
 		OUT("\tCALL(%s, A(A_L%d_QR), A(A_L%d_Q), pos, T, NH);\n", rope, l, l);
 		OUT("\tCALL(%s, A(A_L%d_KR), A(A_L%d_K), pos, T, NKV);\n", rope, l, l);
 	}
+}
+
+static void step_fwd_post_norm(struct step_writer *w, int l)
+{
+	OUT("\tCALL(%s, A(A_L%d_XN2), A(A_L%d_RSTD2), A(A_L%d_XMID), P(W_L%d_POST_ATTN_NORM), T);\n",
+	    step_kernel(w, "rmsnorm_fwd", "DIM", w->H), l, l, l, l);
+}
+
+static void step_fwd_attention(struct step_writer *w, int l)
+{
+	OUT("\t/* layer %d attention: x_mid = x + o_proj(attention(rope(norm(q)), rope(norm(k)), v)) */\n", l);
+	step_fwd_input_norm(w, l);
+	OUT("\tMM_NT(T, QD, H, A(A_L%d_XN1), P(W_L%d_Q), A(A_L%d_Q), 0);\n", l, l, l);
+	OUT("\tMM_NT(T, KD, H, A(A_L%d_XN1), P(W_L%d_K), A(A_L%d_K), 0);\n", l, l, l);
+	OUT("\tMM_NT(T, KD, H, A(A_L%d_XN1), P(W_L%d_V), A(A_L%d_V), 0);\n", l, l, l);
+	step_fwd_rope(w, l);
 	OUT("\tCALL(%s, A(A_L%d_QR), A(A_L%d_KR), A(A_L%d_V), doc, A(A_L%d_ATT), A(A_L%d_LSE), T);\n",
 	    step_kernel(w, "attention_fwd", NULL, 0), l, l, l, l, l);
 	OUT("\tMM_NT(T, H, QD, A(A_L%d_ATT), P(W_L%d_O), A(A_S_Y), 0);\n", l, l);
 	if (w->TP > 1)
 		OUT("\tTP_SUM(A(A_S_Y), T * H); /* the heads of every tp rank */\n");
 	OUT("\tCALL(%s, A(A_L%d_XMID), A(A_X%d), A(A_S_Y), (long)T * H);\n", step_kernel(w, "add", NULL, 0), l, l);
-	OUT("\tCALL(%s, A(A_L%d_XN2), A(A_L%d_RSTD2), A(A_L%d_XMID), P(W_L%d_POST_ATTN_NORM), T);\n", norm_h, l, l, l, l);
+	step_fwd_post_norm(w, l);
+}
+
+/* The rows the experts' GEMMs read, expert after expert: x_perm itself on one rank; with
+ * expert parallelism the rows this rank's experts received from the whole EP group
+ * (runtime/ep.c: counts first, then the rows, regrouped by local expert), A_L<l>_XE. Returns
+ * their count's name; offs gets the experts' row offsets. */
+static const char *step_expert_rows(const struct step_writer *w, int l, int m, char *offs, size_t n)
+{
+	if (w->EP > 1)
+		snprintf(offs, n, "EP_OFFSETS(%d)", m);
+	else
+		snprintf(offs, n, "AI(A_L%d_OFFSETS)", l);
+	return w->EP > 1 ? "RT" : "TK";
+}
+
+static void step_fwd_experts_gate_up(struct step_writer *w, int l, int m)
+{
+	char offs[64];
+	const char *rows = step_expert_rows(w, l, m, offs, sizeof offs);
+	OUT("\tCALL(%s, A(A_L%d_%s), P(W_L%d_EXPERTS_GATE_UP), %s, A(A_L%d_HID), A(A_L%d_GU), %s);\n",
+	    step_gemm(w, "moe_gate_up_fwd", true), l, w->EP > 1 ? "XE" : "XPERM", l, offs, l, l, rows);
+}
+
+static void step_fwd_dense_gate_up(struct step_writer *w, int l)
+{
+	OUT("\tCALL(%s, A(A_L%d_XN2), P(W_L%d_MLP_GATE_UP), AI(A_S_DENSE_OFFSETS), A(A_L%d_HID), A(A_L%d_GU), T);\n",
+	    step_gemm(w, "moe_gate_up_fwd", false), l, l, l, l);
 }
 
 static void step_fwd_moe(struct step_writer *w, int l, int m)
 {
 	OUT("\t/* layer %d experts: route each token to K of E experts, y = sum_k w_k expert_k(xn2) */\n", l);
+	/* the router's statistics (the loss terms' inputs): the layer's own in the forward; a
+	 * recompute's go to scratch, leaving the ones the host read and sums untouched */
+	static const char *stat[] = {"PROB_SUM", "SEL_COUNT", "EXPERT_COUNT", "Z_SUM", "DROPPED"};
+	char st[5][40];
+	for (int i = 0; i < 5; i++) {
+		if (w->recomputing)
+			snprintf(st[i], sizeof st[i], "A_S_RC_%s", stat[i]);
+		else
+			snprintf(st[i], sizeof st[i], "A_L%d_%s", l, stat[i]);
+	}
 	OUT("\tMM_NT(T, E, H, A(A_L%d_XN2), P(W_L%d_ROUTER), A(A_L%d_LOGITS), 0);\n", l, l, l);
-	OUT("\tCALL(%s, A(A_L%d_LOGITS), r->router_bias, AI(A_L%d_TOPK_IDS), A(A_L%d_TOPK_W), A(A_L%d_PROB_SUM), AI(A_L%d_SEL_COUNT),\n"
-	    "\t\tAI(A_L%d_EXPERT_COUNT), A(A_L%d_Z_SUM), A(A_S_ROUTER_WS), T);\n",
-	    step_kernel(w, "router_fwd", NULL, 0), l, l, l, l, l, l, l);
+	OUT("\tCALL(%s, A(A_L%d_LOGITS), r->router_bias, AI(A_L%d_TOPK_IDS), A(A_L%d_TOPK_W), A(%s), AI(%s),\n"
+	    "\t\tAI(%s), A(%s), A(A_S_ROUTER_WS), T);\n",
+	    step_kernel(w, "router_fwd", NULL, 0), l, l, l, st[0], st[1], st[2], st[3]);
 	OUT("\tCALL(%s, AI(A_L%d_TOPK_IDS), AI(A_L%d_BLK), T);\n", step_kernel(w, "moe_count", NULL, 0), l, l);
-	OUT("\tCALL(%s, AI(A_L%d_BLK), AI(A_L%d_COUNTS), AI(A_L%d_OFFSETS), AI(A_L%d_DROPPED), T);\n",
-	    step_kernel(w, "moe_scan", NULL, 0), l, l, l, l);
+	OUT("\tCALL(%s, AI(A_L%d_BLK), AI(A_L%d_COUNTS), AI(A_L%d_OFFSETS), AI(%s), T);\n",
+	    step_kernel(w, "moe_scan", NULL, 0), l, l, l, st[4]);
 	OUT("\tCALL(%s, AI(A_L%d_TOPK_IDS), AI(A_L%d_BLK), AI(A_L%d_COUNTS), AI(A_L%d_OFFSETS), AI(A_L%d_DEST),\n"
 	    "\t\tAI(A_L%d_ROW_SRC), NULL, T);\n",
 	    step_kernel(w, "moe_route", NULL, 0), l, l, l, l, l, l);
 	OUT("\tCALL(%s, A(A_L%d_XN2), AI(A_L%d_DEST), A(A_L%d_XPERM), T);\n", step_kernel(w, "moe_permute", NULL, 0), l, l, l);
-	/* The experts' GEMMs read rows expert after expert: x_perm itself on one rank; with
-	 * expert parallelism the rows this rank's experts received from the whole EP group
-	 * (runtime/ep.c: counts first, then the rows, regrouped by local expert). */
-	const char *xe = "XPERM", *off = "AI(A_L%d_OFFSETS)", *rows = "TK";
-	char offs[64];
 	if (w->EP > 1) {
-		OUT("\tEP_ROUTE(%d, AI(A_L%d_COUNTS), AI(A_L%d_OFFSETS));\n", m, l, l);
+		/* a recompute routes as the forward did: r->ep[m] still holds that routing */
+		if (!w->recomputing)
+			OUT("\tEP_ROUTE(%d, AI(A_L%d_COUNTS), AI(A_L%d_OFFSETS));\n", m, l, l);
 		OUT("\tEP_DISPATCH(%d, A(A_L%d_XPERM), A(A_L%d_XE));\n", m, l, l);
-		xe = "XE";
-		off = "EP_OFFSETS(%d)";
-		rows = "RT";
 	}
-	snprintf(offs, sizeof offs, off, w->EP > 1 ? m : l);
-	OUT("\tCALL(%s, A(A_L%d_%s), P(W_L%d_EXPERTS_GATE_UP), %s, A(A_L%d_HID), A(A_L%d_GU), %s);\n",
-	    step_gemm(w, "moe_gate_up_fwd", true), l, xe, l, offs, l, l, rows);
+	char offs[64];
+	const char *rows = step_expert_rows(w, l, m, offs, sizeof offs);
+	step_fwd_experts_gate_up(w, l, m);
 	char yout[64];
 	snprintf(yout, sizeof yout, w->EP > 1 ? "A(A_S_YE)" : "A(A_L%d_YPERM)", l);
 	OUT("\tCALL(%s, A(A_L%d_HID), P(W_L%d_EXPERTS_DOWN), %s, %s, %s);\n", step_gemm(w, "moe_down_fwd", true), l, l, offs,
 	    yout, rows);
 	if (w->EP > 1)
 		OUT("\tEP_COMBINE(%d, A(A_S_YE), A(A_L%d_YPERM));\n", m, l);
+	if (w->recomputing) /* the backward reads y_perm; y itself fed only the residual add */
+		return;
 	OUT("\tCALL(%s, A(A_L%d_YPERM), AI(A_L%d_DEST), A(A_L%d_TOPK_W), A(A_S_Y), T);\n", step_kernel(w, "moe_combine", NULL, 0),
 	    l, l, l);
 }
@@ -610,8 +757,9 @@ static void step_fwd_moe(struct step_writer *w, int l, int m)
 static void step_fwd_dense(struct step_writer *w, int l)
 {
 	OUT("\t/* layer %d dense MLP: y = down(silu(gate(xn2)) * up(xn2)), the grouped GEMMs with one group */\n", l);
-	OUT("\tCALL(%s, A(A_L%d_XN2), P(W_L%d_MLP_GATE_UP), AI(A_S_DENSE_OFFSETS), A(A_L%d_HID), A(A_L%d_GU), T);\n",
-	    step_gemm(w, "moe_gate_up_fwd", false), l, l, l, l);
+	step_fwd_dense_gate_up(w, l);
+	if (w->recomputing) /* the backward reads gate/up and the SwiGLU output, not y */
+		return;
 	OUT("\tCALL(%s, A(A_L%d_HID), P(W_L%d_MLP_DOWN), AI(A_S_DENSE_OFFSETS), A(A_S_Y), T);\n",
 	    step_gemm(w, "moe_down_fwd", false), l, l);
 	if (w->TP > 1)
@@ -866,7 +1014,9 @@ static void step_sliced(struct step_writer *w, int l, int m, void (*body)(struct
 	step_str_replace(&text, "A(A_S_DXN)", "(A(A_S_DXN) + R0 * H)");
 	step_str_replace(&text, "\n\t", "\n\t\t");
 	OUT("\t{ /* sequence-parallel MoE: this tp rank's TS tokens, rows R0 .. R0 + TS */\n\t\tconst int T = TS;\n\t%s", text);
-	OUT("}\n\tTP_GATHER(A(%s), TS * H);\n", gather);
+	OUT("}\n");
+	if (gather) /* NULL: a recompute, whose output rows stay on this rank */
+		OUT("\tTP_GATHER(A(%s), TS * H);\n", gather);
 	free(text);
 }
 
@@ -875,6 +1025,49 @@ static void step_bwd_moe_block(struct step_writer *w, int l, int m)
 {
 	step_bwd_moe(w, l, m);
 	step_bwd_post_norm(w, l);
+}
+
+/* What layer l's backward reads and train.recompute did not keep (step_saved), rebuilt
+ * into the shared A_R_* set by the forward's own kernels on the same inputs, so the
+ * gradients are bit-identical to recompute: none's.
+ *   selective  the norm outputs from the saved residual stream (rmsnorm_fwd rewrites
+ *              rstd with the values it holds), with qk_norm the post-RoPE q and k from
+ *              the saved q, k, and the gate/up GEMM with its SwiGLU from the saved
+ *              expert rows (x_perm, or under expert parallelism the received rows) or
+ *              the dense MLP's xn2.
+ *   full       the layer's forward from its input A_X<l>, except what fed only the
+ *              residual add into A_X<l+1> (the MoE's combine and its tp all-gather, the
+ *              dense MLP's down projection and its tp all-reduce); the router's
+ *              statistics go to scratch. The attention output is all-reduced over tp
+ *              again, and under expert parallelism the routed rows are dispatched and
+ *              the experts' outputs combined again, with the forward's routing (plan.c
+ *              counts both). */
+static void step_recompute(struct step_writer *w, int l, int m)
+{
+	if (w->s->train.recompute == RECOMPUTE_SELECTIVE) {
+		OUT("\t/* layer %d: the norm outputs%s and the %s gate/up and SwiGLU outputs rebuilt\n"
+		    "\t * (train.recompute: selective) */\n", l, w->s->model.qk_norm ? ", rotated q, k" : "",
+		    w->ir->layers[l].moe ? "experts'" : "MLP's");
+		step_fwd_post_norm(w, l);
+		step_fwd_input_norm(w, l);
+		if (w->s->model.qk_norm)
+			step_fwd_rope(w, l);
+		if (w->ir->layers[l].moe)
+			step_fwd_experts_gate_up(w, l, m);
+		else
+			step_fwd_dense_gate_up(w, l);
+		return;
+	}
+	if (w->s->train.recompute != RECOMPUTE_FULL)
+		return;
+	OUT("\t/* layer %d recomputed from its input x_%d (train.recompute: full) */\n", l, l);
+	w->recomputing = true;
+	step_fwd_attention(w, l);
+	if (w->ir->layers[l].moe)
+		step_sliced(w, l, m, step_fwd_moe, NULL);
+	else
+		step_fwd_dense(w, l);
+	w->recomputing = false;
 }
 
 static void step_micro_step(struct step_writer *w)
@@ -907,8 +1100,11 @@ static void step_micro_step(struct step_writer *w)
 	m = ir->n_moe_layers;
 	for (int l = ir->nlayers - 1; l >= 0; l--) {
 		OUT("\n");
+		if (ir->layers[l].moe)
+			m--;
+		step_recompute(w, l, m);
 		if (ir->layers[l].moe) {
-			step_sliced(w, l, --m, step_bwd_moe_block, "A_S_DX");
+			step_sliced(w, l, m, step_bwd_moe_block, "A_S_DX");
 		} else {
 			step_bwd_dense(w, l);
 			step_bwd_post_norm(w, l);
@@ -1454,26 +1650,20 @@ static int step_check_memory(const struct step_writer *w)
 			4.0 * (masters ? w->fp32_end : w->param_floats) / gib, (w->bf16 ? 2.0 * w->param_floats : 0) / gib,
 			4.0 * w->param_floats / gib, 8.0 * step_moment_floats(w) / gib,
 			masters ? 4.0 * step_moment_floats(w) / gib : 0.0, 4.0 * w->act_floats / gib);
-	/* what the plan counts on that the step does not do yet */
-	char why[256] = "";
-	int n = 0;
-	if (w->s->train.recompute != RECOMPUTE_NONE)
-		n += snprintf(why + n, sizeof why - (size_t)n, "%s recompute activations (train.recompute: %s)", n ? " or" : "",
-			      w->s->train.recompute == RECOMPUTE_FULL ? "full" : "selective");
 	if (pm->capacity > 0 && arenas + pm->ws_reserve > pm->capacity) {
 		fprintf(stderr,
 			"moec: error: the trainer's arenas take %.2f GiB per rank (weights, gradients, AdamW and activations), "
 			"%.2f GiB with the plan's reserve for CUDA and NCCL: more than the GPU's %.2f GiB (the plan estimated "
-			"%.2f GiB%s%s); reduce train.micro_batch or spread the model over more ranks\n",
-			arenas / gib, (arenas + pm->ws_reserve) / gib, pm->capacity / gib, pm->total / gib,
-			n ? ", but the step does not yet" : "", why);
+			"%.2f GiB); reduce train.micro_batch, recompute more (train.recompute), shard the optimizer "
+			"(parallel.shard_optimizer) or spread the model over more ranks\n",
+			arenas / gib, (arenas + pm->ws_reserve) / gib, pm->capacity / gib, pm->total / gib);
 		return 1;
 	}
 	if (arenas > estimate)
 		fprintf(stderr,
-			"moec: warning: the trainer's arenas (%.3f GiB per rank) exceed moec plan's estimate of them (%.3f GiB)%s%s\n",
-			arenas / gib, estimate / gib, n ? ": the step does not yet" : ": the plan under-counts; its verdict may be optimistic",
-			why);
+			"moec: warning: the trainer's arenas (%.3f GiB per rank) exceed moec plan's estimate of them (%.3f GiB): "
+			"the plan under-counts; its verdict may be optimistic\n",
+			arenas / gib, estimate / gib);
 	else if (w->c->debug)
 		fprintf(stderr, "moec: the trainer's arenas take %.3f GiB per rank; the plan estimated %.3f GiB\n",
 			arenas / gib, estimate / gib);

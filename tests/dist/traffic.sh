@@ -3,7 +3,8 @@
 # for the layout: the gradient all-reduces exactly, and the all-to-alls when routing is
 # balanced as the plan assumes (every token forced to experts 0 and 4: one row to each of
 # the 2 EP ranks), and the tensor-parallel bytes too; with parallel.shard_optimizer the
-# weights' all-gather after AdamW as well. MOEC_TEST_DEVICE=cuda: on GPUs over
+# weights' all-gather after AdamW as well, and with full recompute its extra all-to-alls
+# and all-reduces. MOEC_TEST_DEVICE=cuda: on GPUs over
 # NCCL (tests/emu's emulator here).
 . "$(dirname "$0")/lib.sh"
 moec=$1 work=$2 device=${MOEC_TEST_DEVICE:-cpu}
@@ -33,7 +34,7 @@ traffic() {
 		for k in a2a_bytes dp_bytes edp_bytes tp_bytes; do
 			predicted="$predicted $(grep -o "\"$k\":[0-9.e+]*" "$5.plan.json" | tail -1 | cut -d: -f2)"
 		done
-		echo "$1 ranks, ep $2, tp $3: counted (all-to-all, dp, edp, tp):$counted; plan:$predicted"
+		echo "$1 ranks, ep $2, tp $3, recompute $recompute: counted (all-to-all, dp, edp, tp):$counted; plan:$predicted"
 		# shellcheck disable=SC2086 # two lists of four numbers
 		set -- $counted $predicted
 		[ $# -eq 8 ] || fail "expected 4 counted and 4 predicted numbers"
@@ -47,6 +48,8 @@ traffic 2 2 1 2 t        # dp 2 x EP 2
 traffic 4 2 2 2 t4       # dp 2 x TP 2, EP 2 x edp 2: the tp activations, the tp-partial gradients
 traffic 4 2 2 2 z4 --set parallel.shard_optimizer=true # the same, AdamW sharded: the weights all-gathered
 traffic 4 2 1 1 zb --set parallel.shard_optimizer=true --set train.precision=bf16 # bf16 copies, fp32 norms
+# full recompute: each MoE layer's dispatch and combine again, each attention all-reduce again
+traffic 4 2 2 2 t4full --set train.recompute=full
 cd "$work" || exit 1
 # started without its launcher, the 2-rank trainer says how it was built and how to start it
 t/train --steps 1 --no-resume --ckpt-dir ck2 >alone.out 2>&1 && fail "a 2-rank trainer ran as one rank"
