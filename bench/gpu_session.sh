@@ -6,7 +6,7 @@
 #   PART   tests   the ctest gpu label's checks, from the kit's programs (about 3-5 min on an
 #                  H100, estimated): gpu/device_smoke, gpu/nccl_one_rank, gpu/nccl_ranks (skipped
 #                  with one GPU), train/gpu_vs_cpu, train/gpu_bf16, golden/a_gpu, golden/b_gpu,
-#                  train/resume on the GPU, gpu/kernels_{f32,bf16,capacity,capacity_late} (the
+#                  train/resume on the GPU, gpu/kernels_{f32,bf16,capacity,capacity_late,ep} (the
 #                  tiny spec's shapes, as ctest; seeds KVT_SEEDS, default "default 1 2"),
 #                  gpu/kernels_qwen30b (every kernel at Qwen3-30B-A3B's shapes, bf16: the default
 #                  seed, kernel_vs_twin --max-rows KVT30_MAX_ROWS, default 1000; about 1-2 min,
@@ -336,7 +336,8 @@ run_tests() {
 	check golden/a_gpu 120 'worst|compared|FAIL' bash "$self" _check golden "$kit" a "$work/golden_a"
 	check golden/b_gpu 120 'worst|compared|FAIL' bash "$self" _check golden "$kit" b "$work/golden_b"
 	check train/resume_gpu 240 'PASS|FAIL|note' sh tests/train/resume.sh "$work/bin/tiny_cuda" "$work/resume"
-	for v in f32 bf16 capacity capacity_late; do
+	for v in f32 bf16 capacity capacity_late ep; do
+		[ -d "$kit/kvt/$v" ] || { result SKIP "gpu/kernels_$v" 0 "the kit has no kvt/$v"; continue; }
 		check "gpu/kernels_$v" 300 '^seed ' bash "$self" _check kvt "$kit" "$v" "$work/kvt_$v" "${KVT_SEEDS:-default 1 2}"
 	done
 	# the real shapes (E 128, H 2048, I 768, 32/4 heads of 128, vocab 151936): one seed, no case

@@ -283,6 +283,8 @@ static void kernels_want_step(const struct spec *s, const struct ir *ir, const s
 		if (s->moe.capacity_factor > 0 && s->moe.drop_policy == DROP_LOW_PROB)
 			kernels_want(w, "moe_capacity", "low-probability capacity drops", NULL);
 		kernels_want(w, "moe_permute", "rows grouped by expert", NULL);
+		if (p->layout.ep > 1) /* the GPU's regroup of received rows; the CPU's is memcpy (runtime/ep.c) */
+			kernels_want(w, "ep_regroup", "expert-parallel rows between arrival and expert-major order", NULL);
 		kernels_want(w, "moe_gate_up_fwd", "expert gate/up GEMM + SwiGLU", NULL);
 		kernels_want(w, "moe_down_fwd", "expert down GEMM", NULL);
 		kernels_want(w, "moe_combine", "weighted sum of the k expert outputs", NULL);

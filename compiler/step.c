@@ -1458,8 +1458,9 @@ static const char step_backend_cuda[] =
 	"/* several ranks: NCCL on the device buffers (trainer_cuda.c); one rank: nothing to do */\n"
 	"#define REDUCE(group, kind, x, n) moert_cuda_step_reduce(r, group, kind, x, n)\n"
 	"#define EP_ROUTE(m, counts, offsets) moert_cuda_step_ep_route(r, m, counts, offsets)\n"
-	"#define EP_DISPATCH(m, x, out) moert_cuda_step_ep(r, m, 0, x, EPW, A(A_S_EP_TMP), out)\n"
-	"#define EP_COMBINE(m, y, out) moert_cuda_step_ep(r, m, 1, y, EPW, A(A_S_EP_TMP), out)\n"
+	"/* the regroups launch ep_regroup through moec_ep_regroup_cuda (step_ep_regroup_hook) */\n"
+	"#define EP_DISPATCH(m, x, out) moert_cuda_step_ep(r, m, 0, x, EPW, A(A_S_EP_TMP), out, moec_ep_regroup_cuda)\n"
+	"#define EP_COMBINE(m, y, out) moert_cuda_step_ep(r, m, 1, y, EPW, A(A_S_EP_TMP), out, moec_ep_regroup_cuda)\n"
 	"#define EP_OFFSETS(m) ((const int *)r->ep[m].dev_offsets)\n"
 	"#define EXPERT_OFFSETS ((const long *)A(A_S_OPT_EXPERT_OFFSETS))\n"
 	"#define SPLIT_OFFSETS ((const long *)A(A_S_OPT_SPLIT_OFFSETS))\n"
@@ -1489,6 +1490,24 @@ static const char step_backend_cuda[] =
 	"\tmoert_cuda_step_put(r, A_S_OPT_SPLIT_OFFSETS, moec_split_offsets, sizeof moec_split_offsets);\n"
 	"\tmoert_cuda_step_put(r, A_S_OPT_BF16, p16, sizeof p16);\n"
 	"}\n\n";
+
+/* With expert parallelism, the CUDA backend's regroup (runtime/ep.h's moert_ep_io.regroup):
+ * one ep_regroup launch through CALL, so it is profiled and emulated as every kernel; the
+ * runtime calls it back, since only the generated code knows the instance. Emitted after the
+ * backend's macros, declared before the step that names it. */
+static void step_ep_regroup_hook(struct step_writer *w, bool body)
+{
+	if (w->EP <= 1)
+		return;
+	OUT("static void moec_ep_regroup_cuda(const struct moert_run *r, const int *table, const void *src, void *dst,\n"
+	    "\tint rows, int width)%s", body ? "\n{\n" : ";\n");
+	if (!body)
+		return;
+	OUT("\tif (width != EPW) /* the instance moves rows of H act_t */\n"
+	    "\t\tmoert_fatal(\"ep_regroup: rows of %%d floats, the kernel's are %%d\", width, EPW);\n"
+	    "\tCALL(%s, (const act_t *)src, table, (act_t *)dst, rows);\n}\n\n",
+	    step_kernel(w, "ep_regroup", NULL, 0));
+}
 
 /* The cubins, embedded by gen/cubins.S, and each kernel's dynamic shared memory. */
 static void step_kernel_images(struct step_writer *w)
@@ -1705,7 +1724,9 @@ int step_write_model_c(const struct emit_context *c, const struct kernel_set *ks
 	step_losses(&w);
 	step_optimizer_tables(&w);
 	fputs(step_backend_cpu, f);
+	step_ep_regroup_hook(&w, false);
 	fputs(step_backend_cuda, f);
+	step_ep_regroup_hook(&w, true);
 	step_kernel_images(&w);
 	step_model_struct(&w);
 	fclose(f);

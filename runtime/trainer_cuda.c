@@ -178,11 +178,14 @@ void moert_cuda_run_open(const struct moert_model *m, const struct moert_run *ho
 		copy_up(d, b, host->router_bias, m->experts, "the router's test bias");
 		dev->router_bias = b;
 	}
-	if (host->ep) { /* what the expert kernels read: each MoE layer's received-row offsets */
-		const long per = m->experts_per_rank + 1;
-		int *offs = (int *)device_floats(d, (long long)m->moe_layers * per, "the expert-parallel offsets");
-		for (int i = 0; i < m->moe_layers; i++)
+	if (host->ep) { /* what the expert kernels read: each MoE layer's received-row offsets, then
+			  * its regroup tables (ep.h: two of 2 E + 1 ints) */
+		const long per = m->experts_per_rank + 1, per_table = 2 * (2L * m->experts + 1);
+		int *offs = (int *)device_floats(d, (long long)m->moe_layers * (per + per_table), "the expert-parallel offsets");
+		for (int i = 0; i < m->moe_layers; i++) {
 			host->ep[i].dev_offsets = offs + i * per;
+			host->ep[i].dev_regroup = offs + m->moe_layers * per + i * per_table;
+		}
 	}
 	copy_up(d, dev->exp_avg, host->exp_avg, host->zero.floats, "AdamW's moments");
 	copy_up(d, dev->exp_avg_sq, host->exp_avg_sq, host->zero.floats, "AdamW's moments");
@@ -317,30 +320,44 @@ void moert_cuda_step_ep_route(const struct moert_run *r, int layer, const int *c
 	    moert_cuda_sync(r->cuda, err, sizeof err))
 		moert_fatal("copying MoE layer %d's expert counts from the GPU: %s", layer, err);
 	moert_ep_route(r->comm, rt, h, h + experts);
+	/* the offsets the GEMMs read and the tables ep_regroup reads: small, and on the stream
+	 * before the launches that use them, as the counts' sync above left it */
 	if (moert_cuda_h2d(r->cuda, dptr(rt->dev_offsets), rt->local_offsets, (size_t)(rt->e_local + 1) * sizeof(int), err,
-			   sizeof err))
+			   sizeof err) ||
+	    moert_cuda_h2d(r->cuda, dptr(rt->dev_regroup), rt->regroup, 2 * (size_t)MOERT_EP_TABLE_INTS(rt) * sizeof(int),
+			   err, sizeof err))
 		moert_fatal("copying MoE layer %d's expert offsets to the GPU: %s", layer, err);
 }
+
+/* What the GPU's EP transport needs: NCCL, and the step's launch of ep_regroup. */
+struct ep_gpu {
+	struct moert_nccl *nccl;
+	const struct moert_run *r;
+	moert_ep_regroup_fn launch;
+};
 
 static void ep_alltoallv(void *ctx, const float *send, const long *sc, const long *sd, float *recv, const long *rc,
 			 const long *rd)
 {
-	moert_nccl_alltoallv_f32(ctx, MOERT_EP, MOERT_BYTES_A2A, dptr(send), sc, sd, dptr(recv), rc, rd);
+	const struct ep_gpu *g = ctx;
+	moert_nccl_alltoallv_f32(g->nccl, MOERT_EP, MOERT_BYTES_A2A, dptr(send), sc, sd, dptr(recv), rc, rd);
 }
 
-static void ep_copy(void *ctx, float *dst, const float *src, size_t bytes)
+/* The whole regroup as one kernel launch, reading the table moert_cuda_step_ep_route uploaded,
+ * instead of ep x e_local device-to-device copies. */
+static void ep_regroup(void *ctx, const struct moert_ep_route *rt, int to_expert_major, const float *src, float *dst,
+		       int width)
 {
-	struct moert_nccl *c = ctx;
-	char err[512];
-	if (moert_cuda_d2d(c->dev, dptr(dst), dptr(src), bytes, err, sizeof err))
-		moert_fatal("rank %d: regrouping expert rows on the GPU: %s", c->rank, err);
+	const struct ep_gpu *g = ctx;
+	g->launch(g->r, MOERT_EP_TABLE(rt, rt->dev_regroup, to_expert_major), src, dst, (int)rt->rows, width);
 }
 
 void moert_cuda_step_ep(const struct moert_run *r, int layer, int combine, const void *in, int width, float *tmp,
-			void *out)
+			void *out, moert_ep_regroup_fn regroup)
 {
-	const struct moert_ep_io io = {ep_alltoallv, ep_copy, step_nccl(r)};
-	if (!io.ctx)
+	struct ep_gpu g = {step_nccl(r), r, regroup};
+	const struct moert_ep_io io = {.alltoallv = ep_alltoallv, .regroup = ep_regroup, .ctx = &g};
+	if (!g.nccl)
 		moert_fatal("expert parallelism on the GPU without NCCL (moert_cuda_rank_open attaches it)");
 	(combine ? moert_ep_combine_io : moert_ep_dispatch_io)(&io, &r->ep[layer], in, width, tmp, out);
 }

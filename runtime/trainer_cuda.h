@@ -34,11 +34,16 @@ void moert_cuda_step_tp_gather(const struct moert_run *r, void *x, long bytes);
  * (dense) and edp (expert) group over NCCL (zero.h). */
 void moert_cuda_step_zero_gather(const struct moert_run *r, long long experts_begin, long long param_floats);
 /* ep.h's route from the device's counts [E] and offsets [E + 1] (copied to the host: NCCL
- * takes the all-to-all's sizes from there), and the rows' dispatch (combine 0) or
- * combine (1) over NCCL with the regroup as device copies. */
+ * takes the all-to-all's sizes from there; the route's offsets and regroup tables go back up
+ * in the same place), and the rows' dispatch (combine 0) or combine (1) over NCCL with the
+ * regroup as one launch of the step's ep_regroup kernel: regroup, which the generated step
+ * supplies (it alone knows the instance), moves rows rows of width floats from src to dst
+ * by the device table (kernels/ep_regroup.cu). */
+typedef void (*moert_ep_regroup_fn)(const struct moert_run *r, const int *table, const void *src, void *dst, int rows,
+				    int width);
 void moert_cuda_step_ep_route(const struct moert_run *r, int layer, const int *counts, const int *offsets);
 void moert_cuda_step_ep(const struct moert_run *r, int layer, int combine, const void *in, int width, float *tmp,
-			void *out);
+			void *out, moert_ep_regroup_fn regroup);
 
 /* cuLaunchKernel of the driver the runtime loaded (launch.h's MOEC_CU_LAUNCH_KERNEL). */
 int moert_cu_launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,

@@ -14,7 +14,8 @@
 #   golden_b/train        tests/golden/b/spec.yaml             golden/b_gpu
 #   kvt/NAME/             kernel_vs_twin with the twins linked in, and the build it checks
 #                         (manifest.json, gen/launch.h, cubin/): gpu/kernels_NAME for
-#                         NAME = f32, bf16, capacity, capacity_late (tests/gpu/run.sh build), and
+#                         NAME = f32, bf16, capacity, capacity_late, ep (bf16 over 2 expert-parallel
+#                         GPUs: ep_regroup; tests/gpu/run.sh build), and
 #                         qwen30b: bench/specs/qwen3_30b_a3b_4layers.yaml (bf16, the real shapes;
 #                         gpu_session.sh runs it with --max-rows); with ARCH sm_90a also
 #                         bf16_sm90 and qwen30b_sm90, the same builds for plain sm_90: the expert
@@ -140,6 +141,7 @@ kvt f32 "$tiny"
 kvt bf16 "$tiny" --set train.precision=bf16
 kvt capacity "$tiny" --set moe.capacity_factor=1.0 --set moe.drop_policy=low_prob
 kvt capacity_late "$tiny" --set moe.capacity_factor=1.0 --set moe.drop_policy=late_tokens
+kvt ep "$tiny" --set train.precision=bf16 --set parallel.gpus_per_node=2 --set parallel.ep=2
 kvt qwen30b bench/specs/qwen3_30b_a3b_4layers.yaml
 if [ "$arch" = sm_90a ]; then # the mma.sync expert GEMMs too (plain sm_90 has no wgmma)
 	kvt_arch=sm_90 kvt bf16_sm90 "$tiny" --set train.precision=bf16

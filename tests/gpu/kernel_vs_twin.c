@@ -2109,6 +2109,9 @@ out:
 #define INV_EMBEDDING_BWD(T) \
 	static void inv_embedding_bwd_##T(void *f, void **a) { FN((float *, const T *, const int *, int, int, int))(AP(0), AP(1), AP(2), AI(3), AI(4), AI(5)); }
 
+#define INV_EP_REGROUP(T) \
+	static void inv_ep_regroup_##T(void *f, void **a) { FN((const T *, const int *, T *, int))(AP(0), AP(1), AP(2), AI(3)); }
+
 #define INV_BOTH(M) M(float) M(bf16)
 INV_BOTH(INV_EMBEDDING_FWD)
 INV_BOTH(INV_RMSNORM_FWD)
@@ -2116,6 +2119,7 @@ INV_BOTH(INV_ROPE)
 INV_BOTH(INV_ATTENTION_FWD)
 INV_BOTH(INV_ADD)
 INV_BOTH(INV_MOE_PERMUTE)
+INV_BOTH(INV_EP_REGROUP)
 INV_BOTH(INV_MOE_GATE_UP_FWD)
 INV_BOTH(INV_MOE_DOWN_FWD)
 INV_BOTH(INV_MOE_COMBINE)
@@ -3295,6 +3299,106 @@ static void drv_moe_permute(struct kctx *x)
 	}
 }
 
+/* ep_regroup: the received rows of one rank between arrival and expert-major order, both
+ * directions, with tables laid out as runtime/ep.c's (ep.h; built here, since this program
+ * links no MPI, which ep.c's route pulls in) from counts per (source rank, local expert) of
+ * E = ep x E_LOCAL blocks. ep = 2, 4 and 8 where E allows (the instance fixes only E); a third
+ * of the blocks empty, or every row in one block. */
+static const struct {
+	int ep, rows, one; /* one: every row in one block, the rest empty */
+} ep_cases[] = {{2, 37, 0}, {2, 1000, 0}, {4, 300, 1}, {4, 4096, 0}, {8, 1000, 0}, {8, 1, 1}};
+
+static void ep_route_counts(int *from, int nb, int rows, int one)
+{
+	for (int b = 0; b < nb; b++)
+		from[b] = 0;
+	if (one) {
+		from[rnd_int(nb)] = rows;
+		return;
+	}
+	int live = 0, last = 0, left = rows;
+	for (int b = 0; b < nb; b++) /* a third of the blocks get no rows */
+		if ((from[b] = rnd_int(3) != 0))
+			live++, last = b;
+	for (int b = 0; b < last; b++) /* the live blocks' rows, about rows / live each; the last the rest */
+		if (from[b]) {
+			int n = rnd_int(2 * rows / (live ? live : 1) + 1);
+			from[b] = n < left ? n : left;
+			left -= from[b];
+		}
+	from[last] = left;
+}
+
+/* One direction's table (kernels/ep_regroup.cu): the blocks in destination order, their
+ * first destination rows (then the total), then their first source rows. Dispatch
+ * (to_em): arrival order [s][j] -> expert-major [j][s]; combine the reverse. */
+static void ep_table(const int *from, int ep, int el, int to_em, int *table)
+{
+	const int nb = ep * el;
+	for (int s = 0; s < ep; s++)
+		for (int j = 0; j < el; j++) {
+			int arr = 0, em = 0; /* block (s, j)'s first row in either order */
+			for (int b = 0; b < s * el + j; b++)
+				arr += from[b];
+			for (int jj = 0; jj < el; jj++)
+				for (int ss = 0; ss < ep; ss++)
+					em += (jj < j || (jj == j && ss < s)) ? from[ss * el + jj] : 0;
+			const int at = to_em ? j * ep + s : s * el + j;
+			table[at] = to_em ? em : arr;
+			table[nb + 1 + at] = to_em ? arr : em;
+		}
+	table[nb] = 0;
+	for (int b = 0; b < nb; b++)
+		table[nb] += from[b];
+	/* the twin on both sides would agree on a table that drops or repeats rows: check it is a
+	 * permutation, destination runs ascending and every source row used once */
+	const int rows = table[nb];
+	char *seen = xcalloc((size_t)rows + 1, 1);
+	for (int b = 0; b < nb; b++) {
+		const int n = table[b + 1] - table[b];
+		for (int i = (n < 0 || table[0]) ? -1 : 0; i < n; i++)
+			if (i < 0 || table[nb + 1 + b] + i >= rows || seen[table[nb + 1 + b] + i]++) {
+				fprintf(stderr, "kernel_vs_twin: ep_table is not a permutation (block %d)\n", b);
+				exit(2);
+			}
+	}
+	free(seen);
+}
+
+static void drv_ep_regroup(struct kctx *x)
+{
+	NEED(E, "E");
+	NEED(H, "H");
+	for (size_t ci = 0; ci < sizeof ep_cases / sizeof ep_cases[0]; ci++) {
+		const int ep = ep_cases[ci].ep, rows = ep_cases[ci].rows;
+		if (E % ep || over_max_rows(x, "rows", rows))
+			continue;
+		for (int dir = 1; dir >= 0; dir--) { /* dispatch's table, then combine's */
+			int *from = xcalloc((size_t)E, sizeof *from), *table = xcalloc((size_t)(2 * E + 1), sizeof *table);
+			struct tcase *c = tc_new(x, "ep=%d rows=%d %s%s", ep, rows, dir ? "dispatch" : "combine",
+						 ep_cases[ci].one ? " one-block" : "");
+			ep_route_counts(from, (int)E, rows, ep_cases[ci].one);
+			ep_table(from, ep, (int)(E / ep), dir, table);
+			const int n = (int)(2 * E + 1);
+			int bs = tb_add(c, "src", x->adt, (size_t)rows * H, R_IN);
+			tb_normal(c, bs, 0, 1);
+			int bt = tb_add(c, "table", DT_I32, (size_t)n, R_IN);
+			memcpy(c->b[bt].init, table, (size_t)n * 4);
+			int bd = tb_add(c, "dst", x->adt, (size_t)rows * H, R_OUT);
+			tb_exact(c, bd); /* a row copy */
+			ta_buf(c, "src", bs);
+			ta_buf(c, "table", bt);
+			ta_buf(c, "dst", bd);
+			ta_int(c, "rows", rows);
+			tv(c, "rows", rows);
+			tg(c, ceil_div(rows, 8), 1, 256);
+			run_case(x, c);
+			free(from);
+			free(table);
+		}
+	}
+}
+
 static void drv_moe_combine(struct kctx *x)
 {
 	NEED(K, "K");
@@ -4006,6 +4110,7 @@ static const struct driver drivers[] = {
 	 "const float *topk_w, const int *counts, const int *offsets, const int *pair_scratch, int *dest, int *row_src",
 	 drv_moe_capacity, NOACT(moe_capacity)},
 	{"moe_permute", "const act_t *x, const int *dest, act_t *x_perm, int rows", drv_moe_permute, ACT(moe_permute)},
+	{"ep_regroup", "const act_t *src, const int *table, act_t *dst, int rows", drv_ep_regroup, ACT(ep_regroup)},
 	{"moe_gate_up_fwd", "const act_t *x, const act_t *w_gate_up, const int *offsets, act_t *h, act_t *gu, int rows",
 	 drv_moe_gate_up_fwd, ACT(moe_gate_up_fwd)},
 	{"moe_down_fwd", "const act_t *h, const act_t *w_down, const int *offsets, act_t *y, int rows", drv_moe_down_fwd,
