@@ -250,6 +250,8 @@ void tb_weights(struct tcase *c, int i, double mean, double sd);
  * comparison (tol: an NMSE tolerance class, or TOL_EXACT for bitwise) */
 int tb_in(struct tcase *c, const char *name, int dt, size_t n, double mean, double sd);
 int tb_out(struct tcase *c, const char *name, int dt, size_t n, double tol);
+/* a buffer of n elements copied from src (made on the host: routings, offsets) */
+int tb_copy(struct tcase *c, const char *name, int dt, size_t n, int role, const void *src);
 void ta_buf(struct tcase *c, const char *name, int buf); /* buf < 0: NULL */
 /* ta_buf for each ("name", buffer) pair, in order, up to a NULL name */
 void ta_bufs(struct tcase *c, ...);

@@ -115,9 +115,7 @@ static void drv_rope(struct kctx *x)
 		tb_nmse(c, by, act_tol(x, TOL_F32_EW)); /* the same double sin/cos, products rounded alike */
 		if (how == UNALIGNED)
 			c->b[bx].off = dt_size[x->adt];
-		ta_buf(c, "y", by);
-		ta_buf(c, "x", bx);
-		ta_buf(c, "pos", bp);
+		ta_bufs(c, "y", by, "x", bx, "pos", bp, NULL);
 		ta_int(c, "tokens", T);
 		ta_int(c, "heads", nh);
 		tv(c, "tokens", T);
@@ -170,20 +168,10 @@ static void drv_attention_fwd(struct kctx *x)
 		struct tcase *c = tc_new(x, "tokens=%d %s", L->T, L->what);
 		int bq, bk, bv, bd;
 		attn_inputs(c, L, (int)NH, (int)NKV, (int)HD, x->adt, &bq, &bk, &bv, &bd);
-		int bo = tb_add(c, "out", x->adt, (size_t)L->T * NH * HD, R_OUT);
-		int bl = tb_add(c, "lse", DT_F32, (size_t)NH * L->T, R_OUT);
-		tb_nmse(c, bo, x->bf ? TOL_BF16_ATTN : TOL_F32_RED);
-		tb_nmse(c, bl, TOL_F32_RED);
-		ta_buf(c, "q", bq);
-		ta_buf(c, "k", bk);
-		ta_buf(c, "v", bv);
-		ta_buf(c, "doc", bd);
-		ta_buf(c, "out", bo);
-		ta_buf(c, "lse", bl);
-		ta_int(c, "tokens", L->T);
-		tv(c, "tokens", L->T);
-		tg(c, NH, ceil_div(L->T, BM), 2 * BM);
-		run_case(x, c);
+		int bo = tb_out(c, "out", x->adt, (size_t)L->T * NH * HD, x->bf ? TOL_BF16_ATTN : TOL_F32_RED);
+		int bl = tb_out(c, "lse", DT_F32, (size_t)NH * L->T, TOL_F32_RED);
+		ta_bufs(c, "q", bq, "k", bk, "v", bv, "doc", bd, "out", bo, "lse", bl, NULL);
+		tc_run_n(x, c, "tokens", L->T, NH, ceil_div(L->T, BM), 2 * BM);
 	}
 }
 
@@ -201,15 +189,9 @@ static void drv_attention_bwd_pre(struct kctx *x)
 		int bd = tb_add(c, "dout", x->adt, (size_t)T * NH * HD, R_IN);
 		tb_normal(c, bo, 0, 1);
 		tb_normal(c, bd, 0, 1);
-		int bdl = tb_add(c, "delta", DT_F32, (size_t)NH * T, R_OUT);
-		tb_nmse(c, bdl, TOL_F32_RED);
-		ta_buf(c, "out", bo);
-		ta_buf(c, "dout", bd);
-		ta_buf(c, "delta", bdl);
-		ta_int(c, "tokens", T);
-		tv(c, "tokens", T);
-		tg(c, ceil_div((long)T * NH, 8), 1, 256);
-		run_case(x, c);
+		int bdl = tb_out(c, "delta", DT_F32, (size_t)NH * T, TOL_F32_RED);
+		ta_bufs(c, "out", bo, "dout", bd, "delta", bdl, NULL);
+		tc_run_n(x, c, "tokens", T, ceil_div((long)T * NH, 8), 1, 256);
 	}
 }
 
@@ -228,8 +210,7 @@ static void drv_attention_bwd(struct kctx *x)
 		struct tcase *c = tc_new(x, "tokens=%d %s", T, L->what);
 		int bq, bk, bv, bd;
 		attn_inputs(c, L, (int)NH, (int)NKV, (int)HD, x->adt, &bq, &bk, &bv, &bd);
-		int bdo = tb_add(c, "dout", x->adt, (size_t)T * NH * HD, R_IN);
-		tb_normal(c, bdo, 0, 1);
+		int bdo = tb_in(c, "dout", x->adt, (size_t)T * NH * HD, 0, 1);
 		/* lse and delta = rowsum(dout * out) consistent with q, k, v (out rounded to act_t
 		 * first, as attention_fwd stores it) */
 		int bl = tb_add(c, "lse", DT_F32, (size_t)NH * T, R_IN);
@@ -247,26 +228,15 @@ static void drv_attention_bwd(struct kctx *x)
 				tb_f32(c, bdl)[(size_t)h * T + i] = (float)s;
 			}
 		free(out);
-		int bdq = tb_add(c, "dq", x->adt, (size_t)T * NH * HD, R_OUT);
-		int bdk = tb_add(c, "dk", x->adt, (size_t)T * NKV * HD, R_OUT);
-		int bdv = tb_add(c, "dv", x->adt, (size_t)T * NKV * HD, R_OUT);
 		const double tol = x->bf ? TOL_BF16_ATTN : TOL_F32_RED;
-		tb_nmse(c, bdq, tol);
-		tb_nmse(c, bdk, tol);
-		tb_nmse(c, bdv, tol);
+		int bdq = tb_out(c, "dq", x->adt, (size_t)T * NH * HD, tol);
+		int bdk = tb_out(c, "dk", x->adt, (size_t)T * NKV * HD, tol);
+		int bdv = tb_out(c, "dv", x->adt, (size_t)T * NKV * HD, tol);
 		/* dq and dk of a one-token document are 0 exactly: measure the roundoff both sides
 		 * leave against the gradients' natural size instead */
 		c->b[bdq].floor = c->b[bdk].floor = 0.1;
-		ta_buf(c, "q", bq);
-		ta_buf(c, "k", bk);
-		ta_buf(c, "v", bv);
-		ta_buf(c, "doc", bd);
-		ta_buf(c, "dout", bdo);
-		ta_buf(c, "lse", bl);
-		ta_buf(c, "delta", bdl);
-		ta_buf(c, "dq", bdq);
-		ta_buf(c, "dk", bdk);
-		ta_buf(c, "dv", bdv);
+		ta_bufs(c, "q", bq, "k", bk, "v", bv, "doc", bd, "dout", bdo, "lse", bl, "delta", bdl, "dq", bdq,
+			"dk", bdk, "dv", bdv, NULL);
 		ta_int(c, "tokens", T);
 		tv(c, "tokens", T);
 		tg(c, (NKV + NH) * ceil_div(T, BM), 1, 2 * BM);

@@ -245,3 +245,44 @@ int need(struct kctx *x, const char *name, long *v)
 	x->nfail++;
 	return -1;
 }
+
+int tb_in(struct tcase *c, const char *name, int dt, size_t n, double mean, double sd)
+{
+	const int i = tb_add(c, name, dt, n, R_IN);
+	tb_normal(c, i, mean, sd);
+	return i;
+}
+
+int tb_out(struct tcase *c, const char *name, int dt, size_t n, double tol)
+{
+	const int i = tb_add(c, name, dt, n, R_OUT);
+	if (tol == TOL_EXACT)
+		tb_exact(c, i);
+	else
+		tb_nmse(c, i, tol);
+	return i;
+}
+
+void ta_bufs(struct tcase *c, ...)
+{
+	va_list ap;
+	va_start(ap, c);
+	for (const char *name; (name = va_arg(ap, const char *));)
+		ta_buf(c, name, va_arg(ap, int));
+	va_end(ap);
+}
+
+int tc_run_n(struct kctx *x, struct tcase *c, const char *name, int n, long gx, long gy, long bx)
+{
+	ta_int(c, name, n);
+	tv(c, name, n);
+	tg(c, gx, gy, bx);
+	return run_case(x, c);
+}
+
+int tb_copy(struct tcase *c, const char *name, int dt, size_t n, int role, const void *src)
+{
+	const int i = tb_add(c, name, dt, n, role);
+	memcpy(c->b[i].init, src, n * dt_size[dt]);
+	return i;
+}

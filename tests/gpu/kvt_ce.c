@@ -67,11 +67,7 @@ static void drv_ce_chunk_fwd(struct kctx *x)
 		tb_nmse(c, bm, TOL_F32_EW);
 		tb_nmse(c, bs, TOL_F32_RED);
 		tb_nmse(c, bt, TOL_F32_EW);
-		ta_buf(c, "row_max", bm);
-		ta_buf(c, "row_sum", bs);
-		ta_buf(c, "target", bt);
-		ta_buf(c, "logits", bl);
-		ta_buf(c, "labels", bla);
+		ta_bufs(c, "row_max", bm, "row_sum", bs, "target", bt, "logits", bl, "labels", bla, NULL);
 		ta_int(c, "rows", rows);
 		ta_int(c, "chunk", chunk);
 		ta_int(c, "v0", v0);
@@ -103,23 +99,13 @@ static void drv_ce_finish(struct kctx *x)
 		int bla = tb_add(c, "labels", DT_I32, (size_t)rows, R_IN);
 		ce_labels(c, bla, rows, (int)V);
 		int bloss = cs[ci].noloss ? -1 : tb_add(c, "loss", DT_F32, (size_t)rows, R_OUT);
-		int blse = tb_add(c, "lse", DT_F32, (size_t)rows, R_OUT);
-		int btot = tb_add(c, "totals", DT_F32, 3, R_OUT);
+		int blse = tb_out(c, "lse", DT_F32, (size_t)rows, TOL_F32_EW);
+		int btot = tb_out(c, "totals", DT_F32, 3, TOL_F32_RED);
 		if (bloss >= 0)
 			tb_nmse(c, bloss, TOL_F32_EW);
-		tb_nmse(c, blse, TOL_F32_EW);
-		tb_nmse(c, btot, TOL_F32_RED);
-		ta_buf(c, "loss", bloss);
-		ta_buf(c, "lse", blse);
-		ta_buf(c, "totals", btot);
-		ta_buf(c, "row_max", bm);
-		ta_buf(c, "row_sum", bs);
-		ta_buf(c, "target", bt);
-		ta_buf(c, "labels", bla);
-		ta_int(c, "rows", rows);
-		tv(c, "rows", rows);
-		tg(c, 1, 1, 1024);
-		run_case(x, c);
+		ta_bufs(c, "loss", bloss, "lse", blse, "totals", btot, "row_max", bm, "row_sum", bs, "target", bt,
+			"labels", bla, NULL);
+		tc_run_n(x, c, "rows", rows, 1, 1, 1024);
 	}
 }
 
@@ -165,10 +151,7 @@ static void drv_ce_chunk_bwd(struct kctx *x)
 		tb_f32(c, btot)[1] = cs[ci].zero ? 0.0f : (float)counted;
 		tb_f32(c, btot)[2] = 2.0f;
 		tb_nmse(c, bl, TOL_F32_EW);
-		ta_buf(c, "dlogits", bl);
-		ta_buf(c, "lse", blse);
-		ta_buf(c, "labels", bla);
-		ta_buf(c, "totals", btot);
+		ta_bufs(c, "dlogits", bl, "lse", blse, "labels", bla, "totals", btot, NULL);
 		ta_float(c, "dloss", cs[ci].dloss);
 		ta_int(c, "rows", rows);
 		ta_int(c, "chunk", chunk);

@@ -213,64 +213,76 @@ static void route_shape(struct tcase *c, const struct route *r, int cap)
 		sadd(c->shape, sizeof c->shape, " dropped=%d", r->ndrop);
 }
 
+/* The loop of the routing drivers: every routing shape (route_case) with its routing
+ * (route_make with the driver's K, capacity and drop policy) in the case's shape; `body` adds
+ * the buffers and arguments and runs the case. */
+typedef void route_body(struct kctx *x, struct tcase *c, const struct route *r, long E);
+
+static void route_cases_run(struct kctx *x, long E, int K, long cap, int policy, route_body *body)
+{
+	int T, pat;
+	for (size_t ci = 0; route_case(ci, cap, &T, &pat); ci++) {
+		if (over_max_rows(x, "rows", T))
+			continue;
+		struct tcase *c = tc_new(x, "rows=%d %s", T, route_what[pat]);
+		struct route r;
+		route_make(&r, (int)E, K, T, pat, (int)cap, policy);
+		route_shape(c, &r, (int)cap);
+		body(x, c, &r, E);
+		route_free(&r);
+	}
+}
+
+static void moe_count_case(struct kctx *x, struct tcase *c, const struct route *r, long E)
+{
+	int bid = tb_copy(c, "topk_ids", DT_I32, (size_t)r->P, R_IN, r->ids);
+	int bc = tb_out(c, "blk_count", DT_I32, (size_t)r->nblk * E, TOL_EXACT);
+	ta_bufs(c, "topk_ids", bid, "blk_count", bc, NULL);
+	tc_run_n(x, c, "rows", r->T, ceil_div(r->T, 256), 1, 256);
+}
+
 static void drv_moe_count(struct kctx *x)
 {
 	NEED(E, "E");
 	NEED(K, "K");
-	for (size_t ci = 0; ci < sizeof route_cases / sizeof route_cases[0]; ci++) {
-		const int T = route_cases[ci].rows;
-		if (over_max_rows(x, "rows", T))
-			continue;
-		struct tcase *c = tc_new(x, "rows=%d %s", T, route_what[route_cases[ci].pat]);
-		struct route r;
-		route_make(&r, (int)E, (int)K, T, route_cases[ci].pat, 0, 0);
-		route_shape(c, &r, 0);
-		int bid = tb_add(c, "topk_ids", DT_I32, (size_t)r.P, R_IN);
-		memcpy(c->b[bid].init, r.ids, (size_t)r.P * 4);
-		int bc = tb_add(c, "blk_count", DT_I32, (size_t)r.nblk * E, R_OUT);
-		tb_exact(c, bc);
-		ta_buf(c, "topk_ids", bid);
-		ta_buf(c, "blk_count", bc);
-		ta_int(c, "rows", T);
-		tv(c, "rows", T);
-		tg(c, ceil_div(T, 256), 1, 256);
-		run_case(x, c);
-		route_free(&r);
-	}
+	route_cases_run(x, E, (int)K, 0, 0, moe_count_case); /* no capacity: the plain shapes */
+}
+
+static void moe_scan_case(struct kctx *x, struct tcase *c, const struct route *r, long E)
+{
+	int bc = tb_copy(c, "blk_count", DT_I32, (size_t)r->nblk * E, R_INOUT, r->hist);
+	int bn = tb_out(c, "counts", DT_I32, (size_t)E, TOL_EXACT);
+	int bo = tb_out(c, "offsets", DT_I32, (size_t)E + 1, TOL_EXACT);
+	int bd = tb_out(c, "n_dropped", DT_I32, 1, TOL_EXACT);
+	tb_exact(c, bc);
+	ta_bufs(c, "blk_count", bc, "counts", bn, "offsets", bo, "n_dropped", bd, NULL);
+	tc_run_n(x, c, "rows", r->T, 1, 1, 1024);
 }
 
 static void drv_moe_scan(struct kctx *x)
 {
 	NEED(E, "E");
 	NEED(CAP, "CAPACITY");
-	const int K = E >= 2 ? 2 : 1; /* histograms of some routing; moe_scan has no K */
-	int T, pat;
-	for (size_t ci = 0; route_case(ci, CAP, &T, &pat); ci++) {
-		if (over_max_rows(x, "rows", T))
-			continue;
-		struct tcase *c = tc_new(x, "rows=%d %s", T, route_what[pat]);
-		struct route r;
-		route_make(&r, (int)E, K, T, pat, (int)CAP, 2);
-		route_shape(c, &r, (int)CAP);
-		int bc = tb_add(c, "blk_count", DT_I32, (size_t)r.nblk * E, R_INOUT);
-		memcpy(c->b[bc].init, r.hist, (size_t)r.nblk * E * 4);
-		int bn = tb_add(c, "counts", DT_I32, (size_t)E, R_OUT);
-		int bo = tb_add(c, "offsets", DT_I32, (size_t)E + 1, R_OUT);
-		int bd = tb_add(c, "n_dropped", DT_I32, 1, R_OUT);
-		tb_exact(c, bc);
-		tb_exact(c, bn);
-		tb_exact(c, bo);
-		tb_exact(c, bd);
-		ta_buf(c, "blk_count", bc);
-		ta_buf(c, "counts", bn);
-		ta_buf(c, "offsets", bo);
-		ta_buf(c, "n_dropped", bd);
-		ta_int(c, "rows", T);
-		tv(c, "rows", T);
-		tg(c, 1, 1, 1024);
-		run_case(x, c);
-		route_free(&r);
-	}
+	/* histograms of some routing (moe_scan has no K), late_tokens */
+	route_cases_run(x, E, E >= 2 ? 2 : 1, CAP, 2, moe_scan_case);
+}
+
+static void moe_route_case(struct kctx *x, struct tcase *c, const struct route *r, long E)
+{
+	long CAP, POL;
+	kconst_int(x->k, "CAPACITY", &CAP); /* drv_moe_route checked both */
+	kconst_int(x->k, "DROP_POLICY", &POL);
+	int bid = tb_copy(c, "topk_ids", DT_I32, (size_t)r->P, R_IN, r->ids);
+	int bb = tb_copy(c, "blk_base", DT_I32, (size_t)r->nblk * E, R_IN, r->blk_base);
+	int bn = tb_copy(c, "counts", DT_I32, (size_t)E, R_IN, r->counts);
+	int bo = tb_copy(c, "offsets", DT_I32, (size_t)E + 1, R_IN, r->offsets);
+	int bd = tb_out(c, "dest", DT_I32, (size_t)r->P, TOL_EXACT);
+	int brs = tb_out(c, "row_src", DT_I32, (size_t)r->R, TOL_EXACT);
+	/* pair_scratch: low_prob only ("else unused, may be NULL": NULL it is) */
+	int bps = CAP > 0 && POL == 1 ? tb_out(c, "pair_scratch", DT_I32, (size_t)r->P, TOL_EXACT) : -1;
+	ta_bufs(c, "topk_ids", bid, "blk_base", bb, "counts", bn, "offsets", bo, "dest", bd, "row_src", brs, "pair_scratch",
+		bps, NULL);
+	tc_run_n(x, c, "rows", r->T, ceil_div(r->T, 256), 1, 256);
 }
 
 static void drv_moe_route(struct kctx *x)
@@ -279,44 +291,26 @@ static void drv_moe_route(struct kctx *x)
 	NEED(K, "K");
 	NEED(CAP, "CAPACITY");
 	NEED(POL, "DROP_POLICY");
-	const int low_prob = CAP > 0 && POL == 1;
-	int T, pat;
-	for (size_t ci = 0; route_case(ci, CAP, &T, &pat); ci++) {
-		if (over_max_rows(x, "rows", T))
-			continue;
-		struct tcase *c = tc_new(x, "rows=%d %s", T, route_what[pat]);
-		struct route r;
-		route_make(&r, (int)E, (int)K, T, pat, (int)CAP, (int)POL);
-		route_shape(c, &r, (int)CAP);
-		int bid = tb_add(c, "topk_ids", DT_I32, (size_t)r.P, R_IN);
-		int bb = tb_add(c, "blk_base", DT_I32, (size_t)r.nblk * E, R_IN);
-		int bn = tb_add(c, "counts", DT_I32, (size_t)E, R_IN);
-		int bo = tb_add(c, "offsets", DT_I32, (size_t)E + 1, R_IN);
-		memcpy(c->b[bid].init, r.ids, (size_t)r.P * 4);
-		memcpy(c->b[bb].init, r.blk_base, (size_t)r.nblk * E * 4);
-		memcpy(c->b[bn].init, r.counts, (size_t)E * 4);
-		memcpy(c->b[bo].init, r.offsets, ((size_t)E + 1) * 4);
-		int bd = tb_add(c, "dest", DT_I32, (size_t)r.P, R_OUT);
-		int brs = tb_add(c, "row_src", DT_I32, (size_t)r.R, R_OUT);
-		/* pair_scratch: low_prob only ("else unused, may be NULL": NULL it is) */
-		int bps = low_prob ? tb_add(c, "pair_scratch", DT_I32, (size_t)r.P, R_OUT) : -1;
-		tb_exact(c, bd);
-		tb_exact(c, brs);
-		if (bps >= 0)
-			tb_exact(c, bps);
-		ta_buf(c, "topk_ids", bid);
-		ta_buf(c, "blk_base", bb);
-		ta_buf(c, "counts", bn);
-		ta_buf(c, "offsets", bo);
-		ta_buf(c, "dest", bd);
-		ta_buf(c, "row_src", brs);
-		ta_buf(c, "pair_scratch", bps);
-		ta_int(c, "rows", T);
-		tv(c, "rows", T);
-		tg(c, ceil_div(T, 256), 1, 256);
-		run_case(x, c);
-		route_free(&r);
-	}
+	route_cases_run(x, E, (int)K, CAP, (int)POL, moe_route_case);
+}
+
+static void moe_capacity_case(struct kctx *x, struct tcase *c, const struct route *r, long E)
+{
+	int bw = tb_copy(c, "topk_w", DT_F32, (size_t)r->P, R_IN, r->w);
+	int bn = tb_copy(c, "counts", DT_I32, (size_t)E, R_IN, r->counts);
+	int bo = tb_copy(c, "offsets", DT_I32, (size_t)E + 1, R_IN, r->offsets);
+	int bs = tb_copy(c, "pair_scratch", DT_I32, (size_t)r->P, R_IN, r->scratch);
+	/* dest as moe_route leaves it: -1 for invalid ids, the rest for moe_capacity */
+	int bd = tb_add(c, "dest", DT_I32, (size_t)r->P, R_INOUT);
+	sentinel(&c->b[bd]);
+	for (int p = 0; p < r->P; p++)
+		if ((unsigned)r->ids[p] >= (unsigned)E)
+			tb_i32(c, bd)[p] = -1;
+	int brs = tb_out(c, "row_src", DT_I32, (size_t)r->R, TOL_EXACT);
+	tb_exact(c, bd);
+	ta_bufs(c, "topk_w", bw, "counts", bn, "offsets", bo, "pair_scratch", bs, "dest", bd, "row_src", brs, NULL);
+	tg(c, E, 1, 1024);
+	run_case(x, c);
 }
 
 static void drv_moe_capacity(struct kctx *x)
@@ -324,41 +318,7 @@ static void drv_moe_capacity(struct kctx *x)
 	NEED(E, "E");
 	NEED(K, "K");
 	NEED(CAP, "CAPACITY");
-	int T, pat;
-	for (size_t ci = 0; route_case(ci, CAP, &T, &pat); ci++) {
-		if (over_max_rows(x, "rows", T))
-			continue;
-		struct tcase *c = tc_new(x, "rows=%d %s", T, route_what[pat]);
-		struct route r;
-		route_make(&r, (int)E, (int)K, T, pat, (int)CAP, 1);
-		route_shape(c, &r, (int)CAP);
-		int bw = tb_add(c, "topk_w", DT_F32, (size_t)r.P, R_IN);
-		int bn = tb_add(c, "counts", DT_I32, (size_t)E, R_IN);
-		int bo = tb_add(c, "offsets", DT_I32, (size_t)E + 1, R_IN);
-		int bs = tb_add(c, "pair_scratch", DT_I32, (size_t)r.P, R_IN);
-		memcpy(c->b[bw].init, r.w, (size_t)r.P * 4);
-		memcpy(c->b[bn].init, r.counts, (size_t)E * 4);
-		memcpy(c->b[bo].init, r.offsets, ((size_t)E + 1) * 4);
-		memcpy(c->b[bs].init, r.scratch, (size_t)r.P * 4);
-		/* dest as moe_route leaves it: -1 for invalid ids, the rest for moe_capacity */
-		int bd = tb_add(c, "dest", DT_I32, (size_t)r.P, R_INOUT);
-		sentinel(&c->b[bd]);
-		for (int p = 0; p < r.P; p++)
-			if ((unsigned)r.ids[p] >= (unsigned)E)
-				tb_i32(c, bd)[p] = -1;
-		int brs = tb_add(c, "row_src", DT_I32, (size_t)r.R, R_OUT);
-		tb_exact(c, bd);
-		tb_exact(c, brs);
-		ta_buf(c, "topk_w", bw);
-		ta_buf(c, "counts", bn);
-		ta_buf(c, "offsets", bo);
-		ta_buf(c, "pair_scratch", bs);
-		ta_buf(c, "dest", bd);
-		ta_buf(c, "row_src", brs);
-		tg(c, E, 1, 1024);
-		run_case(x, c);
-		route_free(&r);
-	}
+	route_cases_run(x, E, (int)K, CAP, 1, moe_capacity_case); /* low_prob */
 }
 
 /* permute / combine and their backward: any dest works; routings of 8 experts (dropless
@@ -381,12 +341,14 @@ static struct tcase *perm_case(struct kctx *x, size_t ci, long K, struct route *
 
 static int perm_dest(struct tcase *c, const struct route *r)
 {
-	int bd = tb_add(c, "dest", DT_I32, (size_t)r->P, R_IN);
-	memcpy(c->b[bd].init, r->dest, (size_t)r->P * 4);
-	return bd;
+	return tb_copy(c, "dest", DT_I32, (size_t)r->P, R_IN, r->dest);
 }
 
-static void drv_moe_permute(struct kctx *x)
+/* The loop of the four drivers below: every perm_cases shape; `body` adds the buffers and
+ * the arguments but rows, which they all end with (and launch on: 8 tokens per block). */
+typedef void perm_body(struct kctx *x, struct tcase *c, const struct route *r, long H);
+
+static void perm_cases_run(struct kctx *x, perm_body *body)
 {
 	NEED(K, "K");
 	NEED(H, "H");
@@ -395,109 +357,53 @@ static void drv_moe_permute(struct kctx *x)
 		if (over_max_rows(x, "rows", perm_cases[ci].rows))
 			continue;
 		struct tcase *c = perm_case(x, ci, K, &r);
-		int bx = tb_add(c, "x", x->adt, (size_t)r.T * H, R_IN);
-		tb_normal(c, bx, 0, 1);
-		int bd = perm_dest(c, &r);
-		int bp = tb_add(c, "x_perm", x->adt, (size_t)r.R * H, R_OUT);
-		tb_exact(c, bp); /* a row copy */
-		ta_buf(c, "x", bx);
-		ta_buf(c, "dest", bd);
-		ta_buf(c, "x_perm", bp);
-		ta_int(c, "rows", r.T);
-		tv(c, "rows", r.T);
-		tg(c, ceil_div(r.T, 8), 1, 256);
-		run_case(x, c);
+		body(x, c, &r, H);
+		tc_run_n(x, c, "rows", r.T, ceil_div(r.T, 8), 1, 256);
 		route_free(&r);
 	}
 }
 
-static void drv_moe_combine(struct kctx *x)
+static void moe_permute_case(struct kctx *x, struct tcase *c, const struct route *r, long H)
 {
-	NEED(K, "K");
-	NEED(H, "H");
-	for (size_t ci = 0; ci < sizeof perm_cases / sizeof perm_cases[0]; ci++) {
-		struct route r;
-		if (over_max_rows(x, "rows", perm_cases[ci].rows))
-			continue;
-		struct tcase *c = perm_case(x, ci, K, &r);
-		int byp = tb_add(c, "y_perm", x->adt, (size_t)r.R * H, R_IN);
-		tb_normal(c, byp, 0, 1);
-		int bd = perm_dest(c, &r);
-		int bw = tb_add(c, "topk_w", DT_F32, (size_t)r.P, R_IN);
-		memcpy(c->b[bw].init, r.w, (size_t)r.P * 4);
-		int by = tb_add(c, "y", x->adt, (size_t)r.T * H, R_OUT);
-		tb_nmse(c, by, act_tol(x, TOL_F32_RED)); /* k-order sums; the GPU may fuse w * y + acc */
-		ta_buf(c, "y_perm", byp);
-		ta_buf(c, "dest", bd);
-		ta_buf(c, "topk_w", bw);
-		ta_buf(c, "y", by);
-		ta_int(c, "rows", r.T);
-		tv(c, "rows", r.T);
-		tg(c, ceil_div(r.T, 8), 1, 256);
-		run_case(x, c);
-		route_free(&r);
-	}
+	int bx = tb_in(c, "x", x->adt, (size_t)r->T * H, 0, 1);
+	int bd = perm_dest(c, r);
+	int bp = tb_out(c, "x_perm", x->adt, (size_t)r->R * H, TOL_EXACT); /* a row copy */
+	ta_bufs(c, "x", bx, "dest", bd, "x_perm", bp, NULL);
 }
 
-static void drv_moe_combine_bwd(struct kctx *x)
+static void moe_combine_case(struct kctx *x, struct tcase *c, const struct route *r, long H)
 {
-	NEED(K, "K");
-	NEED(H, "H");
-	for (size_t ci = 0; ci < sizeof perm_cases / sizeof perm_cases[0]; ci++) {
-		struct route r;
-		if (over_max_rows(x, "rows", perm_cases[ci].rows))
-			continue;
-		struct tcase *c = perm_case(x, ci, K, &r);
-		int bdy = tb_add(c, "dy", x->adt, (size_t)r.T * H, R_IN);
-		int byp = tb_add(c, "y_perm", x->adt, (size_t)r.R * H, R_IN);
-		tb_normal(c, bdy, 0, 1);
-		tb_normal(c, byp, 0, 1);
-		int bd = perm_dest(c, &r);
-		int bw = tb_add(c, "topk_w", DT_F32, (size_t)r.P, R_IN);
-		memcpy(c->b[bw].init, r.w, (size_t)r.P * 4);
-		int bdyp = tb_add(c, "dy_perm", x->adt, (size_t)r.R * H, R_OUT);
-		int bdw = tb_add(c, "dtopk_w", DT_F32, (size_t)r.P, R_OUT);
-		tb_nmse(c, bdyp, act_tol(x, TOL_F32_EW)); /* one product each */
-		tb_nmse(c, bdw, TOL_F32_RED);             /* dot products */
-		ta_buf(c, "dy", bdy);
-		ta_buf(c, "y_perm", byp);
-		ta_buf(c, "dest", bd);
-		ta_buf(c, "topk_w", bw);
-		ta_buf(c, "dy_perm", bdyp);
-		ta_buf(c, "dtopk_w", bdw);
-		ta_int(c, "rows", r.T);
-		tv(c, "rows", r.T);
-		tg(c, ceil_div(r.T, 8), 1, 256);
-		run_case(x, c);
-		route_free(&r);
-	}
+	int byp = tb_in(c, "y_perm", x->adt, (size_t)r->R * H, 0, 1);
+	int bd = perm_dest(c, r);
+	int bw = tb_copy(c, "topk_w", DT_F32, (size_t)r->P, R_IN, r->w);
+	/* k-order sums; the GPU may fuse w * y + acc */
+	int by = tb_out(c, "y", x->adt, (size_t)r->T * H, act_tol(x, TOL_F32_RED));
+	ta_bufs(c, "y_perm", byp, "dest", bd, "topk_w", bw, "y", by, NULL);
 }
 
-static void drv_moe_permute_bwd(struct kctx *x)
+static void moe_combine_bwd_case(struct kctx *x, struct tcase *c, const struct route *r, long H)
 {
-	NEED(K, "K");
-	NEED(H, "H");
-	for (size_t ci = 0; ci < sizeof perm_cases / sizeof perm_cases[0]; ci++) {
-		struct route r;
-		if (over_max_rows(x, "rows", perm_cases[ci].rows))
-			continue;
-		struct tcase *c = perm_case(x, ci, K, &r);
-		int bxp = tb_add(c, "dx_perm", x->adt, (size_t)r.R * H, R_IN);
-		tb_normal(c, bxp, 0, 1);
-		int bd = perm_dest(c, &r);
-		int bdx = tb_add(c, "dx", x->adt, (size_t)r.T * H, R_OUT);
-		tb_nmse(c, bdx, act_tol(x, TOL_F32_RED));
-		ta_buf(c, "dx_perm", bxp);
-		ta_buf(c, "dest", bd);
-		ta_buf(c, "dx", bdx);
-		ta_int(c, "rows", r.T);
-		tv(c, "rows", r.T);
-		tg(c, ceil_div(r.T, 8), 1, 256);
-		run_case(x, c);
-		route_free(&r);
-	}
+	int bdy = tb_in(c, "dy", x->adt, (size_t)r->T * H, 0, 1);
+	int byp = tb_in(c, "y_perm", x->adt, (size_t)r->R * H, 0, 1);
+	int bd = perm_dest(c, r);
+	int bw = tb_copy(c, "topk_w", DT_F32, (size_t)r->P, R_IN, r->w);
+	int bdyp = tb_out(c, "dy_perm", x->adt, (size_t)r->R * H, act_tol(x, TOL_F32_EW)); /* one product each */
+	int bdw = tb_out(c, "dtopk_w", DT_F32, (size_t)r->P, TOL_F32_RED);                /* dot products */
+	ta_bufs(c, "dy", bdy, "y_perm", byp, "dest", bd, "topk_w", bw, "dy_perm", bdyp, "dtopk_w", bdw, NULL);
 }
 
+static void moe_permute_bwd_case(struct kctx *x, struct tcase *c, const struct route *r, long H)
+{
+	int bxp = tb_in(c, "dx_perm", x->adt, (size_t)r->R * H, 0, 1);
+	int bd = perm_dest(c, r);
+	int bdx = tb_out(c, "dx", x->adt, (size_t)r->T * H, act_tol(x, TOL_F32_RED));
+	ta_bufs(c, "dx_perm", bxp, "dest", bd, "dx", bdx, NULL);
+}
+
+static void drv_moe_permute(struct kctx *x) { perm_cases_run(x, moe_permute_case); }
+static void drv_moe_combine(struct kctx *x) { perm_cases_run(x, moe_combine_case); }
+static void drv_moe_combine_bwd(struct kctx *x) { perm_cases_run(x, moe_combine_bwd_case); }
+static void drv_moe_permute_bwd(struct kctx *x) { perm_cases_run(x, moe_permute_bwd_case); }
 
 const struct driver kvt_dispatch_drivers[] = {
 	{"moe_count", "const int *topk_ids, int *blk_count, int rows", drv_moe_count, NOACT(moe_count)},

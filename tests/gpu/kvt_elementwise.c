@@ -34,20 +34,16 @@ static void drv_embedding_fwd(struct kctx *x)
 		if (over_max_rows(x, "tokens", T))
 			continue;
 		struct tcase *c = tc_new(x, "tokens=%d%s", T, cs[ci].what);
-		int bt = tb_add(c, "table", x->adt, (size_t)V * H, R_IN);
-		tb_normal(c, bt, 0, 1);
+		int bt = tb_in(c, "table", x->adt, (size_t)V * H, 0, 1);
 		int bi = tb_add(c, "ids", DT_I32, (size_t)T, R_IN);
 		for (int t = 0; t < T; t++) {
 			const double u = rnd_unif();
 			tb_i32(c, bi)[t] = u < 0.03 ? -1 - rnd_int(5) : u < 0.06 ? v0 + V + rnd_int(50) : u < 0.08 && v0 ? rnd_int(v0) : v0 + rnd_int(V);
 		}
-		int bo = tb_add(c, "out", x->adt, (size_t)T * H, R_OUT);
-		tb_exact(c, bo); /* a row copy */
+		int bo = tb_out(c, "out", x->adt, (size_t)T * H, TOL_EXACT); /* a row copy */
 		if (cs[ci].unaligned)
 			c->b[bo].off = dt_size[x->adt];
-		ta_buf(c, "out", bo);
-		ta_buf(c, "table", bt);
-		ta_buf(c, "ids", bi);
+		ta_bufs(c, "out", bo, "table", bt, "ids", bi, NULL);
 		ta_int(c, "tokens", T);
 		ta_int(c, "v0", v0);
 		ta_int(c, "vocab", V);
@@ -79,9 +75,7 @@ static void drv_add(struct kctx *x)
 		tb_nmse(c, by, act_tol(x, TOL_F32_EW));
 		if (how == UNALIGNED)
 			c->b[bb].off = dt_size[x->adt];
-		ta_buf(c, "y", by);
-		ta_buf(c, "a", ba);
-		ta_buf(c, "b", bb);
+		ta_bufs(c, "y", by, "a", ba, "b", bb, NULL);
 		ta_long(c, "n", n);
 		tv(c, "n", n);
 		tg(c, imax(1, (int)ceil_div(n, 2048)), 1, 256);
@@ -109,12 +103,10 @@ static void drv_cast_f32_bf16(struct kctx *x)
 			}
 			tb_f32(c, bx)[i] = v;
 		}
-		int by = tb_add(c, "y", DT_BF16, (size_t)n, R_OUT);
-		tb_exact(c, by); /* round to nearest even on both sides; NaN stays NaN */
+		int by = tb_out(c, "y", DT_BF16, (size_t)n, TOL_EXACT); /* round to nearest even on both sides; NaN stays NaN */
 		if (unaligned)
 			c->b[by].off = 2;
-		ta_buf(c, "y", by);
-		ta_buf(c, "x", bx);
+		ta_bufs(c, "y", by, "x", bx, NULL);
 		ta_long(c, "n", n);
 		tv(c, "n", n);
 		tg(c, imax(1, (int)ceil_div(n, 2048)), 1, 256);
@@ -131,12 +123,10 @@ static void drv_cast_bf16_f32(struct kctx *x)
 		int bx = tb_add(c, "x", DT_BF16, (size_t)n, R_IN);
 		for (long i = 0; i < n; i++) /* every bit pattern is a value (NaNs, infinities, subnormals) */
 			((uint16_t *)(void *)c->b[bx].init)[i] = (uint16_t)rnd_next();
-		int by = tb_add(c, "y", DT_F32, (size_t)n, R_OUT);
-		tb_exact(c, by); /* exact */
+		int by = tb_out(c, "y", DT_F32, (size_t)n, TOL_EXACT); /* exact */
 		if (unaligned)
 			c->b[bx].off = 2;
-		ta_buf(c, "y", by);
-		ta_buf(c, "x", bx);
+		ta_bufs(c, "y", by, "x", bx, NULL);
 		ta_long(c, "n", n);
 		tv(c, "n", n);
 		tg(c, imax(1, (int)ceil_div(n, 2048)), 1, 256);
@@ -161,17 +151,14 @@ static void drv_embedding_bwd(struct kctx *x)
 					 v0 ? " v0=100" : "");
 		int bt = tb_add(c, "dtable", DT_F32, (size_t)V * H, R_INOUT);
 		tb_normal(c, bt, 0, 1);
-		int bd = tb_add(c, "dout", x->adt, (size_t)T * H, R_IN);
-		tb_normal(c, bd, 0, 1);
+		int bd = tb_in(c, "dout", x->adt, (size_t)T * H, 0, 1);
 		int bi = tb_add(c, "ids", DT_I32, (size_t)T, R_IN);
 		for (int t = 0; t < T; t++) { /* 60 distinct ids (many repeats), 5% outside the shard */
 			const double u = rnd_unif();
 			tb_i32(c, bi)[t] = cs[ci].how == SAME ? v0 + 5 : u < 0.05 ? (rnd_int(2) ? -7 : v0 + V + rnd_int(9)) : v0 + (rnd_int(60) * 7) % V;
 		}
 		tb_exact(c, bt); /* documented: bitwise equal to the twin (token order per row) */
-		ta_buf(c, "dtable", bt);
-		ta_buf(c, "dout", bd);
-		ta_buf(c, "ids", bi);
+		ta_bufs(c, "dtable", bt, "dout", bd, "ids", bi, NULL);
 		ta_int(c, "tokens", T);
 		ta_int(c, "v0", v0);
 		ta_int(c, "vocab", V);

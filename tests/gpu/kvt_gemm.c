@@ -164,28 +164,19 @@ static void drv_gemm(struct kctx *x, int which)
 			int bw = tb_add(c, "w_gate_up", A, (size_t)E * 2 * I * H, R_IN);
 			tb_normal(c, bx, 0, 1);
 			tb_weights(c, bw, 0, 1 / sqrt((double)H));
-			int bh = tb_add(c, "h", A, R * I, R_OUT);
+			int bh = tb_out(c, "h", A, R * I, act_tol(x, TOL_F32_RED));
 			int bgu = gemm_cases[ci].gu_null ? -1 : tb_add(c, "gu", A, R * 2 * I, R_OUT);
-			tb_nmse(c, bh, act_tol(x, TOL_F32_RED));
 			if (bgu >= 0)
 				tb_nmse(c, bgu, act_tol(x, TOL_F32_RED));
-			ta_buf(c, "x", bx);
-			ta_buf(c, "w_gate_up", bw);
-			ta_buf(c, "offsets", bo);
-			ta_buf(c, "h", bh);
-			ta_buf(c, "gu", bgu);
+			ta_bufs(c, "x", bx, "w_gate_up", bw, "offsets", bo, "h", bh, "gu", bgu, NULL);
 			grid = (ceil_div(rows, TM) + E) * ceil_div(I, TN / 2);
 		} else if (which == G_DOWN_FWD) {
 			int bh = tb_add(c, "h", A, R * I, R_IN);
 			int bw = tb_add(c, "w_down", A, (size_t)E * H * I, R_IN);
 			tb_normal(c, bh, 0, 1);
 			tb_weights(c, bw, 0, 1 / sqrt((double)I));
-			int by = tb_add(c, "y", A, R * H, R_OUT);
-			tb_nmse(c, by, act_tol(x, TOL_F32_RED));
-			ta_buf(c, "h", bh);
-			ta_buf(c, "w_down", bw);
-			ta_buf(c, "offsets", bo);
-			ta_buf(c, "y", by);
+			int by = tb_out(c, "y", A, R * H, act_tol(x, TOL_F32_RED));
+			ta_bufs(c, "h", bh, "w_down", bw, "offsets", bo, "y", by, NULL);
 			grid = (ceil_div(rows, TM) + E) * ceil_div(H, TN);
 		} else if (which == G_DOWN_BWD_DATA) {
 			int bdy = tb_add(c, "dy", A, R * H, R_IN);
@@ -194,25 +185,16 @@ static void drv_gemm(struct kctx *x, int which)
 			tb_normal(c, bdy, 0, 1);
 			tb_weights(c, bw, 0, 1 / sqrt((double)H));
 			tb_normal(c, bgu, 0, 1.5);
-			int bdg = tb_add(c, "dgu", A, R * 2 * I, R_OUT);
-			tb_nmse(c, bdg, act_tol(x, TOL_F32_RED));
-			ta_buf(c, "dy", bdy);
-			ta_buf(c, "w_down", bw);
-			ta_buf(c, "gu", bgu);
-			ta_buf(c, "offsets", bo);
-			ta_buf(c, "dgu", bdg);
+			int bdg = tb_out(c, "dgu", A, R * 2 * I, act_tol(x, TOL_F32_RED));
+			ta_bufs(c, "dy", bdy, "w_down", bw, "gu", bgu, "offsets", bo, "dgu", bdg, NULL);
 			grid = (ceil_div(rows, TM) + E) * ceil_div(I, TN);
 		} else if (which == G_GATE_UP_BWD_DATA) {
 			int bdg = tb_add(c, "dgu", A, R * 2 * I, R_IN);
 			int bw = tb_add(c, "w_gate_up", A, (size_t)E * 2 * I * H, R_IN);
 			tb_normal(c, bdg, 0, 1);
 			tb_weights(c, bw, 0, 1 / sqrt(2.0 * I));
-			int bdx = tb_add(c, "dx", A, R * H, R_OUT);
-			tb_nmse(c, bdx, act_tol(x, TOL_F32_RED));
-			ta_buf(c, "dgu", bdg);
-			ta_buf(c, "w_gate_up", bw);
-			ta_buf(c, "offsets", bo);
-			ta_buf(c, "dx", bdx);
+			int bdx = tb_out(c, "dx", A, R * H, act_tol(x, TOL_F32_RED));
+			ta_bufs(c, "dgu", bdg, "w_gate_up", bw, "offsets", bo, "dx", bdx, NULL);
 			grid = (ceil_div(rows, TM) + E) * ceil_div(H, TN);
 		} else {
 			const int down = which == G_DOWN_BWD_WEIGHT;
@@ -224,10 +206,8 @@ static void drv_gemm(struct kctx *x, int which)
 			int bdw = tb_add(c, down ? "dw_down" : "dw_gate_up", DT_F32, (size_t)E * H * 2 * I / (down ? 2 : 1), R_INOUT);
 			tb_weights(c, bdw, 0, 0.5);
 			tb_nmse(c, bdw, TOL_F32_RED);
-			ta_buf(c, down ? "dy" : "dgu", ba);
-			ta_buf(c, down ? "h" : "x", bb);
-			ta_buf(c, "offsets", bo);
-			ta_buf(c, down ? "dw_down" : "dw_gate_up", bdw);
+			ta_bufs(c, down ? "dy" : "dgu", ba, down ? "h" : "x", bb, "offsets", bo,
+				down ? "dw_down" : "dw_gate_up", bdw, NULL);
 			grid = down ? E * ceil_div(H, TM) * ceil_div(I, TN) : E * ceil_div(2 * I, TM) * ceil_div(H, TN);
 		}
 		ta_int(c, "rows", rows);

@@ -59,8 +59,7 @@ static void drv_rmsnorm_fwd(struct kctx *x)
 		struct tcase *c = tc_new(x, "rows=%d%s%s", rows, rows > 1000 ? " grid-stride" : "", what[how]);
 		int bx = tb_add(c, how == INPLACE ? "y=x" : "x", x->adt, (size_t)rows * DIM, how == INPLACE ? R_INOUT : R_IN);
 		norm_rows(c, bx, rows, (int)DIM);
-		int bw = tb_add(c, "w", DT_F32, (size_t)DIM, R_IN);
-		tb_normal(c, bw, 1, 0.1);
+		int bw = tb_in(c, "w", DT_F32, (size_t)DIM, 1, 0.1);
 		int by = how == INPLACE ? bx : tb_add(c, "y", x->adt, (size_t)rows * DIM, R_OUT);
 		int br = how == NORSTD ? -1 : tb_add(c, "rstd", DT_F32, (size_t)rows, R_OUT);
 		tb_nmse(c, by, act_tol(x, TOL_F32_RED)); /* a row sum in another order, rsqrtf */
@@ -68,14 +67,8 @@ static void drv_rmsnorm_fwd(struct kctx *x)
 			tb_nmse(c, br, TOL_F32_RED);
 		if (how == UNALIGNED)
 			c->b[bx].off = dt_size[x->adt];
-		ta_buf(c, "y", by);
-		ta_buf(c, "rstd", br);
-		ta_buf(c, "x", bx);
-		ta_buf(c, "w", bw);
-		ta_int(c, "rows", rows);
-		tv(c, "rows", rows);
-		tg(c, imax(1, imin(rows, 1024)), 1, 256);
-		run_case(x, c);
+		ta_bufs(c, "y", by, "rstd", br, "x", bx, "w", bw, NULL);
+		tc_run_n(x, c, "rows", rows, imax(1, imin(rows, 1024)), 1, 256);
 	}
 }
 
@@ -103,12 +96,10 @@ static void drv_rmsnorm_bwd(struct kctx *x)
 		int bws = tb_add(c, "ws", DT_F32, (size_t)(nblk + ngrp) * DIM, R_SCRATCH);
 		int bcnt = tb_add(c, "count", DT_U32, (size_t)(1 + ngrp), R_SCRATCH);
 		tb_exact(c, bcnt);
-		int bdy = tb_add(c, "dy", x->adt, (size_t)rows * DIM, R_IN);
-		tb_normal(c, bdy, 0, 1);
+		int bdy = tb_in(c, "dy", x->adt, (size_t)rows * DIM, 0, 1);
 		int bx = tb_add(c, "x", x->adt, (size_t)rows * DIM, R_IN);
 		norm_rows(c, bx, rows, (int)DIM);
-		int bw = tb_add(c, "w", DT_F32, (size_t)DIM, R_IN);
-		tb_normal(c, bw, 1, 0.1);
+		int bw = tb_in(c, "w", DT_F32, (size_t)DIM, 1, 0.1);
 		int brs = tb_add(c, "rstd", DT_F32, (size_t)rows, R_IN);
 		for (int r = 0; r < rows; r++) { /* what rmsnorm_fwd saved (EPS 1e-6) */
 			double ss = 0;
@@ -120,14 +111,8 @@ static void drv_rmsnorm_bwd(struct kctx *x)
 		}
 		tb_nmse(c, bdx, act_tol(x, TOL_F32_RED));
 		tb_nmse(c, bdw, TOL_F32_RED);
-		ta_buf(c, "dx", bdx);
-		ta_buf(c, "dw", bdw);
-		ta_buf(c, "ws", bws);
-		ta_buf(c, "count", bcnt);
-		ta_buf(c, "dy", bdy);
-		ta_buf(c, "x", bx);
-		ta_buf(c, "w", bw);
-		ta_buf(c, "rstd", brs);
+		ta_bufs(c, "dx", bdx, "dw", bdw, "ws", bws, "count", bcnt, "dy", bdy, "x", bx, "w", bw, "rstd", brs,
+			NULL);
 		ta_int(c, "rows", rows);
 		ta_int(c, "accumulate", acc);
 		tv(c, "rows", rows);

@@ -76,11 +76,7 @@ static void drv_grad_sumsq(struct kctx *x)
 			tb_normal(c, bt[i], 0, 1);
 		int bo = tl_offsets(c, L);
 		tb_nmse(c, bs, TOL_F32_RED);
-		ta_buf(c, "sumsq", bs);
-		ta_buf(c, "ws", bws);
-		ta_buf(c, "count", bcnt);
-		ta_buf(c, "x", bx);
-		ta_buf(c, "offsets", bo);
+		ta_bufs(c, "sumsq", bs, "ws", bws, "count", bcnt, "x", bx, "offsets", bo, NULL);
 		ta_int(c, "n_tensors", L->n);
 		tv(c, "total", total);
 		tg(c, nblk, 1, 256);
@@ -111,8 +107,7 @@ static void drv_scale(struct kctx *x)
 			bs = tb_add(c, "sumsq", DT_F32, 1, R_IN);
 			tb_f32(c, bs)[0] = cs[ci].sumsq;
 		}
-		ta_buf(c, "x", bx);
-		ta_buf(c, "offsets", bo);
+		ta_bufs(c, "x", bx, "offsets", bo, NULL);
 		ta_int(c, "n_tensors", L->n);
 		ta_float(c, "s", cs[ci].s);
 		ta_buf(c, "sumsq", bs);
@@ -184,13 +179,8 @@ static void drv_adamw(struct kctx *x)
 			bs = tb_add(c, "sumsq", DT_F32, 1, R_IN);
 			tb_f32(c, bs)[0] = cs[ci].sumsq;
 		}
-		ta_buf(c, "params", ap);
-		ta_buf(c, "grads", ag);
-		ta_buf(c, "m", am);
-		ta_buf(c, "v", avv);
-		ta_buf(c, "params_bf16", apb);
-		ta_buf(c, "offsets", bo);
-		ta_buf(c, "decay", bd);
+		ta_bufs(c, "params", ap, "grads", ag, "m", am, "v", avv, "params_bf16", apb, "offsets", bo, "decay", bd,
+			NULL);
 		ta_int(c, "n_tensors", L->n);
 		ta_double(c, "lr", 1e-3);
 		ta_double(c, "beta1", cs[ci].beta1);

@@ -124,36 +124,20 @@ static void drv_router_fwd(struct kctx *x)
 			router_logits(tb_f32(c, bl) + (size_t)t * E, bb >= 0 ? tb_f32(c, bb) : NULL, (int)E, (int)K, (int)SIG,
 				      (int)NG, (int)TG, (int)(E / 3), cs[ci].hot ? 8.0 : 0.0, picks);
 		free(picks);
-		int bid = tb_add(c, "topk_ids", DT_I32, (size_t)rows * K, R_OUT);
-		int bw = tb_add(c, "topk_w", DT_F32, (size_t)rows * K, R_OUT);
-		int bps = tb_add(c, "prob_sum", DT_F32, (size_t)E, R_OUT);
-		int bsc = tb_add(c, "sel_count", DT_I32, (size_t)K * E, R_OUT);
-		int bec = tb_add(c, "expert_count", DT_I32, (size_t)E, R_OUT);
-		int bz = tb_add(c, "z_sum", DT_F32, 1, R_OUT);
+		int bid = tb_out(c, "topk_ids", DT_I32, (size_t)rows * K, TOL_EXACT);
+		int bw = tb_out(c, "topk_w", DT_F32, (size_t)rows * K, TOL_F32_RED);
+		int bps = tb_out(c, "prob_sum", DT_F32, (size_t)E, TOL_F32_RED);
+		int bsc = tb_out(c, "sel_count", DT_I32, (size_t)K * E, TOL_EXACT);
+		int bec = tb_out(c, "expert_count", DT_I32, (size_t)E, TOL_EXACT);
+		int bz = tb_out(c, "z_sum", DT_F32, 1, TOL_F32_RED);
 		/* ws: zero-filled once; every launch must leave the accumulators zero again */
 		const size_t wsb = 8 * (size_t)E + 4 * (size_t)K * E + 4 + 4 * (size_t)nblk;
 		int bws = tb_add(c, "ws", DT_U32, wsb / 4, R_SCRATCH);
 		tb_exact(c, bws);
 		c->b[bws].ncmp = (8 * (size_t)E + 4 * (size_t)K * E + 4) / 4;
-		tb_exact(c, bid);
-		tb_nmse(c, bw, TOL_F32_RED);
-		tb_nmse(c, bps, TOL_F32_RED);
-		tb_exact(c, bsc);
-		tb_exact(c, bec);
-		tb_nmse(c, bz, TOL_F32_RED);
-		ta_buf(c, "logits", bl);
-		ta_buf(c, "bias", bb);
-		ta_buf(c, "topk_ids", bid);
-		ta_buf(c, "topk_w", bw);
-		ta_buf(c, "prob_sum", bps);
-		ta_buf(c, "sel_count", bsc);
-		ta_buf(c, "expert_count", bec);
-		ta_buf(c, "z_sum", bz);
-		ta_buf(c, "ws", bws);
-		ta_int(c, "rows", rows);
-		tv(c, "rows", rows);
-		tg(c, nblk, 1, 256);
-		run_case(x, c);
+		ta_bufs(c, "logits", bl, "bias", bb, "topk_ids", bid, "topk_w", bw, "prob_sum", bps, "sel_count", bsc,
+			"expert_count", bec, "z_sum", bz, "ws", bws, NULL);
+		tc_run_n(x, c, "rows", rows, nblk, 1, 256);
 	}
 }
 
@@ -176,25 +160,17 @@ static void drv_router_bwd(struct kctx *x)
 		for (int t = 0; t < rows; t++) /* the picks router_fwd makes of these logits */
 			router_logits(tb_f32(c, bl) + (size_t)t * E, NULL, (int)E, (int)K, (int)SIG, 1, 1, 0, 0.0,
 				      tb_i32(c, bid) + (size_t)t * K);
-		int bdw = tb_add(c, "dtopk_w", DT_F32, (size_t)rows * K, R_IN);
-		tb_normal(c, bdw, 0, 1);
+		int bdw = tb_in(c, "dtopk_w", DT_F32, (size_t)rows * K, 0, 1);
 		int bdp = -1;
 		if (cs[ci].aux) {
 			bdp = tb_add(c, "dprob_sum", DT_F32, (size_t)E, R_IN);
 			tb_normal(c, bdp, 0, 0.1);
 		}
-		int bdl = tb_add(c, "dlogits", DT_F32, (size_t)rows * E, R_OUT);
-		tb_nmse(c, bdl, TOL_F32_RED);
-		ta_buf(c, "logits", bl);
-		ta_buf(c, "topk_ids", bid);
-		ta_buf(c, "dtopk_w", bdw);
-		ta_buf(c, "dprob_sum", bdp);
+		int bdl = tb_out(c, "dlogits", DT_F32, (size_t)rows * E, TOL_F32_RED);
+		ta_bufs(c, "logits", bl, "topk_ids", bid, "dtopk_w", bdw, "dprob_sum", bdp, NULL);
 		ta_float(c, "dz_sum", cs[ci].dz);
 		ta_buf(c, "dlogits", bdl);
-		ta_int(c, "rows", rows);
-		tv(c, "rows", rows);
-		tg(c, ceil_div(rows, 8), 1, 256);
-		run_case(x, c);
+		tc_run_n(x, c, "rows", rows, ceil_div(rows, 8), 1, 256);
 	}
 }
 
