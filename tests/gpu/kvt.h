@@ -25,8 +25,6 @@
 #undef ACT_BF16
 #include "device_cuda.h"
 
-
-/* ---- tolerances (NMSE), by class; each output of each driver names its class ----------- */
 /* The CUDA backend may be missing from libmoert (runtime/device_cuda.c not there yet, or a
  * libmoert built without it): weak references resolve to NULL then, and GPU mode reports
  * SKIP. Every file that includes this one marks them weak, so no object pulls them in.
@@ -42,6 +40,8 @@
 #pragma weak moert_cuda_sync
 #pragma weak moert_cuda_kernel
 #pragma weak moert_cuda_launch
+
+/* ---- tolerances (NMSE), by class; each output of each driver names its class ----------- */
 /* fp32 outputs of the same operations in the same order, up to the last bit of a library
  * function (expf/logf/sqrtf/pow on the GPU vs glibc: 1-2 ulp, NMSE ~1e-14): add, scale,
  * adamw, rope, ce_chunk_bwd, ce_finish's lse, combine_bwd's dy_perm, casts' neighbours. */
@@ -271,7 +271,11 @@ int run_case(struct kctx *x, struct tcase *c);
 void dev_free(moert_dptr p);
 
 
-/* ---- the drivers: one per template, in kvt_<family>.c ----------------------------------- */
+/* ---- the drivers: one per template, in kvt_<family>.c; each mirrors its template's header
+ * comment. Shapes: the runtime sizes 1, 37, 256, 1000 everywhere (rows, tokens, n), plus per
+ * template the edge its geometry has: 0 where the launch line allows it (max(1, ...)), a size
+ * past the capped grid's first sweep (grid-stride loops), unaligned pointers where the template
+ * has a scalar fallback, in-place aliasing where documented, NULL where an argument may be NULL. */
 /* sig: the template's parameter list as lint reads it (gen/launch.h must say the same) */
 struct driver {
 	const char *tmpl, *sig;

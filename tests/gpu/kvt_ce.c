@@ -26,6 +26,17 @@ static void ce_labels(struct tcase *c, int b, int rows, int V)
 	}
 }
 
+/* the tail of the two chunk kernels: their last arguments, their launch (a block a row) */
+static void run_chunk(struct kctx *x, struct tcase *c, int rows, int chunk, int v0)
+{
+	ta_int(c, "rows", rows);
+	ta_int(c, "chunk", chunk);
+	ta_int(c, "v0", v0);
+	tv(c, "rows", rows);
+	tg(c, imax(1, rows), 1, 256);
+	run_case(x, c);
+}
+
 static void drv_ce_chunk_fwd(struct kctx *x)
 {
 	NEED(V, "V");
@@ -68,12 +79,7 @@ static void drv_ce_chunk_fwd(struct kctx *x)
 		tb_nmse(c, bs, TOL_F32_RED);
 		tb_nmse(c, bt, TOL_F32_EW);
 		ta_bufs(c, "row_max", bm, "row_sum", bs, "target", bt, "logits", bl, "labels", bla, NULL);
-		ta_int(c, "rows", rows);
-		ta_int(c, "chunk", chunk);
-		ta_int(c, "v0", v0);
-		tv(c, "rows", rows);
-		tg(c, imax(1, rows), 1, 256);
-		run_case(x, c);
+		run_chunk(x, c, rows, chunk, v0);
 	}
 }
 
@@ -153,12 +159,7 @@ static void drv_ce_chunk_bwd(struct kctx *x)
 		tb_nmse(c, bl, TOL_F32_EW);
 		ta_bufs(c, "dlogits", bl, "lse", blse, "labels", bla, "totals", btot, NULL);
 		ta_float(c, "dloss", cs[ci].dloss);
-		ta_int(c, "rows", rows);
-		ta_int(c, "chunk", chunk);
-		ta_int(c, "v0", v0);
-		tv(c, "rows", rows);
-		tg(c, imax(1, rows), 1, 256);
-		run_case(x, c);
+		run_chunk(x, c, rows, chunk, v0);
 	}
 }
 

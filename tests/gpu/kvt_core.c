@@ -1,12 +1,12 @@
-/* kernel_vs_twin.c - every CUDA kernel of a moec build against its CPU twin, by NMSE.
+/* kvt_core.c - kernel_vs_twin: every CUDA kernel of a moec build against its CPU twin, by NMSE.
  *
  *   kernel_vs_twin [-v] [--only SUBSTR] [--seed N] [--max-rows N] BUILD_DIR   GPU: cubins against twins
  *   kernel_vs_twin --self-check [-v] [--only SUBSTR] [--max-rows N] BUILD_DIR   no GPU: twin against twin
  *   kernel_vs_twin --probe                                          print moec's --arch for GPU 0
  *
  * BUILD_DIR is a `moec build` output directory. For every kernel instance in
- * BUILD_DIR/manifest.json the program finds the driver of its template (below, one per
- * template in kernels/), generates seeded random inputs from the instance's constants for
+ * BUILD_DIR/manifest.json the program finds the driver of its template (one per
+ * template in kernels/, in kvt_<family>.c), generates seeded random inputs from the instance's constants for
  * several runtime shapes, runs the CPU twin `<name>_cpu` (found with dlsym: the twin objects
  * are linked into this program, see run.sh), runs the cubin on the GPU with the launch
  * geometry of the template's `// moec: launch` line, and compares every output. One line per
@@ -52,6 +52,38 @@
  * values of the same mean and spread instead of normals: at those constants drawing them was
  * most of the time, 15-20 s per case on one core whatever its rows. And freed memory stays in
  * the heap for the next case's buffers instead of being mapped and zeroed afresh.
+ */
+/* The files. kvt_core.c (this one): the command line, the loop over the manifest's kernels,
+ * the driver lookup. kvt.h: what the others share, and the case API the drivers use.
+ * kvt_case.c: that API (buffers, fills, arguments). kvt_run.c: one case on both sides, its
+ * comparisons and its line. kvt_manifest.c, kvt_launch.c: manifest.json, gen/launch.h and the
+ * launch text. The drivers, by family: kvt_elementwise.c (embedding, add, casts), kvt_norm.c,
+ * kvt_attention.c (and rope), kvt_router.c, kvt_dispatch.c (moe_count .. moe_capacity,
+ * permute/combine), kvt_gemm.c (the grouped expert GEMMs), kvt_ce.c, kvt_optim.c.
+ *
+ * How to add a kernel (a template kernels/NAME.cu and its twin kernels/cpu/NAME.c):
+ *  1. Its family's file, or a new kvt_FAMILY.c (then: its table in kvt.h's extern list, in
+ *     families[] below, and the file in CMakeLists.txt's kvt library).
+ *  2. The invoker: calls the twin with a[i] pointing at argument i, through a cast to the
+ *     twin's exact prototype: for an act_t template a macro INV_NAME(T) and INV_BOTH(INV_NAME)
+ *     (float and bf16), otherwise a function inv_NAME.
+ *  3. The driver, static void drv_NAME(struct kctx *x): NEED(var, "CONSTANT") for each
+ *     constant of the instance it uses; then per shape (a table of shapes reads best):
+ *         if (over_max_rows(x, "rows", rows))               cases of rows or tokens
+ *             continue;
+ *         struct tcase *c = tc_new(x, "rows=%d", rows);     the shape as printed
+ *         int bx = tb_in(c, "x", x->adt, n, 0, 1);          inputs: normals, or tb_add + a fill
+ *         int by = tb_out(c, "y", x->adt, n, act_tol(x, TOL_F32_RED));  outputs, tolerance class
+ *         ta_bufs(c, "y", by, "x", bx, NULL);               the arguments in the kernel's order
+ *         tc_run_n(x, c, "rows", rows, gx, gy, bx);         last int argument, geometry, run
+ *     (or ta_int/ta_float/..., tv, tg, run_case when the tail differs). Every case draws
+ *     from its own stream (seed, kernel, case number) in call order: the order of tb_* fills
+ *     and of cases is part of what a case is; new cases go last.
+ *  4. The table entry: {"NAME", "its parameter list as in gen/launch.h", drv_NAME,
+ *     ACT(NAME) or NOACT(NAME)}. The program checks the list against gen/launch.h, and the
+ *     driver's tg geometry against the template's launch line, for every case.
+ *  5. ctest -R self_check (no GPU): the driver runs twin against twin under the build's
+ *     sanitizers, and every case must catch its corrupted outputs.
  */
 #include "kvt.h"
 

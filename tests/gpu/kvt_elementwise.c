@@ -54,6 +54,15 @@ static void drv_embedding_fwd(struct kctx *x)
 }
 
 
+/* the tail of add and the casts: the last argument n, their launch (2048 elements a block) */
+static void run_elementwise(struct kctx *x, struct tcase *c, long n)
+{
+	ta_long(c, "n", n);
+	tv(c, "n", n);
+	tg(c, imax(1, (int)ceil_div(n, 2048)), 1, 256);
+	run_case(x, c);
+}
+
 static void drv_add(struct kctx *x)
 {
 	enum { PLAIN, INPLACE, UNALIGNED };
@@ -76,10 +85,7 @@ static void drv_add(struct kctx *x)
 		if (how == UNALIGNED)
 			c->b[bb].off = dt_size[x->adt];
 		ta_bufs(c, "y", by, "a", ba, "b", bb, NULL);
-		ta_long(c, "n", n);
-		tv(c, "n", n);
-		tg(c, imax(1, (int)ceil_div(n, 2048)), 1, 256);
-		run_case(x, c);
+		run_elementwise(x, c, n);
 	}
 }
 
@@ -107,10 +113,7 @@ static void drv_cast_f32_bf16(struct kctx *x)
 		if (unaligned)
 			c->b[by].off = 2;
 		ta_bufs(c, "y", by, "x", bx, NULL);
-		ta_long(c, "n", n);
-		tv(c, "n", n);
-		tg(c, imax(1, (int)ceil_div(n, 2048)), 1, 256);
-		run_case(x, c);
+		run_elementwise(x, c, n);
 	}
 }
 
@@ -127,10 +130,7 @@ static void drv_cast_bf16_f32(struct kctx *x)
 		if (unaligned)
 			c->b[bx].off = 2;
 		ta_bufs(c, "y", by, "x", bx, NULL);
-		ta_long(c, "n", n);
-		tv(c, "n", n);
-		tg(c, imax(1, (int)ceil_div(n, 2048)), 1, 256);
-		run_case(x, c);
+		run_elementwise(x, c, n);
 	}
 }
 
