@@ -1,6 +1,6 @@
 #!/bin/sh
 # run.sh MODE MOEC CC FLAGS OBJ LIBMOERT OUT SPEC [moec build args...] - every CUDA kernel of
-# one `moec build` against its CPU twin (kernel_vs_twin.c says how).
+# one `moec build` against its CPU twin (kvt_core.c says how).
 #
 #   MODE      gpu: the cubins on GPU 0 against the twins; self-check: the twin on both sides
 #             (no GPU; exercises the drivers, sizes and comparisons under the build's sanitizers,
@@ -10,7 +10,7 @@
 #   MOEC      the moec binary
 #   CC FLAGS  the compiler and the sanitizer flags of the build that compiled OBJ ("" for none):
 #             the twins are compiled with them too, so ASan sees the twins' accesses
-#   OBJ       kernel_vs_twin.o (CMake's object library)
+#   OBJ       libkvt.a (kernel_vs_twin without the twins: tests/gpu/kvt_*.c)
 #   LIBMOERT  libmoert.a (the CUDA backend, runtime/device_cuda.c, when it has one)
 #   OUT       a scratch directory (OUT/build: the moec build, OUT/obj: the twins)
 #   SPEC ...  the spec and extra `moec build` arguments (--set ...)
