@@ -6,7 +6,8 @@
  *             router, count/scan/permute, grouped gate_up (fused SwiGLU), grouped down,
  *             combine, add | dense MLP as grouped GEMMs with one expert}, final rmsnorm,
  *             fused LM-head + cross-entropy in chunks
- *   backward  the same in reverse; weight-gradient kernels only for trained weights
+ *   backward  the same in reverse; weight-gradient kernels only for trained weights;
+ *             under selective recompute SwiGLU from the saved gate/up (swiglu_fwd)
  *   optimizer grad norm, clip scale, AdamW, fp32 master -> bf16 weights
  * Dense projections (q/k/v/o, router logits, LM head) are cuBLASLt GEMMs, not instances.
  */
@@ -314,6 +315,14 @@ static void kernels_want_step(const struct spec *s, const struct ir *ir, const s
 		kernels_want_mlp(w, d->shared_inter / tp, true, shared_trained, "shared experts");
 	if (dense)
 		kernels_want_mlp(w, d->dense_inter / tp, true, dense_trained, "dense MLP layers");
+	/* selective recompute keeps gate/up and rebuilds only the SwiGLU output (step_recompute) */
+	if (s->train.recompute == RECOMPUTE_SELECTIVE) {
+		if (moe)
+			kernels_want(w, "swiglu_fwd", "selective recompute: expert SwiGLU from the saved gate/up", NULL);
+		if (dense)
+			kernels_want(w, "swiglu_fwd", "selective recompute: dense MLP SwiGLU from the saved gate/up", "E_LOCAL",
+				     (int64_t)1, "I", d->dense_inter / tp, NULL);
+	}
 	kernels_want(w, "attention_bwd_pre", "attention backward: rowwise dO . O", NULL);
 	kernels_want(w, "attention_bwd", "causal GQA flash attention backward", NULL);
 	kernels_want(w, "rope_bwd", "rotary embedding backward", NULL);

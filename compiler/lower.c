@@ -520,14 +520,13 @@ static void lower_add_adapters(struct lower_ctx *c)
  *   residuals     layer input (checkpoint) and the mid-layer residual (post-attn norm input).
  * Policies: none keeps all of it; selective drops what kernels rebuild exactly from what
  * is kept (norm outputs from residual + rstd, post-RoPE q/k from pre-norm q/k when
- * qk_norm, MLA's per-head q/k/v from its latents) - the layernorm and mla_up_proj modules
- * of Megatron's selective recompute - and the experts' (and dense MLP's) gate_up and
- * SwiGLU outputs, rebuilt by rerunning the gate_up GEMM on its saved input (plan.c counts
- * its FLOPs). Not Megatron's moe_act (SwiGLU from a saved gate_up): moe_gate_up_fwd
- * computes the SwiGLU output from the GEMM's unrounded fp32 gate and up, so only the GEMM
- * itself rebuilds it bit for bit. compiler/step.c's step_saved is the step's side of these
- * lists. Full keeps only each layer's input and recomputes the layer in backward (plan.c
- * adds one layer's working set for that).
+ * qk_norm, SwiGLU outputs from gate_up, MLA's per-head q/k/v from its latents) - the
+ * layernorm, moe_act and mla_up_proj modules of Megatron's selective recompute. The
+ * SwiGLU output comes back bit for bit: moe_gate_up_fwd computes it from the gate_up it
+ * stores (rounded to the activation dtype), and swiglu_fwd runs the same function on the
+ * kept gate_up. compiler/step.c's step_saved is the step's side of these lists. Full keeps
+ * only each layer's input and recomputes the layer in backward (plan.c adds one layer's
+ * working set for that).
  * Under tp > 1 moec runs sequence parallelism (Megatron requires it for MoE with TP), so
  * token-wise tensors split over tp by tokens and attention tensors by heads: both tp_split.
  * MLA's down-projections are replicated GEMMs over the gathered sequence: not split. */
@@ -604,11 +603,11 @@ static void lower_add_acts_moe(struct lower_ctx *c)
 	lower_push_act(c, IR_PART_MOE, "topk_ids", d->top_k, 4, false, true, IR_KEEP_NOT_FULL);
 	lower_push_act(c, IR_PART_MOE, "topk_weights", d->top_k, 4, false, true, IR_KEEP_NOT_FULL);
 	lower_push_act(c, IR_PART_MOE, "expert_in", d->hidden, b, true, false, IR_KEEP_NOT_FULL);
-	lower_push_act(c, IR_PART_MOE, "expert_gate_up", 2 * d->expert_inter, b, true, false, IR_KEEP(RECOMPUTE_NONE));
+	lower_push_act(c, IR_PART_MOE, "expert_gate_up", 2 * d->expert_inter, b, true, false, IR_KEEP_NOT_FULL);
 	lower_push_act(c, IR_PART_MOE, "expert_act", d->expert_inter, b, true, false, IR_KEEP(RECOMPUTE_NONE));
 	lower_push_act(c, IR_PART_MOE, "expert_out", d->hidden, b, true, false, IR_KEEP_NOT_FULL);
 	if (d->shared_inter > 0) {
-		lower_push_act(c, IR_PART_MOE, "shared_gate_up", 2 * d->shared_inter, b, false, true, IR_KEEP(RECOMPUTE_NONE));
+		lower_push_act(c, IR_PART_MOE, "shared_gate_up", 2 * d->shared_inter, b, false, true, IR_KEEP_NOT_FULL);
 		lower_push_act(c, IR_PART_MOE, "shared_act", d->shared_inter, b, false, true, IR_KEEP(RECOMPUTE_NONE));
 		if (c->s->moe.shared_expert_gate)
 			lower_push_act(c, IR_PART_MOE, "shared_gate_logit", 1, 4, false, true, IR_KEEP_NOT_FULL);
@@ -619,7 +618,7 @@ static void lower_add_acts_dense(struct lower_ctx *c)
 {
 	int b = (int)ir_dtype_bytes(c->s->train.precision, 1);
 	int64_t dd = c->ir->dims.dense_inter;
-	lower_push_act(c, IR_PART_DENSE, "mlp_gate_up", 2 * dd, b, false, true, IR_KEEP(RECOMPUTE_NONE));
+	lower_push_act(c, IR_PART_DENSE, "mlp_gate_up", 2 * dd, b, false, true, IR_KEEP_NOT_FULL);
 	lower_push_act(c, IR_PART_DENSE, "mlp_act", dd, b, false, true, IR_KEEP(RECOMPUTE_NONE));
 }
 

@@ -496,24 +496,17 @@ static double plan_attended_keys(int64_t seq, int64_t window)
 	return (w * (w + 1) / 2 + (sq - w) * w) / sq;
 }
 
-static bool plan_is_gate_up(enum ir_role r)
-{
-	return r == IR_ROLE_EXPERT_GATE || r == IR_ROLE_EXPERT_UP || r == IR_ROLE_EXPERT_GATE_UP ||
-	       r == IR_ROLE_SHARED_GATE || r == IR_ROLE_SHARED_UP || r == IR_ROLE_MLP_GATE || r == IR_ROLE_MLP_UP;
-}
-
 /* GEMMs: 2 FLOPs per weight per token forward; backward is 2x forward for the input
  * gradient plus 2x for the weight gradient, which frozen weights skip: 6 trained, 4
  * frozen. Routed experts count K/E of their weights per token. Attention scores and
  * values: 2 * NH * (HDqk + HDv) * attended keys forward per token per layer, 3x for
  * fwd+bwd. Recompute (compiler/step.c's step_recompute): full runs every layer's forward
  * once more, but for a dense MLP's down projection, whose output fed only the residual
- * add; selective the gate/up GEMMs (experts', shared experts', dense MLP's), whose
- * outputs it does not keep (lower.c). */
+ * add; selective reruns no GEMM (norms, RoPE and SwiGLU only: no FLOPs counted here). */
 static void plan_compute_flops(const struct spec *s, const struct ir *ir, const struct plan_layout *l, struct plan_compute *c)
 {
 	const struct ir_dims *d = &ir->dims;
-	double layer_fwd = 0, gate_up_fwd = 0, attn_fwd = 0;
+	double layer_fwd = 0, attn_fwd = 0;
 	memset(c, 0, sizeof *c);
 	for (int i = 0; i < ir->ntensors; i++) {
 		const struct ir_tensor *t = &ir->tensors[i];
@@ -523,8 +516,6 @@ static void plan_compute_flops(const struct spec *s, const struct ir *ir, const 
 		c->matmul_flops_per_token += (ir_tensor_trainable(t) ? 6 : 4) * n;
 		if (t->layer >= 0 && t->role != IR_ROLE_MLP_DOWN)
 			layer_fwd += 2 * n;
-		if (plan_is_gate_up(t->role))
-			gate_up_fwd += 2 * n;
 	}
 	for (int i = 0; i < ir->nlayers; i++)
 		attn_fwd += 2.0 * (double)(d->heads * (d->head_dim + d->v_head_dim)) *
@@ -534,8 +525,6 @@ static void plan_compute_flops(const struct spec *s, const struct ir *ir, const 
 	c->hw_flops_per_token = c->flops_per_token;
 	if (s->train.recompute == RECOMPUTE_FULL)
 		c->hw_flops_per_token += layer_fwd + attn_fwd;
-	else if (s->train.recompute == RECOMPUTE_SELECTIVE)
-		c->hw_flops_per_token += gate_up_fwd;
 	c->tokens_per_step = ir_sat_mul(ir_sat_mul(s->train.micro_batch, s->train.seq_len), ir_sat_mul(l->dp, s->train.grad_accum));
 	c->flops_per_step = c->flops_per_token * (double)c->tokens_per_step;
 	c->hw_flops_per_rank_step = c->hw_flops_per_token * (double)c->tokens_per_step / l->world;

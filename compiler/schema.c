@@ -118,7 +118,7 @@ const struct field schema_fields[] = {
 	{"train.schedule", FIELD_ENUM, OFF(train.schedule), "train.lr_scheduler,train.lr_scheduler_type", NULL, 0, 0, schedule_names, "cosine", "learning-rate decay after warmup"},
 	{"train.warmup_steps", FIELD_INT, OFF(train.warmup_steps), NULL, NULL, 0, 1LL << 40, NULL, "0", "linear warmup steps"},
 	{"train.max_grad_norm", FIELD_FLOAT, OFF(train.max_grad_norm), "train.grad_clip", NULL, 0, 1e9, NULL, "1.0", "clip the global gradient norm; 0 = off"},
-	{"train.recompute", FIELD_ENUM, OFF(train.recompute), "train.activation_checkpointing", NULL, 0, 0, recompute_names, "selective", "activation recompute: none, selective (norm outputs, rotated q/k and the expert GEMMs' gate/up and SwiGLU outputs) or full (each layer from its input)"},
+	{"train.recompute", FIELD_ENUM, OFF(train.recompute), "train.activation_checkpointing", NULL, 0, 0, recompute_names, "selective", "activation recompute: none, selective (norm outputs, rotated q/k and the SwiGLU output from the kept gate/up) or full (each layer from its input)"},
 	{"train.seed", FIELD_INT, OFF(train.seed), NULL, NULL, 0, 1LL << 62, NULL, "1234", "seed for init, dropout and data order"},
 	{"train.allow_spills", FIELD_BOOL, OFF(train.allow_spills), NULL, NULL, 0, 0, NULL, "false", "accept register spills in generated kernels"},
 

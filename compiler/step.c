@@ -452,10 +452,9 @@ static int step_layer_bufs(const struct step_writer *w, int l, struct step_buf *
  *   none          keeps the rest;
  *   selective     rebuilds the norm outputs xn1, xn2 (rmsnorm_fwd from the saved residual
  *                 stream), with qk_norm the post-RoPE q and k (the head norm and RoPE from
- *                 the saved q, k), and the gate/up and SwiGLU outputs (the gate_up GEMM
- *                 from its saved input: moe_gate_up_fwd computes SwiGLU from the GEMM's
- *                 unrounded fp32 values, so nothing cheaper rebuilds them exactly):
- *                 lower.c's selective set;
+ *                 the saved q, k), and the SwiGLU output (swiglu_fwd from the saved gate/up:
+ *                 moe_gate_up_fwd computes it from the rounded gate/up it stores, so it
+ *                 comes out bit for bit without rerunning the GEMM): lower.c's selective set;
  *   full          keeps nothing: the layer's forward reruns from its input A_X<l>. */
 static bool step_saved(const struct step_writer *w, const char *name)
 {
@@ -467,7 +466,7 @@ static bool step_saved(const struct step_writer *w, const char *name)
 	if (w->s->train.recompute == RECOMPUTE_NONE)
 		return true;
 	return strcmp(name, "XN1") && strcmp(name, "XN2") && !(qk && (!strcmp(name, "QR") || !strcmp(name, "KR"))) &&
-	       strcmp(name, "GU") && strcmp(name, "HID");
+	       strcmp(name, "HID");
 }
 
 /* The layers' buffers: the saved ones per layer, then the shared set (each buffer as large
@@ -1027,14 +1026,31 @@ static void step_bwd_moe_block(struct step_writer *w, int l, int m)
 	step_bwd_post_norm(w, l);
 }
 
+/* Selective recompute's SwiGLU output of layer l from its saved gate/up: the experts' rows
+ * under the layer's offsets (the received rows' under expert parallelism), or the dense
+ * MLP's T rows as the one group of A_S_DENSE_OFFSETS. */
+static void step_swiglu(struct step_writer *w, int l, int m)
+{
+	if (w->ir->layers[l].moe) {
+		char offs[64];
+		const char *rows = step_expert_rows(w, l, m, offs, sizeof offs);
+		OUT("\tCALL(%s, A(A_L%d_GU), %s, A(A_L%d_HID), %s);\n",
+		    step_kernel2(w, "swiglu_fwd", "E_LOCAL", w->E_LOCAL, "I", w->I), l, offs, l, rows);
+	} else {
+		OUT("\tCALL(%s, A(A_L%d_GU), AI(A_S_DENSE_OFFSETS), A(A_L%d_HID), T);\n",
+		    step_kernel2(w, "swiglu_fwd", "E_LOCAL", 1, "I", w->D / w->TP), l, l);
+	}
+}
+
 /* What layer l's backward reads and train.recompute did not keep (step_saved), rebuilt
- * into the shared A_R_* set by the forward's own kernels on the same inputs, so the
- * gradients are bit-identical to recompute: none's.
+ * into the shared A_R_* set by the forward's own kernels on the same inputs (selective's
+ * SwiGLU: swiglu_fwd, the same function as the gate_up GEMM's epilogue), so the gradients
+ * are bit-identical to recompute: none's.
  *   selective  the norm outputs from the saved residual stream (rmsnorm_fwd rewrites
  *              rstd with the values it holds), with qk_norm the post-RoPE q and k from
- *              the saved q, k, and the gate/up GEMM with its SwiGLU from the saved
- *              expert rows (x_perm, or under expert parallelism the received rows) or
- *              the dense MLP's xn2.
+ *              the saved q, k, and the SwiGLU output from the saved gate/up (swiglu_fwd,
+ *              the gate_up GEMM epilogue's own function of the rounded gate/up; the
+ *              expert rows under the layer's offsets, or the dense MLP's T rows).
  *   full       the layer's forward from its input A_X<l>, except what fed only the
  *              residual add into A_X<l+1> (the MoE's combine and its tp all-gather, the
  *              dense MLP's down projection and its tp all-reduce); the router's
@@ -1045,17 +1061,14 @@ static void step_bwd_moe_block(struct step_writer *w, int l, int m)
 static void step_recompute(struct step_writer *w, int l, int m)
 {
 	if (w->s->train.recompute == RECOMPUTE_SELECTIVE) {
-		OUT("\t/* layer %d: the norm outputs%s and the %s gate/up and SwiGLU outputs rebuilt\n"
-		    "\t * (train.recompute: selective) */\n", l, w->s->model.qk_norm ? ", rotated q, k" : "",
+		OUT("\t/* layer %d: the norm outputs%s and the %s SwiGLU output (from the saved gate/up)\n"
+		    "\t * rebuilt (train.recompute: selective) */\n", l, w->s->model.qk_norm ? ", rotated q, k" : "",
 		    w->ir->layers[l].moe ? "experts'" : "MLP's");
 		step_fwd_post_norm(w, l);
 		step_fwd_input_norm(w, l);
 		if (w->s->model.qk_norm)
 			step_fwd_rope(w, l);
-		if (w->ir->layers[l].moe)
-			step_fwd_experts_gate_up(w, l, m);
-		else
-			step_fwd_dense_gate_up(w, l);
+		step_swiglu(w, l, m);
 		return;
 	}
 	if (w->s->train.recompute != RECOMPUTE_FULL)

@@ -8,7 +8,7 @@
 //         offsets [E+1] int (exclusive prefix sums of rows per expert; device memory),
 //         h [rows, I] act_t = silu(gate) * up,
 //         gu [rows, 2I] act_t = the pre-activations (gate | up), saved for the backward;
-//            may be NULL when the caller recomputes (then the backward re-runs this kernel).
+//            may be NULL when the caller does not keep it (h is the same either way).
 // Rows past offsets[E] are not written.
 //
 // Work: tiles (m-tile of one expert, n-tile of TILE_N/2 gate columns j0.. plus the same
@@ -18,7 +18,8 @@
 // (moe_mtile_table): no host sync on counts. The launch line's grid is the bound (one tile
 // per CTA); any smaller grid is also correct (see moe_gemm.cuh).
 // Epilogue: each thread holds gate(m, j) and up(m, j) in fp32 registers, writes gu rounded
-// to act_t and h = silu(gate) * up computed from the unrounded fp32 values.
+// to act_t and h = silu(gate) * up computed from gate and up rounded to act_t (swiglu.cuh):
+// h is a function of the stored gu, so swiglu_fwd rebuilds it from a saved gu bit for bit.
 // Tiles: defaults and smem in moe_gemm.cuh (bf16 128x256x64 = 128 gate + 128 up columns,
 // 144 KB smem: the host must raise CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES).
 #include "moe_gemm.cuh"
@@ -60,8 +61,8 @@ MOEC_KERNEL(const act_t *x, const act_t *w_gate_up, const int *offsets, act_t *h
 			const int row = t.row0 + r, j = j0 + c;
 			if (row >= t.row_end)
 				continue;
-			const float h0 = v[0] * moe_sigmoid(v[0]) * v[2];
-			const float h1 = v[1] * moe_sigmoid(v[1]) * v[3];
+			const float h0 = swiglu(v[0], v[2]);
+			const float h1 = swiglu(v[1], v[3]);
 			moe_store_pair(h + (long long)row * I, j, I, h0, h1);
 			if (gu) {
 				act_t *gr = gu + (long long)row * (2 * I);

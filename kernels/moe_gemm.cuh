@@ -38,6 +38,7 @@
 // memory (cp.async with src-size 0), so the math never branches; epilogues mask stores.
 #pragma once
 #include "moec_device.cuh"
+#include "swiglu.cuh" // moe_sigmoid and the gate_up epilogue's swiglu
 
 // Default tiles, used where the emitter does not set them (it may, per target):
 //   bf16: 128x256x64, 3 stages = 144 KB dynamic smem (> 48 KB: the host must raise
@@ -598,7 +599,3 @@ __device__ __forceinline__ void moe_add_pair(float *p, int col, int n, float v0,
 #endif
 }
 
-__device__ __forceinline__ float moe_sigmoid(float x)
-{
-	return 1.f / (1.f + __expf(-x));
-}

@@ -6,8 +6,9 @@
  * Shapes: x [rows, H] act_t (expert e owns rows offsets[e]..offsets[e+1]),
  *         w_gate_up [E, 2I, H] act_t (rows 0..I-1 gate, I..2I-1 up), offsets [E+1] int,
  *         h [rows, I] act_t, gu [rows, 2I] act_t (may be NULL: not stored).
- * One cblas_sgemm per non-empty expert into an fp32 [rows_e, 2I] scratch, then SwiGLU in
- * fp32 from the unrounded gate/up (as the kernel's epilogue does); gu rounded once. The
+ * One cblas_sgemm per non-empty expert into an fp32 [rows_e, 2I] scratch, then SwiGLU from
+ * gate/up rounded to act_t (swiglu_host.h, as the kernel's epilogue does: h is a function of
+ * gu, which swiglu_fwd rebuilds it from); gu rounded once. The
  * bf16 path converts x_e and w_gate_up[e] to fp32 first.
  * Scratch: max_e(rows_e) * 2I floats (+ bf16: max_e(rows_e) * H + 2I * H floats). */
 #include "moec_host.h"
@@ -38,8 +39,7 @@ void MOEC_KERNEL_CPU(const act_t *x, const act_t *w_gate_up, const int *offsets,
 			const float *ar = acc + (size_t)r * 2 * I;
 			act_t *hr = h + (size_t)(r0 + r) * I;
 			for (int j = 0; j < I; j++) {
-				const float g = ar[j], u = ar[I + j];
-				act_store(hr + j, g * moe_host_sigmoid(g) * u);
+				act_store(hr + j, swiglu_host(ar[j], ar[I + j]));
 			}
 			if (gu)
 				moe_host_store(gu + (size_t)(r0 + r) * 2 * I, ar, (size_t)2 * I);

@@ -1,7 +1,8 @@
 /* moe_gemm_host.h - helpers shared by the CPU twins of the expert GEMMs (moe_gate_up_fwd.c,
  * moe_down_fwd.c, moe_down_bwd_data.c, moe_gate_up_bwd_data.c, moe_down_bwd_weight.c,
  * moe_gate_up_bwd_weight.c): expert row ranges clamped exactly as the GPU scheduler clamps
- * them, act_t <-> fp32 staging so every GEMM goes to OpenBLAS cblas_sgemm, and SwiGLU.
+ * them, act_t <-> fp32 staging so every GEMM goes to OpenBLAS cblas_sgemm; SwiGLU and its
+ * sigmoid come from swiglu_host.h.
  * Include after moec_host.h; safe to include from several twins in one translation unit
  * (one ACT_BF16 per unit, as moec_host.h requires). */
 #ifndef MOEC_MOE_GEMM_HOST_H
@@ -18,6 +19,8 @@
 #define FORCE_OPENBLAS_COMPLEX_STRUCT
 #endif
 #include <cblas.h>
+
+#include "swiglu_host.h"
 
 static inline void *moe_host_alloc(size_t n, const char *who)
 {
@@ -71,11 +74,6 @@ static inline void moe_host_store(act_t *dst, const float *src, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		act_store(dst + i, src[i]);
-}
-
-static inline float moe_host_sigmoid(float x)
-{
-	return 1.f / (1.f + expf(-x));
 }
 
 #endif

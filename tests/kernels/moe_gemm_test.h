@@ -7,7 +7,8 @@
  *
  * Each twin is run on random act_t inputs and compared with a plain double-precision loop
  * written here from the definition (ragged experts, empty experts at the start, middle and
- * end, one-row experts). For ACT_BF16=0 the backward twins are also checked, chained as the
+ * end, one-row experts); h from the gu the twin stored, and swiglu_fwd's twin (selective
+ * recompute's SwiGLU) bit for bit against moe_gate_up_fwd's h. For ACT_BF16=0 the backward twins are also checked, chained as the
  * trainer chains them, against central finite differences of the double forward of
  *     loss = sum(R * y),  y = down(silu(gate(x)) * up(x))   per expert segment,
  * with respect to every element of x, gu, w_gate_up and w_down, plus a few spot checks
@@ -25,6 +26,7 @@ struct moe_twins {
 	void (*gate_up_bwd_data)(const act_t *dgu, const act_t *w_gate_up, const int *offsets, act_t *dx, int rows);
 	void (*down_bwd_weight)(const act_t *dy, const act_t *h, const int *offsets, float *dw_down, int rows);
 	void (*gate_up_bwd_weight)(const act_t *dgu, const act_t *x, const int *offsets, float *dw_gate_up, int rows);
+	void (*swiglu_fwd)(const act_t *gu, const int *offsets, act_t *h, int rows);
 };
 
 /* One test case: a shape's twins and a row layout. */
@@ -110,6 +112,16 @@ static void ref_gate_up_fwd(int E, int H, int I, const int *off, const double *x
 			for (int j = 0; j < I; j++)
 				h[(size_t)r * I + j] = dsilu(gu[(size_t)r * 2 * I + j]) * gu[(size_t)r * 2 * I + I + j];
 		}
+}
+
+/* h[r][j] = silu(gu[r][j]) * gu[r][I+j] from a given gu: the twins' h is a function of the
+ * gu they store (rounded to act_t), so h's reference is taken from the stored gu. */
+static void ref_swiglu(int E, int I, const int *off, const double *gu, double *h)
+{
+	for (int e = 0; e < E; e++)
+		for (int r = off[e]; r < off[e + 1]; r++)
+			for (int j = 0; j < I; j++)
+				h[(size_t)r * I + j] = dsilu(gu[(size_t)r * 2 * I + j]) * gu[(size_t)r * 2 * I + I + j];
 }
 
 /* y[r][c] = sum_j h[r][j] w_down[e][c][j] */
@@ -282,18 +294,27 @@ static void run_case(const struct moe_case *cs)
 	double *guind = to_double(guin, (size_t)rows * 2 * I), *dyd = to_double(dy, (size_t)rows * H);
 	double *dguind = to_double(dguin, (size_t)rows * 2 * I);
 
-	/* gate_up_fwd: h and gu, and h again with gu == NULL */
+	/* gate_up_fwd: h and gu, and h again with gu == NULL; then swiglu_fwd (selective
+	 * recompute) on the stored gu must give the epilogue's h bit for bit, rows outside the
+	 * experts untouched (both start from the same sentinel). */
 	{
 		act_t *h = sentinel_act((size_t)rows * I), *gu = sentinel_act((size_t)rows * 2 * I);
-		act_t *h2 = sentinel_act((size_t)rows * I);
+		act_t *h2 = sentinel_act((size_t)rows * I), *h3 = sentinel_act((size_t)rows * I);
 		double *gur = xalloc(sizeof(double) * rows * 2 * I), *hr = xalloc(sizeof(double) * rows * I);
 		t->gate_up_fwd(x, wgu, off, h, gu, rows);
 		t->gate_up_fwd(x, wgu, off, h2, NULL, rows);
 		ref_gate_up_fwd(E, H, I, off, xd, wgud, gur, hr);
 		check_rows("moe_gate_up_fwd gu", cs->name, gu, gur, rows, 2 * I, off, E);
+		double *gud = to_double(gu, (size_t)rows * 2 * I);
+		ref_swiglu(E, I, off, gud, hr);
 		check_rows("moe_gate_up_fwd h", cs->name, h, hr, rows, I, off, E);
 		EXPECT(memcmp(h, h2, sizeof(act_t) * rows * I) == 0);
-		free(h), free(gu), free(h2), free(gur), free(hr);
+		t->swiglu_fwd(gu, off, h3, rows);
+		const int same = memcmp(h, h3, sizeof(act_t) * rows * I) == 0;
+		if (!same)
+			fprintf(stderr, "swiglu_fwd [%s]: h differs from moe_gate_up_fwd's\n", cs->name);
+		EXPECT(same);
+		free(h), free(gu), free(h2), free(h3), free(gur), free(hr), free(gud);
 	}
 	/* down_fwd */
 	{
@@ -561,6 +582,7 @@ static void run_empty(const struct moe_twins *t)
 	float *dw = rand_f32((size_t)E * 2 * I * H, 1.0), *dw0 = xalloc(sizeof(float) * E * 2 * I * H);
 	memcpy(dw0, dw, sizeof(float) * E * 2 * I * H);
 	t->gate_up_fwd(x, w, off, h, gu, rows);
+	t->swiglu_fwd(gu, off, h, rows);
 	t->gate_up_bwd_weight(gu, x, off, dw, rows);
 	int bad = 0;
 	for (size_t i = 0; i < (size_t)rows * I; i++)

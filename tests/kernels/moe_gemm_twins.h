@@ -1,4 +1,4 @@
-/* moe_gemm_twins.h - instantiates the six expert-GEMM twins for one shape. Included several
+/* moe_gemm_twins.h - instantiates the six expert-GEMM twins and swiglu_fwd's for one shape. Included several
  * times (no include guard) by test_moe_gemm_f32.c / test_moe_gemm_bf16.c, each time with
  * E_LOCAL, H, I and SUF (a name suffix) defined; defines `static const struct moe_twins
  * twins_<SUF>`. The tile constants are the GPU tiling; the twins ignore them. */
@@ -30,6 +30,9 @@
 #define MOEC_KERNEL_CPU MOE_CAT(moe_gate_up_bwd_weight_, SUF)
 #include "moe_gate_up_bwd_weight.c"
 #undef MOEC_KERNEL_CPU
+#define MOEC_KERNEL_CPU MOE_CAT(swiglu_fwd_, SUF)
+#include "swiglu_fwd.c"
+#undef MOEC_KERNEL_CPU
 
 static const struct moe_twins MOE_CAT(twins_, SUF) = {
 	E_LOCAL, H, I,
@@ -39,4 +42,5 @@ static const struct moe_twins MOE_CAT(twins_, SUF) = {
 	MOE_CAT(moe_gate_up_bwd_data_, SUF),
 	MOE_CAT(moe_down_bwd_weight_, SUF),
 	MOE_CAT(moe_gate_up_bwd_weight_, SUF),
+	MOE_CAT(swiglu_fwd_, SUF),
 };

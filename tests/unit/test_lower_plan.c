@@ -397,12 +397,12 @@ static void test_tiny_params(void)
  *   128 + ce_lse 4 = 272; attention per layer resid_in 128 + rstd 4 + q_proj_out 128 +
  *   k_proj_out 64 + qk rstd (4+2)*4 = 24 + v 64 + attn_out 128 + lse 16 + resid_mid 128 +
  *   rstd 4 = 688; MoE per layer logits 32 + ids 8 + weights 8 = 48; per routed row
- *   expert_in 128 + expert_out 128 = 256 (gate_up and the SwiGLU output are rebuilt by
- *   the gate_up GEMM).
- *   saved = 256 * (272 + 2 * (688 + 48)) + 2 * 512 * 256 = 446464 + 262144 = 708608.
+ *   expert_in 128 + gate_up 512 + expert_out 128 = 768 (the SwiGLU output is rebuilt from
+ *   gate_up).
+ *   saved = 256 * (272 + 2 * (688 + 48)) + 2 * 512 * 768 = 446464 + 786432 = 1232896.
  *   working set (one layer rebuilt): attn_norm_out 128 + q_rope 128 + k_rope 64 +
- *   mlp_norm_out 128 = 448 per token -> 114688; expert gate_up 512 + act 256 per row * 512
- *   = 393216; residual gradients 2 * 256 * 128 = 65536 -> 573440. activations = 1282048.
+ *   mlp_norm_out 128 = 448 per token -> 114688; expert_act 256 per row * 512 = 131072;
+ *   residual gradients 2 * 256 * 128 = 65536 -> 311296. activations = 1544192.
  *   expert buffers: worst rows min(K, E/ep) * T * ep = 2 * 256 = 512, row 3*128 + 64 = 448
  *   elements -> 512 * 448 * 2 = 458752; a2a buffers (512 + 512) * 64 * 2 = 131072.
  *   workspace: CE chunk rows next_pow2(ceil(256 / ceil(512/64))) = 32, 32 * 512 * (4 + 2)
@@ -423,16 +423,16 @@ static void test_tiny_memory(void)
 	CHECK_EQ(1938944, m->item[PLAN_MEM_GRADS]);
 	CHECK_EQ(1938944, m->item[PLAN_MEM_MASTER]);
 	CHECK_EQ(3877888, m->item[PLAN_MEM_OPTIMIZER]);
-	CHECK_EQ(708608, m->act_saved);
-	CHECK_EQ(573440, m->act_working);
-	CHECK_EQ(1282048, m->item[PLAN_MEM_ACTIVATIONS]);
+	CHECK_EQ(1232896, m->act_saved);
+	CHECK_EQ(311296, m->act_working);
+	CHECK_EQ(1544192, m->item[PLAN_MEM_ACTIVATIONS]);
 	CHECK_EQ(512, m->rows_worst);
 	CHECK_EQ(458752, m->item[PLAN_MEM_EXPERT_BUFFERS]);
 	CHECK_EQ(131072, m->item[PLAN_MEM_A2A_BUFFERS]);
 	CHECK_EQ(32, m->ce_chunk_rows);
 	CHECK_EQ(98304, m->ws_ce_chunk);
 	CHECK_EQ(98304 + (32 << 20) + (1 << 30), m->item[PLAN_MEM_WORKSPACE]);
-	CHECK_EQ(969472 + 1938944 + 1938944 + 3877888 + 1282048 + 458752 + 131072 + 98304 + (32 << 20) + (1 << 30), m->total);
+	CHECK_EQ(969472 + 1938944 + 1938944 + 3877888 + 1544192 + 458752 + 131072 + 98304 + (32 << 20) + (1 << 30), m->total);
 	CHECK(m->fits);
 	/* FLOPs per token: active matmul weights q,k,v,o 12288 + router 512 + 2 experts 49152
 	 * = 61952 per layer, x2 + lm_head 32768 = 156672, all trained: 6x = 940032.
@@ -440,6 +440,9 @@ static void test_tiny_memory(void)
 	 * layers, 3x for fwd+bwd = 99072. */
 	CHECK_NEAR(940032, p->compute.matmul_flops_per_token, 1e-12);
 	CHECK_NEAR(99072, p->compute.attn_flops_per_token, 1e-12);
+	/* Selective recompute reruns no GEMM (the SwiGLU output comes from the kept gate_up):
+	 * the hardware does the model's FLOPs. */
+	CHECK_NEAR(940032 + 99072, p->compute.hw_flops_per_token, 1e-12);
 	CHECK_EQ(256, p->compute.tokens_per_step);
 	/* Recompute full keeps only each layer's input: saved = 256 * (tokens 4 + labels 4 +
 	 * final_resid 128 + ce_lse 4 + 2 * resid_in 128) = 256 * 396 = 101376. */

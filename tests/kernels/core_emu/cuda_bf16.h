@@ -88,6 +88,12 @@ inline double __dmul_rn(double a, double b) { return a * b; }
 inline double __dsub_rn(double a, double b) { return a - b; }
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
+// swiglu_fwd: CUDA's int min/max; __expf as the twins' expf (so the emulated kernel must
+// match its twin bit for bit; on a GPU __expf is ex2.approx, the same in swiglu_fwd and
+// moe_gate_up_fwd's epilogue).
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline float __expf(float x) { return expf(x); }
 template <class T> inline T __ldg(const T *p) { return *p; }
 template <class T> inline T __ldcg(const T *p) { return *p; }
 inline void __threadfence() {}

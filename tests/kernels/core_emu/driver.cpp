@@ -45,6 +45,8 @@ PAIR(rope_fwd_bf16_hd128, b16 *, const b16 *, const int *, int, int)
 PAIR(rope_bwd_bf16_hd128, b16 *, const b16 *, const int *, int, int)
 PAIR(add_f32, float *, const float *, const float *, long)
 PAIR(add_bf16, b16 *, const b16 *, const b16 *, long)
+PAIR(swiglu_fwd_f32_e4_i24, const float *, const int *, float *, int)
+PAIR(swiglu_fwd_bf16_e1_i40, const b16 *, const int *, b16 *, int)
 PAIR(cast_f32_bf16, b16 *, const float *, long)
 PAIR(cast_bf16_f32, float *, const b16 *, long)
 PAIR(adamw, float **, float **, float **, float **, b16 **, const long *, const int *, int, double, double, double,
@@ -282,6 +284,34 @@ template <class T, class F> static void test_add(const char *name, F emu_k, F cp
 	printf("%s: done\n", name);
 }
 
+// swiglu_fwd: bitwise against the twin (the same swiglu of the same rounded values), rows
+// offsets[0]..offsets[E] only (the rest keep their fill), at the launch line's grid and
+// smaller ones; offsets past rows are clamped.
+template <class T, class F> static void test_swiglu(const char *name, int E, int I, F emu_k, F cpu_k)
+{
+	const int counts[][5] = {{3, 0, 5, 1, 0}, {0, 0, 0, 0, 0}, {40, 0, 0, 0, 0}, {1, 2, 0, 700, 0}};
+	for (const auto &cnt : counts)
+		for (int extra : {0, 3, -2}) {
+			std::vector<int> off(E + 1, 0);
+			for (int e = 0; e < E; e++)
+				off[e + 1] = off[e] + cnt[e];
+			const int rows = std::max(0, off[E] + extra);
+			buf<T> gu((long)rows * 2 * I), h((long)rows * I), ht((long)rows * I);
+			fill(gu, 4.0), fill(ht, 1.0);
+			h.copy_from(ht);
+			buf<T> h0((long)rows * I);
+			h0.copy_from(ht);
+			cpu_k(gu.p, off.data(), ht.p, rows);
+			const unsigned grids[] = {at_least1(std::min(cdiv((long)rows * I, 2048), 8192u)), 1, 3};
+			for (unsigned g : grids) {
+				h.copy_from(h0);
+				emu::launch(g, 256, [&] { emu_k(gu.p, off.data(), h.p, rows); });
+				CHECK(h.same(ht), "%s rows=%d offsets[E]=%d grid=%u", name, rows, off[E], g);
+			}
+		}
+	printf("%s: done\n", name);
+}
+
 static void test_casts()
 {
 	const long sizes[] = {0, 1, 9, 4099};
@@ -511,6 +541,10 @@ int main(int argc, char **argv)
 		test_add<float>("add_f32", emu_add_f32, add_f32_cpu);
 	if (want("add_bf16"))
 		test_add<b16>("add_bf16", emu_add_bf16, add_bf16_cpu);
+	if (want("swiglu_fwd_f32"))
+		test_swiglu<float>("swiglu_fwd_f32", 4, 24, emu_swiglu_fwd_f32_e4_i24, swiglu_fwd_f32_e4_i24_cpu);
+	if (want("swiglu_fwd_bf16"))
+		test_swiglu<b16>("swiglu_fwd_bf16", 1, 40, emu_swiglu_fwd_bf16_e1_i40, swiglu_fwd_bf16_e1_i40_cpu);
 	if (want("casts"))
 		test_casts();
 	if (want("adamw grad_sumsq scale"))

@@ -1,6 +1,6 @@
 #!/bin/sh
-# run.sh - checks the core kernel templates (embedding, rmsnorm, rope, add, casts, adamw,
-# grad_sumsq, scale, ce_*) without a GPU: each instance below is built as C++ against the
+# run.sh - checks the core kernel templates (embedding, rmsnorm, rope, add, swiglu_fwd, casts,
+# adamw, grad_sumsq, scale, ce_*) without a GPU: each instance below is built as C++ against the
 # emulator in this folder (cuda_bf16.h) and compared with its CPU twin by driver.cpp. Not
 # part of ctest (C++, fibers; ~1 minute); run by hand after touching one of those templates:
 #   tests/kernels/core_emu/run.sh [name]    (name: run only the tests whose name contains it)
@@ -63,6 +63,8 @@ inst rope_fwd_bf16_hd128 rope_fwd -DHD=128 -DROPE_THETA=1000000.0f -DACT_BF16=1
 inst rope_bwd_bf16_hd128 rope_bwd -DHD=128 -DROPE_THETA=1000000.0f -DACT_BF16=1
 inst add_f32 add -DACT_BF16=0
 inst add_bf16 add -DACT_BF16=1
+inst swiglu_fwd_f32_e4_i24 swiglu_fwd -DE_LOCAL=4 -DI=24 -DACT_BF16=0
+inst swiglu_fwd_bf16_e1_i40 swiglu_fwd -DE_LOCAL=1 -DI=40 -DACT_BF16=1
 inst cast_f32_bf16 cast_f32_bf16
 inst cast_bf16_f32 cast_bf16_f32
 inst adamw adamw
