@@ -141,7 +141,7 @@ kvt f32 "$tiny"
 kvt bf16 "$tiny" --set train.precision=bf16
 kvt capacity "$tiny" --set moe.capacity_factor=1.0 --set moe.drop_policy=low_prob
 kvt capacity_late "$tiny" --set moe.capacity_factor=1.0 --set moe.drop_policy=late_tokens
-kvt ep "$tiny" --set train.precision=bf16 --set parallel.gpus_per_node=2 --set parallel.ep=2
+kvt ep "$tiny" --set train.precision=bf16 --set parallel.gpus_per_node=2 --set parallel.ep=2 --set train.recompute=selective
 kvt qwen30b bench/specs/qwen3_30b_a3b_4layers.yaml
 if [ "$arch" = sm_90a ]; then # the mma.sync expert GEMMs too (plain sm_90 has no wgmma)
 	kvt_arch=sm_90 kvt bf16_sm90 "$tiny" --set train.precision=bf16

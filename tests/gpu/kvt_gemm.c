@@ -28,6 +28,9 @@ INV_BOTH(INV_MOE_GATE_UP_BWD_DATA)
 		FN((const T *, const T *, const int *, float *, int))(AP(0), AP(1), AP(2), AP(3), AI(4));                     \
 	}
 INV_BOTH(INV_MOE_BWD_WEIGHT)
+#define INV_SWIGLU_FWD(T) \
+	static void inv_swiglu_fwd_##T(void *f, void **a) { FN((const T *, const int *, T *, int))(AP(0), AP(1), AP(2), AI(3)); }
+INV_BOTH(INV_SWIGLU_FWD)
 
 /* Rows of each of E experts for a grouped GEMM over `*rows` permuted rows; returns
  * offsets[E] (rows used; rows past it belong to no expert). GP_RANDOM: skewed sizes, every
@@ -225,6 +228,33 @@ static void drv_moe_gate_up_bwd_data(struct kctx *x) { drv_gemm(x, G_GATE_UP_BWD
 static void drv_moe_down_bwd_weight(struct kctx *x) { drv_gemm(x, G_DOWN_BWD_WEIGHT); }
 static void drv_moe_gate_up_bwd_weight(struct kctx *x) { drv_gemm(x, G_GATE_UP_BWD_WEIGHT); }
 
+/* swiglu_fwd (selective recompute's h from the saved gate|up): the GEMMs' expert layouts
+ * (ragged and empty experts, rows past offsets[E] left alone), gu spread like real
+ * pre-activations. The twin uses expf, the kernel __expf: element-wise tolerance, not bits.
+ * (That h equals moe_gate_up_fwd's own h bit for bit on the GPU is what the recompute
+ * tests check, through the whole step.) */
+static void drv_swiglu_fwd(struct kctx *x)
+{
+	NEED(E, "E_LOCAL");
+	NEED(I, "I");
+	static const struct {
+		int rows, pat;
+	} cases[] = {{1, GP_RANDOM}, {1000, GP_RANDOM}, {37, GP_ONE}, {300, GP_TAIL}, {4096, GP_RANDOM}};
+	for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+		if (over_max_rows(x, "rows", cases[ci].rows))
+			continue;
+		int rows = cases[ci].rows;
+		struct tcase *c = tc_new(x, "rows=%d %s", rows, gemm_what[cases[ci].pat]);
+		int bo = tb_add(c, "offsets", DT_I32, (size_t)E + 1, R_IN);
+		gemm_offsets(tb_i32(c, bo), (int)E, &rows, cases[ci].pat, 1, 0);
+		int bgu = tb_in(c, "gu", x->adt, (size_t)rows * 2 * I, 0, 2);
+		int bh = tb_out(c, "h", x->adt, (size_t)rows * I, act_tol(x, TOL_F32_EW));
+		ta_bufs(c, "gu", bgu, "offsets", bo, "h", bh, NULL);
+		long blocks = ceil_div((long)rows * I, 2048);
+		tc_run_n(x, c, "rows", rows, blocks < 1 ? 1 : blocks > 8192 ? 8192 : blocks, 1, 256);
+	}
+}
+
 const struct driver kvt_gemm_drivers[] = {
 	{"moe_gate_up_fwd", "const act_t *x, const act_t *w_gate_up, const int *offsets, act_t *h, act_t *gu, int rows",
 	 drv_moe_gate_up_fwd, ACT(moe_gate_up_fwd)},
@@ -238,5 +268,6 @@ const struct driver kvt_gemm_drivers[] = {
 	 drv_moe_down_bwd_weight, ACT(moe_bwd_weight)},
 	{"moe_gate_up_bwd_weight", "const act_t *dgu, const act_t *x, const int *offsets, float *dw_gate_up, int rows",
 	 drv_moe_gate_up_bwd_weight, ACT(moe_bwd_weight)},
+	{"swiglu_fwd", "const act_t *gu, const int *offsets, act_t *h, int rows", drv_swiglu_fwd, ACT(swiglu_fwd)},
 	{NULL},
 };
