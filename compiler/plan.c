@@ -307,16 +307,28 @@ static void plan_size_activations(const struct spec *s, const struct ir *ir, con
 	m->item[PLAN_MEM_ACTIVATIONS] = ir_sat_add(m->act_saved, m->act_working);
 }
 
-/* One MoE layer's expert GEMM buffers at the worst-case row count: gate_up [rows, 2I],
- * act [rows, I], down output [rows, H] (in backward, their gradients reuse the space). */
-static void plan_size_expert_buffers(const struct spec *s, const struct ir *ir, struct plan_memory *m)
+/* One MoE layer's expert buffers at the worst-case row count, as the trainer lays them out
+ * (compiler/step.c: step_layer_bufs, step_layout_slots):
+ *   expert_buffers  gate/up [rows, 2I] and the SwiGLU output [rows, I], which the backward
+ *                   reads; on one rank d(gate|up) [rows, 2I] too; under expert parallelism
+ *                   the received rows [rows, H] (the experts' input, which the backward
+ *                   reads) and one [rows, H] for the experts' outputs, then their output and
+ *                   input gradients (one at a time);
+ *   a2a_buffers     the permuted rows' gradients [Tm*K, H] (sent, then received back); under
+ *                   expert parallelism the all-to-all's receive buffer [rows, H], which
+ *                   d(gate|up) reuses (no all-to-all runs while it lives): max(H, 2I) wide. */
+static void plan_size_expert_buffers(const struct spec *s, const struct ir *ir, const struct plan_knobs *k,
+				     struct plan_memory *m)
 {
 	const struct ir_dims *d = &ir->dims;
-	int64_t row = 3 * d->expert_inter + d->hidden;
+	int64_t h = d->hidden, i2 = 2 * d->expert_inter, ep = k->ep > 1;
+	int64_t row = 3 * d->expert_inter + (ep ? 2 * h : i2);
 	m->item[PLAN_MEM_EXPERT_BUFFERS] = ir_dtype_bytes(s->train.precision, ir_sat_mul(m->rows_worst, row));
-	/* all-to-all: send Tm*K rows of H, receive up to rows_worst; the combine reuses both */
 	int64_t send = ir->n_moe_layers ? ir_sat_mul(m->moe_tokens, d->top_k) : 0;
-	m->item[PLAN_MEM_A2A_BUFFERS] = ir_dtype_bytes(s->train.precision, ir_sat_mul(ir_sat_add(send, m->rows_worst), d->hidden));
+	int64_t a2a = ir_sat_mul(send, h);
+	if (ep)
+		a2a = ir_sat_add(a2a, ir_sat_mul(m->rows_worst, h > i2 ? h : i2));
+	m->item[PLAN_MEM_A2A_BUFFERS] = ir_dtype_bytes(s->train.precision, a2a);
 }
 
 static int64_t plan_next_pow2(int64_t x)
@@ -390,7 +402,7 @@ static void plan_memory_compute(const struct spec *s, const struct ir *ir, const
 	plan_size_states(ir, k, m);
 	plan_size_routed_rows(s, ir, k, m);
 	plan_size_activations(s, ir, k, m);
-	plan_size_expert_buffers(s, ir, m);
+	plan_size_expert_buffers(s, ir, k, m);
 	plan_size_workspace(s, ir, k, m);
 	for (int i = 0; i < PLAN_MEM_NITEMS; i++)
 		m->total = ir_sat_add(m->total, m->item[i]);

@@ -378,6 +378,15 @@ static void step_type_buffers(char **text)
 
 static void step_act(struct step_writer *w, FILE *defs, int64_t floats, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* Arena floats buffer name of floats elements takes (act_t is bf16 in a bf16 step: two per
+ * float of the arena), rounded up to STEP_ALIGN. */
+static int64_t step_act_floats(const struct step_writer *w, const char *name, int64_t floats)
+{
+	if (w->bf16 && step_is_act(name))
+		floats = (floats + 1) / 2;
+	return (floats + STEP_ALIGN - 1) / STEP_ALIGN * STEP_ALIGN;
+}
+
 static void step_act(struct step_writer *w, FILE *defs, int64_t floats, const char *fmt, ...)
 {
 	char name[64];
@@ -386,9 +395,7 @@ static void step_act(struct step_writer *w, FILE *defs, int64_t floats, const ch
 	vsnprintf(name, sizeof name, fmt, ap);
 	va_end(ap);
 	fprintf(defs, "#define %-24s %lld\n", name, (long long)w->act_floats);
-	if (w->bf16 && step_is_act(name)) /* act_t is bf16: two per float of the arena */
-		floats = (floats + 1) / 2;
-	w->act_floats += (floats + STEP_ALIGN - 1) / STEP_ALIGN * STEP_ALIGN;
+	w->act_floats += step_act_floats(w, name, floats);
 }
 
 /* One of a layer's activation buffers: A_L<l>_<name>, of floats floats (int buffers: one
@@ -506,6 +513,66 @@ static void step_layout_layers(struct step_writer *w, FILE *defs)
 	}
 }
 
+/* Scratch that shares memory: the buffers of one slot are never live at the same time, so
+ * they take one place in the arena, as large as the largest. Program order is the order of
+ * execution (one stream; an EP call's all-to-all and regroup finish before the next kernel).
+ * Within a MoE layer (step_fwd_moe, step_bwd_moe; EP: expert parallelism):
+ *   forward, and full recompute:
+ *     permute -> XPERM; EP_DISPATCH(XPERM -> EP_TMP -> XE); gate_up(XE) -> GU, HID;
+ *     down(HID) -> YE; EP_COMBINE(YE -> EP_TMP -> YPERM); combine(YPERM) -> y
+ *   backward:
+ *     combine_bwd -> DY_PERM; EP_DISPATCH(DY_PERM -> EP_TMP -> DYE);
+ *     down_bwd_data(DYE, GU) -> DGU; down_bwd_weight(DYE, HID);
+ *     gate_up_bwd_data(DGU) -> DXE; gate_up_bwd_weight(DGU, XE);
+ *     EP_COMBINE(DXE -> EP_TMP -> DX_PERM); permute_bwd(DX_PERM) -> dxn
+ * XE, GU, HID (saved or A_R_*) and XPERM, YPERM are the layers' (step_layer_bufs), not here.
+ * A dense layer's backward uses DGU alone, no EP call. Nothing here feeds the host. */
+struct step_slot {
+	const char *why;
+	int n;
+	struct step_buf member[4];
+};
+
+/* One slot: every member's offset is the slot's. */
+static void step_act_slot(struct step_writer *w, FILE *defs, const struct step_slot *s)
+{
+	int64_t size = 0;
+	fprintf(defs, "/* one slot: %s */\n", s->why);
+	for (int i = 0; i < s->n; i++) {
+		int64_t f = step_act_floats(w, s->member[i].name, s->member[i].floats);
+		fprintf(defs, "#define %-24s %lld\n", s->member[i].name, (long long)w->act_floats);
+		size = f > size ? f : size;
+	}
+	w->act_floats += size;
+}
+
+static void step_layout_slots(struct step_writer *w, FILE *defs)
+{
+	const int64_t T = w->T, H = w->H, TK = w->TK, RT = w->RT;
+	/* d(gate|up): the routed rows' [RT, 2I] in an MoE layer, [T, 2D] in a dense one (D is
+	 * the config's intermediate size even where no layer is dense: counted only if one is) */
+	int64_t dgu_moe = w->ir->n_moe_layers ? RT * 2 * w->I : 0, dgu_dense = w->ir->n_dense_layers ? T * 2 * w->D : 0;
+	int64_t dgu = dgu_moe > dgu_dense ? dgu_moe : dgu_dense;
+	bool ep = w->EP > 1;
+	const struct step_slot slots[] = {
+		{"the permuted rows' gradients, TK of them: DY_PERM's last reader (EP_DISPATCH, or "
+		 "down_bwd_weight on one rank) runs before DX_PERM's writer (EP_COMBINE, or gate_up_bwd_data)",
+		 2, {{"A_S_DY_PERM", TK * H}, {"A_S_DX_PERM", TK * H}}},
+		{"d(gate|up) and the all-to-all's rows in transit: EP_TMP lives inside one EP call, DGU "
+		 "from down_bwd_data to gate_up_bwd_weight, with no EP call between",
+		 ep ? 2 : 1, {{"A_S_DGU", dgu}, {"A_S_EP_TMP", RT * H}}},
+	};
+	for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
+		step_act_slot(w, defs, &slots[i]);
+	if (!ep)
+		return;
+	const struct step_slot experts = {
+		"the experts' side rows: YE from down to EP_COMBINE in a forward or recompute, DYE from "
+		"EP_DISPATCH to down_bwd_weight, DXE from gate_up_bwd_data (after it) to EP_COMBINE",
+		3, {{"A_S_YE", RT * H}, {"A_S_DYE", RT * H}, {"A_S_DXE", RT * H}}};
+	step_act_slot(w, defs, &experts);
+}
+
 static void step_layout_acts(struct step_writer *w, FILE *defs)
 {
 	const int64_t T = w->T, H = w->H, E = w->E, TK = w->TK;
@@ -548,23 +615,11 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 	step_act(w, defs, T * w->KD, "A_S_DV");
 	step_act(w, defs, T * w->QD, "A_S_DQ_RAW");
 	step_act(w, defs, T * w->KD, "A_S_DK_RAW");
-	int64_t rows = w->RT > T ? w->RT : T;
-	step_act(w, defs, rows * H, "A_S_DY_PERM");
-	step_act(w, defs, rows * H, "A_S_DX_PERM");
-	/* d(gate|up): the routed rows' [RT, 2I] in an MoE layer, [T, 2D] in a dense one (D is
-	 * the config's intermediate size even where no layer is dense: counted only if one is) */
-	int64_t dgu_moe = w->ir->n_moe_layers ? w->RT * 2 * w->I : 0, dgu_dense = w->ir->n_dense_layers ? T * 2 * w->D : 0;
-	step_act(w, defs, dgu_moe > dgu_dense ? dgu_moe : dgu_dense, "A_S_DGU");
+	step_layout_slots(w, defs);
 	step_act(w, defs, TK, "A_S_DTOPK_W");
 	step_act(w, defs, T * E, "A_S_DLOGITS");
 	if (w->bf16) /* fp32 logit gradients cast to bf16 for the GEMMs with bf16 weights */
 		step_act(w, defs, T * (E > w->chunk ? E : w->chunk), "A_S_CAST");
-	if (w->EP > 1) { /* expert parallel: rows in transit, and the experts' side of the backward */
-		step_act(w, defs, w->RT * H, "A_S_EP_TMP");
-		step_act(w, defs, w->RT * H, "A_S_YE");
-		step_act(w, defs, w->RT * H, "A_S_DYE");
-		step_act(w, defs, w->RT * H, "A_S_DXE");
-	}
 	step_act(w, defs, E * (w->ir->n_moe_layers > 0 ? w->ir->n_moe_layers : 1), "A_S_DPROB_SUM");
 	step_act(w, defs, 2, "A_S_DENSE_OFFSETS");
 	if (w->s->train.recompute == RECOMPUTE_FULL && w->ir->n_moe_layers) {
