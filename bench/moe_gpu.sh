@@ -5,7 +5,8 @@
 #      tokens: moec's router_* and moe_* kernels timed one by one (train --profile) against
 #      torch._grouped_mm and transformers' sparse block;
 #  (b) model: the 4-layer model (bench/specs/qwen3_30b_a3b_4layers.yaml, seq 4096, bf16):
-#      training tokens/s and MFU against transformers on the same config.
+#      training tokens/s and MFU against transformers on the same config, with one
+#      micro-batch per optimizer step and (DIR/bTa8, where built) with 8 (grad_accum 8).
 #  Engines: built for sm_90a (moec's default) the expert GEMMs run on wgmma; the layer
 #  benchmark then also times DIR/mma_bT/train, the same spec built for plain sm_90 (the
 #  mma.sync engine, kernels/moe_gemm.cuh) at T = MOE_GPU_MMA_TOKENS (default 32768; "" for
@@ -53,6 +54,9 @@ build() { # build DIR: DIR/bT for each T (micro_batch T / 4096 of seq 4096), DIR
 	for T in $tokens; do
 		build_one "b$T" "$T" "${arch[@]}" || return 1
 	done
+	# the model benchmark's accumulated variant: 8 micro-batches of the first T per step
+	T=${tokens%% *}
+	build_one "b${T}a8" "$T" "${arch[@]}" --set train.grad_accum=8 || return 1
 	# the comparison engine: only where the main build is sm_90a (its wgmma GEMMs)
 	if [ "${MOE_GPU_ARCH:-sm_90a}" = sm_90a ]; then
 		for T in ${MOE_GPU_MMA_TOKENS-32768}; do
@@ -113,24 +117,29 @@ run() { # run DIR [layer|model|all]
 	if [ "$what" = layer ] || [ "$what" = all ]; then
 		echo
 		echo "## (a) MoE layer fwd+bwd, H 2048, E 128, I 768, k 8, bf16 (TFLOP/s = 6 k H I 3 per token)"
-		echo "moec: router_* and moe_* kernels of train --profile over 3 steps of the 4-layer model:"
+		echo "moec: router_* and moe_* kernels of train --profile over steps 2-3 of the 4-layer model:"
 		echo "\"balanced\" is the routing of a random init (max/mean load printed), \"skewed\" adds +4 to"
 		echo "experts 0..7's router logits (MOERT_ROUTER_BIAS=0-7:4), as the baselines' skew does"
 		# moec first (its numbers matter most where the time budget runs short)
-		local moe ours base route load bias
+		local moe ours base route load bias tps mem
 		for T in $tokens; do
 			for route in balanced skewed; do
 				: >"$tmp/moec$T$route.txt"
 				has "moec T=$T $route" || continue
 				bias=
 				[ "$route" = skewed ] && bias=0-7:4
-				moe=$(limit 150 env MOERT_ROUTER_BIAS="$bias" "${trainer_env[@]}" "$dir/b$T/train" --device cuda --steps 3 --no-resume --no-save \
-					--profile --quiet --ckpt-dir "$tmp/c" --metrics "$tmp/p$T$route.jsonl" --data "$data" \
-					2>"$tmp/err$T.txt" | grep "MoE layer" || true)
+				limit 150 env MOERT_ROUTER_BIAS="$bias" "${trainer_env[@]}" "$dir/b$T/train" --device cuda --steps 3 --no-resume --no-save \
+					--profile --ckpt-dir "$tmp/c" --metrics "$tmp/p$T$route.jsonl" --data "$data" \
+					>"$tmp/out$T.txt" 2>"$tmp/err$T.txt" || true
+				moe=$(grep "MoE layer" "$tmp/out$T.txt" || true)
 				load=$(grep '^{"step"' "$tmp/p$T$route.jsonl" 2>/dev/null | tail -1 |
 					sed -n 's/.*"load_imbalance":\([0-9.]*\).*/, max\/mean load \1/p' || true) # no metrics: the run failed
+				# tokens/s of the layer alone; the whole trainer's device memory (4 layers, LM head,
+				# AdamW state: the baselines' peak is one layer's)
+				tps=$(echo "$moe" | sed -n 's/.*: \([0-9.]*\) ms per layer.*/\1/p' | awk -v t="$T" '$1 > 0 {printf ", %.0f tokens/s", t / ($1 * 1e-3)}')
+				mem=$(sed -n 's/^device: .*, \([0-9.]*\) GiB allocated.*/, trainer arenas \1 GiB/p' "$tmp/out$T.txt" | head -1)
 				if [ -n "$moe" ]; then
-					echo "moec T=$T $route: ${moe#"${moe%%[! ]*}"}$load" | tee "$tmp/moec$T$route.txt"
+					echo "moec T=$T $route: ${moe#"${moe%%[! ]*}"}$tps$load$mem" | tee "$tmp/moec$T$route.txt"
 				else
 					echo "moec T=$T $route: failed: $(tail -3 "$tmp/err$T.txt" 2>/dev/null | tr '\n' ' ')"
 				fi
@@ -156,39 +165,54 @@ run() { # run DIR [layer|model|all]
 		layer_engines "$dir"
 	fi
 	if [ "$what" = model ] || [ "$what" = all ]; then
+		local T0=${tokens%% *}
 		echo
 		echo "## (b) 4 layers, seq 4096, batch 1, bf16, AdamW (12 steps, the last 8 timed; baseline 3 + 8)"
-		local T0 m ours fpt base
-		T0=${tokens%% *}
-		m=$tmp/m.jsonl
-		if ! has "moec"; then
-			ours=
-		elif limit 200 "${trainer_env[@]}" "$dir/b$T0/train" --device cuda --steps 12 --no-resume --no-save --quiet --ckpt-dir "$tmp/c" \
-			--metrics "$m" --data "$data" 2>"$tmp/err.txt" && [ -s "$m" ]; then
-			# tokens/s over the last 8 steps; FLOP per token from the trainer (model_tflops / tokens_per_s)
-			ours=$(grep '^{"step"' "$m" | tail -8 | sed 's/.*"step_s":\([^,]*\).*"tokens":\([0-9]*\).*/\1 \2/' |
-				awk '{s += $1; n += $2} END {printf "%.0f", n / s}')
-			fpt=$(grep '^{"step"' "$m" | tail -1 |
-				sed 's/.*"tokens_per_s":\([^,]*\),"model_tflops":\([^,]*\).*/\1 \2/' |
-				awk '{printf "%.6g", $2 * 1e12 / $1}')
-			echo "moec:     $ours tokens/s, $(mfu "$ours" "$fpt" "$peak")"
-		else
-			echo "moec:     failed: $(tail -3 "$tmp/err.txt" 2>/dev/null | tr '\n' ' ')"
-			ours=
+		model_pair "$dir/b$T0/train" 12 8 "model 8 3"
+		# AdamW's traffic over 3.11 B parameters is fixed per optimizer step: with 8 micro-batches
+		# per step it is spread over 8x the tokens, as in real training runs
+		if [ -x "$dir/b${T0}a8/train" ]; then
+			echo
+			echo "## (b') the same with 8 micro-batches of seq 4096 per optimizer step (grad_accum 8; 5 steps, the last 3 timed; baseline 1 + 3)"
+			model_pair "$dir/b${T0}a8/train" 5 3 "model 3 1 8"
 		fi
-		: >"$tmp/hf.txt"
-		if has "baseline"; then
-			limit 300 python3 bench/moe_layer_torch.py model 8 3 >"$tmp/hf.txt" 2>"$tmp/hf.err" ||
-				echo "baseline: python3 bench/moe_layer_torch.py model exit $?: $(tail -2 "$tmp/hf.err" | tr '\n' ' ')"
-		fi
-		base=$(sed -n 's/^baseline.*: \([0-9]*\) tokens\/s$/\1/p' "$tmp/hf.txt")
-		if [ -n "$base" ]; then
-			echo "baseline: $base tokens/s, $(mfu "$base" "${fpt:-}" "$peak")"
-			sed 's/^baseline, /          (/; s/: [0-9]* tokens\/s$/)/' "$tmp/hf.txt"
-		fi
-		if [ -n "$ours" ] && [ -n "$base" ]; then
-			awk -v a="$ours" -v b="$base" 'BEGIN {printf "ratio:    %.2f (moec / transformers)\n", a / b}'
-		fi
+	fi
+}
+
+# model_pair TRAINER STEPS TIMED "HF ARGS": moec's training tokens/s and MFU over the last
+# TIMED of STEPS steps, transformers' (bench/moe_layer_torch.py HF ARGS), and their ratio
+model_pair() {
+	local train=$1 steps=$2 timed=$3 hf_args=$4 m ours fpt base
+	m=$tmp/m.jsonl
+	rm -f "$m"
+	if ! has "moec"; then
+		ours=
+	elif limit 200 "${trainer_env[@]}" "$train" --device cuda --steps "$steps" --no-resume --no-save --quiet --ckpt-dir "$tmp/c" \
+		--metrics "$m" --data "$data" 2>"$tmp/err.txt" && [ -s "$m" ]; then
+		# tokens/s over the last TIMED steps; FLOP per token from the trainer (model_tflops / tokens_per_s)
+		ours=$(grep '^{"step"' "$m" | tail -"$timed" | sed 's/.*"step_s":\([^,]*\).*"tokens":\([0-9]*\).*/\1 \2/' |
+			awk '{s += $1; n += $2} END {printf "%.0f", n / s}')
+		fpt=$(grep '^{"step"' "$m" | tail -1 |
+			sed 's/.*"tokens_per_s":\([^,]*\),"model_tflops":\([^,]*\).*/\1 \2/' |
+			awk '{printf "%.6g", $2 * 1e12 / $1}')
+		echo "moec:     $ours tokens/s, $(mfu "$ours" "$fpt" "$peak")"
+	else
+		echo "moec:     failed: $(tail -3 "$tmp/err.txt" 2>/dev/null | tr '\n' ' ')"
+		ours=
+	fi
+	: >"$tmp/hf.txt"
+	if has "baseline"; then
+		# shellcheck disable=SC2086 # hf_args is a list
+		limit 300 python3 bench/moe_layer_torch.py $hf_args >"$tmp/hf.txt" 2>"$tmp/hf.err" ||
+			echo "baseline: python3 bench/moe_layer_torch.py $hf_args exit $?: $(tail -2 "$tmp/hf.err" | tr '\n' ' ')"
+	fi
+	base=$(sed -n 's/^baseline.*: \([0-9]*\) tokens\/s$/\1/p' "$tmp/hf.txt")
+	if [ -n "$base" ]; then
+		echo "baseline: $base tokens/s, $(mfu "$base" "${fpt:-}" "$peak")"
+		sed 's/^baseline, /          (/; s/: [0-9]* tokens\/s$/)/' "$tmp/hf.txt"
+	fi
+	if [ -n "$ours" ] && [ -n "$base" ]; then
+		awk -v a="$ours" -v b="$base" 'BEGIN {printf "ratio:    %.2f (moec / transformers)\n", a / b}'
 	fi
 }
 

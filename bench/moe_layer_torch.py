@@ -14,10 +14,12 @@
       uniform) or "skewed" (a +4 logit on 8 experts, which then get most tokens); default
       balanced. One process for every T: torch and transformers are imported once.
 
-  python3 bench/moe_layer_torch.py model [STEPS [WARMUP]]
+  python3 bench/moe_layer_torch.py model [STEPS [WARMUP [ACCUM]]]
       transformers' Qwen3MoeForCausalLM with bench/specs/qwen3_30b_a3b_4layers.yaml's config
-      (4 layers, vocab 151936), bf16 parameters, AdamW, seq 4096, batch 1, on the bundled
-      token shard: training tokens/s over STEPS (default 8) steps after WARMUP (default 3).
+      (4 layers, vocab 151936), bf16 parameters, AdamW, seq 4096, batch 1, ACCUM (default 1)
+      micro-batches (each loss / ACCUM, as moec's train.grad_accum) per optimizer step, on the
+      bundled token shard: training tokens/s over STEPS (default 8) steps after WARMUP
+      (default 3).
 
   --smoke (anywhere): tiny shapes on the CPU, to check the code paths without a GPU.
 
@@ -145,7 +147,7 @@ def layers(tokens, routings):
                     torch.cuda.reset_peak_memory_stats()
 
 
-def model(steps, warmup):
+def model(steps, warmup, accum=1):
     import numpy as np
     import transformers
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
@@ -177,14 +179,17 @@ def model(steps, warmup):
         if step == warmup:
             sync()
             t0 = time.perf_counter()
-        b = torch.from_numpy(data[step * S:step * S + S][None]).to(DEV)
-        m(input_ids=b, labels=b).loss.backward()
+        for a in range(accum):
+            i = (step * accum + a) * S % (len(data) - S)  # the shard is ~300k tokens: wrap
+            b = torch.from_numpy(data[i:i + S][None]).to(DEV)
+            (m(input_ids=b, labels=b).loss / accum).backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)  # as moec's train.max_grad_norm default
         opt.step()
         opt.zero_grad(set_to_none=True)
     sync()
-    tps = steps * S / (time.perf_counter() - t0)
+    tps = steps * accum * S / (time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated() / 2**30 if DEV == "cuda" else 0.0
-    print(f"baseline, transformers {transformers.__version__} / torch {torch.__version__}, bf16 parameters, AdamW, "
+    print(f"baseline, transformers {transformers.__version__} / torch {torch.__version__}, bf16 parameters, AdamW, clip 1.0, "
           f"experts {getattr(m.config, '_experts_implementation', None) or 'eager'}, "
           f"attention {getattr(m.config, '_attn_implementation', '?')}, peak {peak:.1f} GiB: {tps:.0f} tokens/s",
           flush=True)
@@ -196,7 +201,8 @@ def main():
     if DEV == "cuda" and not torch.cuda.is_available():
         sys.exit("moe_layer_torch.py: failed: torch sees no CUDA device")
     if ARGS[0] == "model":
-        model(int(ARGS[1]) if len(ARGS) > 1 else 8, int(ARGS[2]) if len(ARGS) > 2 else 3)
+        model(int(ARGS[1]) if len(ARGS) > 1 else 8, int(ARGS[2]) if len(ARGS) > 2 else 3,
+              int(ARGS[3]) if len(ARGS) > 3 else 1)
         return
     tokens = [int(a) for a in ARGS if a.isdigit()]
     kinds = [a for a in ARGS if not a.isdigit()]

@@ -638,7 +638,7 @@ static void step_layout_acts(struct step_writer *w, FILE *defs)
 	step_act(w, defs, (256 + 16) * (H > w->HD ? H : w->HD), "A_S_RMS_WS");
 	step_act(w, defs, 1 + 16, "A_S_RMS_COUNT");
 	step_act(w, defs, 3, "A_S_SUMSQ"); /* dense, tp-split, experts */
-	step_act(w, defs, 2 * 256, "A_S_SUMSQ_WS");
+	step_act(w, defs, 2 * 1024, "A_S_SUMSQ_WS"); /* a double per block: grad_sumsq.cu's grid cap */
 	step_act(w, defs, 1, "A_S_SUMSQ_COUNT");
 	/* AdamW's tensor tables on the device: 4 pointer arrays, the offsets, the decay flags */
 	step_act(w, defs, 2 * 4 * (int64_t)w->nblocks, "A_S_OPT_PTRS");

@@ -1,6 +1,6 @@
 // grad_sumsq.cu - sum of squares over a list of fp32 tensors (the global gradient norm), deterministic.
 // moec: constants none
-// moec: launch grid=(max(1, min(ceil(total/2048), 256))) block=(256)
+// moec: launch grid=(max(1, min(ceil(total/2048), 1024))) block=(256)
 //
 // Shapes (n_tensors = runtime; tensor k has offsets[k+1] - offsets[k] elements,
 // total = offsets[n_tensors]; the pointer array lives in device memory):

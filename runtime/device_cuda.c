@@ -147,6 +147,7 @@ struct moert_cuda {
 	CUstream stream;
 	int cc, sms, smem_optin, driver_version;
 	size_t total_mem;
+	size_t allocated; /* by moert_cuda_alloc, frees not subtracted: the trainer allocates once */
 	char desc[320];
 
 	struct module *mods;
@@ -571,7 +572,13 @@ int moert_cuda_alloc(struct moert_cuda *d, size_t bytes, moert_dptr *out, char *
 		return cu_fail(&d->cu, r, err, errlen, "cuMemAlloc(%s of %s on %s)", b, t, d->desc);
 	}
 	*out = (moert_dptr)p;
+	d->allocated += bytes;
 	return 0;
+}
+
+size_t moert_cuda_allocated(const struct moert_cuda *d)
+{
+	return d->allocated;
 }
 
 void moert_cuda_free(struct moert_cuda *d, moert_dptr p)

@@ -38,6 +38,9 @@ void *moert_cuda_stream(const struct moert_cuda *d);
 
 int moert_cuda_alloc(struct moert_cuda *d, size_t bytes, moert_dptr *out, char *err, size_t errlen);
 void moert_cuda_free(struct moert_cuda *d, moert_dptr p);
+/* Bytes moert_cuda_alloc has handed out (the trainer's arenas and workspaces; not the CUDA
+ * context's, cuBLASLt's or NCCL's own). */
+size_t moert_cuda_allocated(const struct moert_cuda *d);
 /* Stream-ordered copies and fill; moert_cuda_sync waits for everything queued. */
 int moert_cuda_h2d(struct moert_cuda *d, moert_dptr dst, const void *src, size_t bytes, char *err, size_t errlen);
 int moert_cuda_d2h(struct moert_cuda *d, void *dst, moert_dptr src, size_t bytes, char *err, size_t errlen);

@@ -21,6 +21,12 @@ struct moert_profile *moert_prof_new(const struct moert_model *m)
 	return p;
 }
 
+void moert_prof_reset(struct moert_profile *p)
+{
+	memset(p->ms, 0, (size_t)p->n * sizeof *p->ms);
+	memset(p->calls, 0, (size_t)p->n * sizeof *p->calls);
+}
+
 void moert_prof_free(struct moert_profile *p)
 {
 	if (!p)
@@ -72,7 +78,8 @@ static int prof_is_moe(const struct moert_model *m, int id)
 	return !strncmp(n, "moe_", 4) || !strncmp(n, "router_", 7);
 }
 
-void moert_prof_report(const struct moert_profile *p, const struct moert_model *m, long steps, FILE *f)
+void moert_prof_report(const struct moert_profile *p, const struct moert_model *m, long steps, int warmup_skipped,
+		       FILE *f)
 {
 	if (steps < 1)
 		return;
@@ -91,8 +98,8 @@ void moert_prof_report(const struct moert_profile *p, const struct moert_model *
 			order[j] = order[j - 1];
 			order[j - 1] = t;
 		}
-	fprintf(f, "profile over %ld step%s (%s; each call timed on its own):\n", steps, steps > 1 ? "s" : "",
-		m->kernels && p->n ? "per kernel" : "");
+	fprintf(f, "profile over %ld step%s (%s; each call timed on its own%s):\n", steps, steps > 1 ? "s" : "",
+		m->kernels && p->n ? "per kernel" : "", warmup_skipped ? "; the run's first step, warm-up, not counted" : "");
 	fprintf(f, "  %-52s %8s %12s %7s\n", "kernel", "calls", "ms per step", "share");
 	for (int k = 0; k < p->n; k++) {
 		int i = order[k];

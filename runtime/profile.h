@@ -7,6 +7,9 @@
  * report lists every kernel (and the three GEMM kinds) with calls, time per step and share,
  * and the MoE layers' part (the router_* and moe_* kernels): milliseconds per layer and the
  * expert GEMMs' TFLOP/s counted as 6 * k * H * I * 3 per token (forward + backward).
+ * The first step of a run pays one-time costs (cuBLASLt's algorithm queries and the lazy
+ * loading of its kernels, first touches of the arenas), so when more steps follow the
+ * trainer resets the table after it and the report covers the rest.
  */
 #ifndef MOERT_PROFILE_H
 #define MOERT_PROFILE_H
@@ -23,11 +26,15 @@ struct moert_profile {
 };
 
 struct moert_profile *moert_prof_new(const struct moert_model *m);
+/* Forget what was timed so far (the warm-up step). */
+void moert_prof_reset(struct moert_profile *p);
 void moert_prof_free(struct moert_profile *p);
 void moert_prof_begin(const struct moert_run *r);
 /* id: a kernel's index in the model's kernel list, or n_kernels + 0/1/2 for the NT/NN/TN GEMMs */
 void moert_prof_end(const struct moert_run *r, int id);
-/* The table, over `steps` optimizer steps (each tokens_per_step tokens). */
-void moert_prof_report(const struct moert_profile *p, const struct moert_model *m, long steps, FILE *f);
+/* The table, over `steps` optimizer steps (each tokens_per_step tokens); warmup_skipped:
+ * the run's first step was timed but reset (said in the title). */
+void moert_prof_report(const struct moert_profile *p, const struct moert_model *m, long steps, int warmup_skipped,
+		       FILE *f);
 
 #endif

@@ -400,7 +400,8 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		moert_cuda_run_open(m, &r, &rd, gpu);
 		free(r.params16); /* the device keeps them current; checkpoints hold the fp32 masters */
 		r.params16 = NULL;
-		snprintf(device, sizeof device, "%s%s", moert_cuda_describe(gpu), comm.nccl ? " (NCCL)" : "");
+		snprintf(device, sizeof device, "%s%s, %.2f GiB allocated", moert_cuda_describe(gpu), comm.nccl ? " (NCCL)" : "",
+			 moert_cuda_allocated(gpu) / 1073741824.0);
 		run = &rd;
 	}
 	log_event(lg, "device", "device: %s", device);
@@ -422,6 +423,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		moert_fatal("out of memory");
 	struct moert_stats st = {.expert_count = micro_counts};
 	long long last_saved = step0, run_steps = 0;
+	int prof_warmup = 0; /* the profile's first step was reset */
 	for (long long step = step0 + 1; step <= o.steps; step++) {
 		double t0 = moert_seconds();
 		if (use_cuda)
@@ -446,6 +448,10 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		ls.lr = lr_at(m, o.lr, step, o.steps);
 		ls.grad_norm = (use_cuda ? m->optimizer_step_cuda : m->optimizer_step)(run, ls.lr, (int)step);
 		run_steps++;
+		if (run->prof && run_steps == 1 && step < o.steps) { /* warm-up: see profile.h */
+			moert_prof_reset(run->prof);
+			prof_warmup = 1;
+		}
 		if (use_cuda && !(isfinite(st.loss) && isfinite(ls.grad_norm))) { /* to name the tensor */
 			if (!r.grads)
 				r.grads = alloc_floats(m->param_floats, "the gradients");
@@ -479,7 +485,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		train_state_dump(&ts, &r, o.dump, &st);
 	}
 	if (run->prof && rank0)
-		moert_prof_report(run->prof, m, run_steps, stdout);
+		moert_prof_report(run->prof, m, run_steps - prof_warmup, prof_warmup, stdout);
 	moert_prof_free(run->prof);
 	run->prof = NULL;
 	if (comm.nccl) { /* what went over NCCL joins what went over MPI (launch, nothing else) */

@@ -63,7 +63,7 @@ static void drv_grad_sumsq(struct kctx *x)
 	for (size_t li = 0; li < sizeof tlists / sizeof tlists[0]; li++) {
 		const struct tlist *L = &tlists[li];
 		const long total = tl_total(L);
-		const int nblk = imax(1, imin((int)ceil_div(total, 2048), 256));
+		const int nblk = imax(1, imin((int)ceil_div(total, 2048), 1024)); /* grad_sumsq.cu's launch line */
 		struct tcase *c = tc_new(x, "total=%ld %s", total, L->what);
 		int bs = tb_add(c, "sumsq", DT_F32, 1, R_INOUT);
 		tb_f32(c, bs)[0] = 0.25f; /* accumulated into */
