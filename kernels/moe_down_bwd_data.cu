@@ -52,28 +52,51 @@ MOEC_KERNEL(const act_t *dy, const act_t *w_down, const act_t *gu, const int *of
 		gemm_t g;
 		g.run(smem, a, b);
 
+		// The epilogue reads the saved gate/up of every output pair: a batch of EB fragments'
+		// pairs is loaded first, then turned into dgu and stored (see moe_raw_pair), so the
+		// loads of a batch overlap instead of costing a global-memory latency per fragment.
+		constexpr int EB = 8;
 #pragma unroll
-		for (int f = 0; f < gemm_t::NFRAG; f++) {
-			int r, c;
-			float v[4];
-			g.frag(f, r, c, v);
-			const int row = t.row0 + r;
-			if (row >= t.row_end)
-				continue;
-			const act_t *gr = gu + (long long)row * (2 * I);
-			act_t *dr = dgu + (long long)row * (2 * I);
+		for (int f0 = 0; f0 < gemm_t::NFRAG; f0 += EB) {
+			moe_raw_pair gq[EB][2] = {}, uq[EB][2] = {};
 #pragma unroll
-			for (int half = 0; half < 2; half++) {
-				const int j = n0 + half * (TILE_N / 2) + c;
-				if (j >= I) // I even: j < I covers j + 1 too
+			for (int q = 0; q < EB && f0 + q < gemm_t::NFRAG; q++) {
+				int r, c;
+				float v[4];
+				g.frag(f0 + q, r, c, v);
+				const int row = t.row0 + r;
+				const act_t *gr = gu + (long long)row * (2 * I);
+#pragma unroll
+				for (int half = 0; half < 2; half++) {
+					const int j = n0 + half * (TILE_N / 2) + c;
+					if (row < t.row_end && j < I) { // I even: j < I covers j + 1 too
+						gq[q][half] = moe_load_raw_pair(gr, j);
+						uq[q][half] = moe_load_raw_pair(gr + I, j);
+					}
+				}
+			}
+#pragma unroll
+			for (int q = 0; q < EB && f0 + q < gemm_t::NFRAG; q++) {
+				int r, c;
+				float v[4];
+				g.frag(f0 + q, r, c, v);
+				const int row = t.row0 + r;
+				if (row >= t.row_end)
 					continue;
-				float g0, g1, u0, u1, dg0, dg1, du0, du1;
-				moe_load_pair(gr, j, &g0, &g1);
-				moe_load_pair(gr + I, j, &u0, &u1);
-				swiglu_bwd(v[2 * half], g0, u0, &dg0, &du0);
-				swiglu_bwd(v[2 * half + 1], g1, u1, &dg1, &du1);
-				moe_store_pair(dr, j, I, dg0, dg1);
-				moe_store_pair(dr + I, j, I, du0, du1);
+				act_t *dr = dgu + (long long)row * (2 * I);
+#pragma unroll
+				for (int half = 0; half < 2; half++) {
+					const int j = n0 + half * (TILE_N / 2) + c;
+					if (j >= I)
+						continue;
+					float g0, g1, u0, u1, dg0, dg1, du0, du1;
+					moe_unpack_pair(gq[q][half], &g0, &g1);
+					moe_unpack_pair(uq[q][half], &u0, &u1);
+					swiglu_bwd(v[2 * half], g0, u0, &dg0, &du0);
+					swiglu_bwd(v[2 * half + 1], g1, u1, &dg1, &du1);
+					moe_store_pair(dr, j, I, dg0, dg1);
+					moe_store_pair(dr + I, j, I, du0, du1);
+				}
 			}
 		}
 	}

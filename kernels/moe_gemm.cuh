@@ -581,6 +581,36 @@ __device__ __forceinline__ void moe_load_pair(const act_t *p, int col, float *v0
 #endif
 }
 
+// A pair p[col], p[col+1] as loaded, unconverted: epilogues that read saved activations load
+// a batch of pairs first and convert them after (moe_unpack_pair), so the batch's loads are in
+// flight together rather than one global-memory latency per fragment (a load after a store
+// to another act_t pointer cannot be hoisted above it: they may alias).
+#if ACT_BF16
+typedef unsigned moe_raw_pair;
+#else
+typedef float2 moe_raw_pair;
+#endif
+
+__device__ __forceinline__ moe_raw_pair moe_load_raw_pair(const act_t *p, int col)
+{
+#if ACT_BF16
+	return *(const unsigned *)(p + col);
+#else
+	return make_float2(p[col], p[col + 1]);
+#endif
+}
+
+__device__ __forceinline__ void moe_unpack_pair(moe_raw_pair u, float *v0, float *v1)
+{
+#if ACT_BF16
+	*v0 = __uint_as_float(u << 16);
+	*v1 = __uint_as_float(u & 0xffff0000u);
+#else
+	*v0 = u.x;
+	*v1 = u.y;
+#endif
+}
+
 // dw[col], dw[col+1] += (v0, v1) for the columns < n (fp32 weight gradients).
 __device__ __forceinline__ void moe_add_pair(float *p, int col, int n, float v0, float v1)
 {
