@@ -863,13 +863,10 @@ static void step_head(struct step_writer *w)
 	OUT("		const int c = VR - v0 < CHUNK ? VR - v0 : CHUNK;\n");
 	OUT("		if (VR > CHUNK) /* one chunk: the forward's logits are still there */\n");
 	OUT("			MM_NT(T, c, H, A(A_XF), P(%s) + (long)v0 * H, A(A_LOGITS), 0);\n", lm);
-	OUT("		CALL(%s, A(A_LOGITS), A(A_CE_LSE), labels, A(A_CE_TOTALS), dloss, T, c, VR0 + v0);\n",
-	    step_kernel(w, "ce_chunk_bwd", NULL, 0));
-	const char *dl = "A(A_LOGITS)";
-	if (w->bf16) {
-		OUT("		CALL(%s, A(A_S_CAST), A(A_LOGITS), (long)T * c);\n", step_kernel(w, "cast_f32_bf16", NULL, 0));
-		dl = "A(A_S_CAST)";
-	}
+	/* dlogits in the compute precision: in place in fp32, into the bf16 scratch in bf16 */
+	const char *dl = w->bf16 ? "A(A_S_CAST)" : "A(A_LOGITS)";
+	OUT("		CALL(%s, A(A_LOGITS), %s, A(A_CE_LSE), labels, A(A_CE_TOTALS), dloss, T, c, VR0 + v0);\n",
+	    step_kernel(w, "ce_chunk_bwd", NULL, 0), dl);
 	OUT("		MM_NN(T, H, c, %s, P(%s) + (long)v0 * H, A(A_S_DXN), v0 ? 1 : 0);\n", dl, lm);
 	OUT("		MM_TN(c, H, T, %s, A(A_XF), G(%s) + (long)v0 * H, 1);\n", dl, lm);
 	OUT("	}\n");

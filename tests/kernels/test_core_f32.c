@@ -614,7 +614,7 @@ static void test_adamw(void)
 
 typedef void (*ce_fwd_fn)(float *, float *, float *, const float *, const int *, int, int, int);
 typedef void (*ce_fin_fn)(float *, float *, float *, const float *, const float *, const float *, const int *, int);
-typedef void (*ce_bwd_fn)(float *, const float *, const int *, const float *, float, int, int, int);
+typedef void (*ce_bwd_fn)(const float *, float *, const float *, const int *, const float *, float, int, int, int);
 
 /* Full-softmax cross-entropy of one row in double; returns lse, and the row's loss in *loss. */
 static double ref_ce_row(const double *x, int vocab, int label, double *loss)
@@ -685,7 +685,7 @@ static void test_ce(const char *name, int vocab, ce_fwd_fn cfwd, ce_fin_fn cfin,
 			const int w = vocab - v0 < ch ? vocab - v0 : ch;
 			for (int r = 0; r < ROWS; r++)
 				memcpy(chunkbuf + (long)r * w, logits + (long)r * vocab + v0, (size_t)w * sizeof(float));
-			cbwd(chunkbuf, lse, labels, totals, 1.0f, ROWS, w, v0);
+			cbwd(chunkbuf, chunkbuf, lse, labels, totals, 1.0f, ROWS, w, v0); /* in place, as the fp32 step */
 			for (int r = 0; r < ROWS; r++)
 				memcpy(dl + (long)r * vocab + v0, chunkbuf + (long)r * w, (size_t)w * sizeof(float));
 		}
@@ -702,7 +702,7 @@ static void test_ce(const char *name, int vocab, ce_fwd_fn cfwd, ce_fin_fn cfin,
 		cfin(loss, lse, totals, rmax, rsum, tgt, ign, ROWS);
 		EXPECT(totals[0] == 0.0f && totals[1] == 0.0f && totals[2] == 0.0f);
 		memcpy(chunkbuf, logits, (size_t)nl * sizeof(float));
-		cbwd(chunkbuf, lse, ign, totals, 1.0f, ROWS, vocab, 0);
+		cbwd(chunkbuf, chunkbuf, lse, ign, totals, 1.0f, ROWS, vocab, 0);
 		int nz = 0;
 		for (long i = 0; i < nl; i++)
 			nz += chunkbuf[i] != 0.0f;

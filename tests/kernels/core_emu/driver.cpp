@@ -55,7 +55,8 @@ PAIR(grad_sumsq, float *, double *, unsigned *, float **, const long *, int)
 PAIR(scale, float **, const long *, int, float, const float *, float)
 PAIR(ce_chunk_fwd_v500, float *, float *, float *, const float *, const int *, int, int, int)
 PAIR(ce_finish_v500, float *, float *, float *, const float *, const float *, const float *, const int *, int)
-PAIR(ce_chunk_bwd_v500, float *, const float *, const int *, const float *, float, int, int, int)
+PAIR(ce_chunk_bwd_f32_v500, const float *, float *, const float *, const int *, const float *, float, int, int, int)
+PAIR(ce_chunk_bwd_bf16_v500, const float *, b16 *, const float *, const int *, const float *, float, int, int, int)
 }
 
 static int failures, checks;
@@ -460,8 +461,13 @@ static void test_ce()
 						for (int c = 0; c < w; c++)
 							chunk[(long)r * w + c] = logits[(long)r * V + v0 + c];
 					chunkt.copy_from(chunk);
-					emu::launch(gr, 256, [&] { emu_ce_chunk_bwd_v500(chunk.p, lset.p, labels, tott.p, 1.0f, ROWS, w, v0); });
-					ce_chunk_bwd_v500_cpu(chunkt.p, lset.p, labels, tott.p, 1.0f, ROWS, w, v0);
+					// bf16 first (out of place: the chunk is its input), then fp32 in place as the fp32 step
+					buf<b16> d16((long)ROWS * w, off), d16t((long)ROWS * w);
+					emu::launch(gr, 256, [&] { emu_ce_chunk_bwd_bf16_v500(chunk.p, d16.p, lset.p, labels, tott.p, 1.0f, ROWS, w, v0); });
+					ce_chunk_bwd_bf16_v500_cpu(chunkt.p, d16t.p, lset.p, labels, tott.p, 1.0f, ROWS, w, v0);
+					CHECK(d16.same(d16t), "ce_chunk_bwd bf16 chunk=%d v0=%d off=%d grid=%u (same lse: must be bitwise)", ch, v0, off, gr);
+					emu::launch(gr, 256, [&] { emu_ce_chunk_bwd_f32_v500(chunk.p, chunk.p, lset.p, labels, tott.p, 1.0f, ROWS, w, v0); });
+					ce_chunk_bwd_f32_v500_cpu(chunkt.p, chunkt.p, lset.p, labels, tott.p, 1.0f, ROWS, w, v0);
 					CHECK(chunk.same(chunkt), "ce_chunk_bwd chunk=%d v0=%d off=%d grid=%u (same lse: must be bitwise)", ch, v0, off, gr);
 				}
 			}

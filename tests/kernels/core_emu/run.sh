@@ -72,7 +72,8 @@ inst grad_sumsq grad_sumsq
 inst scale scale
 inst ce_chunk_fwd_v500 ce_chunk_fwd -DV=500
 inst ce_finish_v500 ce_finish -DV=500
-inst ce_chunk_bwd_v500 ce_chunk_bwd -DV=500
+inst ce_chunk_bwd_f32_v500 ce_chunk_bwd -DV=500 -DACT_BF16=0
+inst ce_chunk_bwd_bf16_v500 ce_chunk_bwd -DV=500 -DACT_BF16=1
 
 g++ -std=c++17 -O1 -g -ffp-contract=off -fsanitize=alignment -Itests/kernels/core_emu tests/kernels/core_emu/driver.cpp $objs -lm \
 	-o "$B/driver"
