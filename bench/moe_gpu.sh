@@ -20,7 +20,9 @@
 #
 # Prints the report (a bench/results file: header, each measurement with its baseline and
 # the ratio). Environment: MOEC (default build/release/moec), MOE_GPU_ARCH (moec build
-# --arch, default moec's), MOE_GPU_TOKENS (default "4096 8192 16384 32768"), RESULTS=1
+# --arch, default moec's), MOE_GPU_TOKENS (default "4096 8192 16384 32768"; the model benchmark
+# takes the first), MOE_GPU_ROUTES (the layer's routings, default "balanced skewed"),
+# MOE_GPU_MMA_ROUTES (the mma.sync comparison's, default balanced; "" for none), RESULTS=1
 # (also write bench/results/<date>_moe_gpu.txt), REPORT=FILE (also write the report there);
 # for run: MOE_GPU_LIBS (the trainers' LD_LIBRARY_PATH, e.g. a kit's lib/; python keeps the
 # environment's), MOE_GPU_COMMIT (the commit the trainers were built from, default HEAD),
@@ -32,6 +34,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 spec=bench/specs/qwen3_30b_a3b_4layers.yaml
 tokens=${MOE_GPU_TOKENS:-4096 8192 16384 32768}
+routes=${MOE_GPU_ROUTES:-balanced skewed}
 data=$root/data/tiny_shakespeare_train.bin
 trainer_env=(env "LD_LIBRARY_PATH=${MOE_GPU_LIBS:-${LD_LIBRARY_PATH:-}}")
 
@@ -121,9 +124,10 @@ run() { # run DIR [layer|model|all]
 		echo "\"balanced\" is the routing of a random init (max/mean load printed), \"skewed\" adds +4 to"
 		echo "experts 0..7's router logits (MOERT_ROUTER_BIAS=0-7:4), as the baselines' skew does"
 		# moec first (its numbers matter most where the time budget runs short)
-		local moe ours base route load bias tps mem
+		local moe ours base route load bias tps mem torch_routes=both
+		case $routes in balanced | skewed) torch_routes=$routes ;; esac
 		for T in $tokens; do
-			for route in balanced skewed; do
+			for route in $routes; do
 				: >"$tmp/moec$T$route.txt"
 				has "moec T=$T $route" || continue
 				bias=
@@ -149,11 +153,11 @@ run() { # run DIR [layer|model|all]
 		: >"$tmp/torch.txt"
 		if has "baselines"; then
 			# shellcheck disable=SC2086 # tokens is a list
-			limit 240 python3 bench/moe_layer_torch.py $tokens both 2>"$tmp/torch.err" | tee "$tmp/torch.txt" ||
+			limit 240 python3 bench/moe_layer_torch.py $tokens "$torch_routes" 2>"$tmp/torch.err" | tee "$tmp/torch.txt" ||
 				echo "baselines: python3 bench/moe_layer_torch.py exit $?: $(tail -2 "$tmp/torch.err" | tr '\n' ' ')"
 		fi
 		for T in $tokens; do
-			for route in balanced skewed; do
+			for route in $routes; do
 				ours=$(sed -n 's/.* \([0-9.]*\) TFLOP\/s.*/\1/p' "$tmp/moec$T$route.txt" | head -1)
 				base=$(sed -n "s/^grouped_mm T=$T $route:.* \([0-9.]*\) TFLOP\/s.*/\1/p" "$tmp/torch.txt")
 				if [ -n "$ours" ] && [ -n "$base" ]; then
@@ -226,7 +230,7 @@ layer_engines() { # DIR
 		[ -x "$d/train" ] || continue
 		T=$(basename "$d")
 		T=${T#mma_b}
-		for route in ${MOE_GPU_MMA_ROUTES:-balanced}; do
+		for route in ${MOE_GPU_MMA_ROUTES-balanced}; do
 			has "moec mma.sync T=$T $route" || continue
 			bias=
 			[ "$route" = skewed ] && bias=0-7:4
