@@ -23,7 +23,8 @@
 #                  with "engines T=... : wgmma X vs mma.sync Y TFLOP/s, wgmma / mma.sync = R"
 #          bench   layer then model;  all   tests, layer, model (default: tests)
 #          tune    the six expert GEMMs timed alone (kernel_vs_twin --time: T = 4096 and 32768
-#                  tokens x top-8 rows, balanced and skewed routing, the median of 20 launches)
+#                  tokens x top-8 rows, balanced and skewed routing, the median of 20 launches;
+#                  also moe_permute, moe_combine and their backward, in GB/s)
 #                  in each tile variant of the kit (TUNE_VARIANTS, default: qwen30b = wgmma
 #                  STAGES 3, qwen30b_st4 = wgmma STAGES 4, qwen30b_sm90 = mma.sync,
 #                  qwen30b_sm90_tn128 = mma.sync TILE_N 128; scripts/gpu_kit.sh builds them),
@@ -177,7 +178,7 @@ chk_tune() { # KIT NAME OUTFILE [ARGS...]
 }
 
 # the tune table from kernel_vs_twin --time listings, one file per variant (DIR/VARIANT.txt):
-# kernel x case, each variant's median ms and TFLOP/s, the fastest; then per kernel the sum
+# kernel x case, each variant's median ms and TFLOP/s (GB/s for the copies), the fastest; then per kernel the sum
 # over its cases and the variant with the least
 tune_table() { # DIR VARIANT...
 	local dir=$1
@@ -189,11 +190,11 @@ tune_table() { # DIR VARIANT...
 	[ ${#files[@]} -gt 0 ] || { echo "no timings: every variant was skipped"; return; }
 	awk -v order="$*" '
 	FNR == 1 { v = FILENAME; sub(/.*\//, "", v); sub(/\.txt$/, "", v) }
-	$2 ~ /^T=/ && $5 == "ms" && $7 == "TFLOP/s" {
+	$2 ~ /^T=/ && $5 == "ms" && ($7 == "TFLOP/s" || $7 == "GB/s") {
 		k = $1; sub(/_(bf16|f32)_.*/, "", k)
 		key = k " " substr($2, 3) " " $3
 		if (!(key in seen)) { seen[key] = 1; keys[++nk] = key; kk[nk] = k }
-		ms[key, v] = $4; tf[key, v] = $6
+		ms[key, v] = $4; tf[key, v] = $6; unit[key] = $7 == "GB/s" ? "GB/s" : "TF"
 		sum[k, v] += $4; cnt[k, v]++
 		if (!(k in ncase)) { kern[++nkern] = k; ncase[k] = 0 }
 		if (cnt[k, v] > ncase[k]) ncase[k] = cnt[k, v]
@@ -202,7 +203,7 @@ tune_table() { # DIR VARIANT...
 		nv = split(order, vs, " ")
 		if (!nk) { print "no timings: no variant printed a timing line (see the log)"; exit }
 		printf "%-24s %-16s", "kernel", "case"
-		for (i = 1; i <= nv; i++) printf " %22s", vs[i]
+		for (i = 1; i <= nv; i++) printf " %24s", vs[i]
 		printf "  %s\n", "fastest"
 		for (j = 1; j <= nk; j++) {
 			split(keys[j], p, " ")
@@ -210,10 +211,10 @@ tune_table() { # DIR VARIANT...
 			best = ""
 			for (i = 1; i <= nv; i++) {
 				if ((keys[j], vs[i]) in ms) {
-					printf " %9.3f ms %5.0f TF", ms[keys[j], vs[i]], tf[keys[j], vs[i]]
+					printf " %9.3f ms %5.0f %-4s", ms[keys[j], vs[i]], tf[keys[j], vs[i]], unit[keys[j]]
 					if (best == "" || ms[keys[j], vs[i]] < ms[keys[j], best]) best = vs[i]
 				} else
-					printf " %22s", "-"
+					printf " %24s", "-"
 			}
 			printf "  %s\n", best
 		}

@@ -229,4 +229,4 @@ fi
 if [ $((size + tree)) -gt $((63 * 1048576)) ]; then
 	die "the kit and the working tree are $(mib $((size + tree))) MiB together: over run's 64 MiB"
 fi
-echo "GPU session: carry $kit; run: bash bench/gpu_session.sh $kit tests model   (then: ... layer)"
+echo "GPU session: carry $kit; run: bash bench/gpu_session.sh $kit tests model   (then: ... layer; tuning: ... tune profile)"

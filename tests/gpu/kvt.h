@@ -73,7 +73,8 @@ extern long g_max_rows;        /* --max-rows (0: none) */
 extern int g_threads;          /* for big random fills */
 extern int g_time, g_time_iters; /* --time: GPU timings, no twin; timed launches per case */
 extern const char *g_time_case; /* --case: --time's cases whose shape has it (NULL: all) */
-extern int g_topk;             /* --time: routed experts per token (the build's K; rows = T K) */
+extern int g_topk, g_experts;  /* --time: routed experts per token (the build's K; rows = T K), of E */
+void time_route(int E, int K, int T, int skewed, int *pick); /* kvt_case.c */
 #define MAXTHREADS 16
 extern struct moert_cuda *g_dev;
 
@@ -239,6 +240,10 @@ struct kctx {
  * launch sizes (tv: the variables of the template's launch line; tg: the geometry the driver
  * expects, checked against that line) and run_case, which runs, compares, prints and frees. */
 struct tcase *tc_new(struct kctx *x, const char *fmt, ...);
+/* --time's case i of TIME_CASES (T = 4096 or 32768 tokens, balanced or skewed), made with its
+ * shape; NULL when --case leaves it out */
+#define TIME_CASES 4
+struct tcase *tc_time(struct kctx *x, int i, int *T, int *skewed);
 int over_max_rows(struct kctx *x, const char *what, long rows); /* 1: skip this case (printed) */
 void sentinel(struct tbuf *b);
 int tb_add(struct tcase *c, const char *name, int dt, size_t n, int role);

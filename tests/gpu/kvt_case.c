@@ -295,3 +295,39 @@ int tb_copy(struct tcase *c, const char *name, int dt, size_t n, int role, const
 	memcpy(c->b[i].init, src, n * dt_size[dt]);
 	return i;
 }
+
+/* --time's routing (kvt_core.c): for each of T tokens, the K experts of the top-K of E N(0,1)
+ * logits (+4 on experts 0..7 when skewed), into pick[T K], highest first */
+void time_route(int E, int K, int T, int skewed, int *pick)
+{
+	double *l = xcalloc((size_t)E, sizeof *l);
+	for (int t = 0; t < T; t++) {
+		for (int e = 0; e < E; e++)
+			l[e] = rnd_normal() + (skewed && e < 8 ? 4 : 0);
+		for (int k = 0; k < K; k++) { /* selection: K is small */
+			int best = 0;
+			for (int e = 1; e < E; e++)
+				if (l[e] > l[best])
+					best = e;
+			pick[(size_t)t * K + k] = best;
+			l[best] = -INFINITY;
+		}
+	}
+	free(l);
+}
+
+/* --time's case i of TIME_CASES: T = 4096 or 32768 tokens, balanced or skewed; NULL when --case
+ * leaves it out (it keeps its case number: the others draw the same routings) */
+struct tcase *tc_time(struct kctx *x, int i, int *T, int *skewed)
+{
+	static const int tokens[] = {4096, 32768};
+	*T = tokens[i / 2];
+	*skewed = i % 2;
+	char shape[64];
+	snprintf(shape, sizeof shape, "T=%d %s", *T, *skewed ? "skewed" : "balanced");
+	if (g_time_case && !strstr(shape, g_time_case)) {
+		x->nskip++;
+		return NULL;
+	}
+	return tc_new(x, "%s", shape);
+}

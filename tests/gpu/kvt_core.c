@@ -56,16 +56,17 @@
  * the heap for the next case's buffers instead of being mapped and zeroed afresh.
  */
 /* --time, for tuning the expert GEMMs (bench/gpu_session.sh part tune): no twin and no
- * comparison; the drivers that have timing cases (the six grouped GEMMs of kvt_gemm.c) make
- * those at real sizes instead of their test shapes: T = 4096 and 32768 tokens, T x K rows
+ * comparison; the drivers that have timing cases (the six grouped GEMMs of kvt_gemm.c, and
+ * moe_permute, moe_combine and their backward in kvt_dispatch.c) make those at real sizes
+ * instead of their test shapes: T = 4096 and 32768 tokens, T x K rows
  * (K: the build's top-k), each routed "balanced" (per token, K distinct experts of the top-K of
  * E_LOCAL N(0,1) logits: a random-init router, rows per expert about multinomial) and "skewed"
  * (the same with +4 on the logits of experts 0..7, as bench/moe_gpu.sh's
  * MOERT_ROUTER_BIAS=0-7:4: those 8 experts then get most of the rows). Inputs are random (a 1M
  * block of draws repeated, kvt_case.c). Each case: a warm-up launch, then --iters launches
  * (default 20) between CUDA events; one line per kernel and case with the median ms and
- * TFLOP/s (2 x rows x the GEMM's two other dimensions), the fastest launch, rows and max/mean
- * load; --case SUBSTR keeps the cases whose shape has SUBSTR ("T=32768 balanced": one case per
+ * TFLOP/s (2 x rows x the GEMM's two other dimensions; the copies: GB/s, every buffer read or
+ * written once), the fastest launch, rows and max/mean load; --case SUBSTR keeps the cases whose shape has SUBSTR ("T=32768 balanced": one case per
  * kernel, as Nsight Compute wants). The argument and geometry checks still run; nothing
  * asserts a time. Exit 0, 1 when a
  * launch fails, 77 without a GPU. Device memory: up to about 3 GiB per case at T = 32768 for
@@ -113,7 +114,7 @@ static int g_nskip; /* cases not run: over --max-rows */
 int g_threads = 1;
 int g_time, g_time_iters = 20;
 const char *g_time_case;
-int g_topk = 8;
+int g_topk = 8, g_experts = 128;
 struct moert_cuda *g_dev;
 
 void *xmalloc(size_t n)
@@ -450,17 +451,18 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (g_time) /* the rows of a token: the routed experts, as the router kernels' K says */
-		for (int i = 0; i < m.n; i++) {
+	if (g_time) /* a token's rows: its routed experts, of E, as the routing kernels' K and E say */
+		for (int i = m.n - 1; i >= 0; i--) {
 			long k;
-			if (!kconst_int(&m.k[i], "K", &k) && k >= 1 && k <= 64) {
+			if (!kconst_int(&m.k[i], "K", &k) && k >= 1 && k <= 64)
 				g_topk = (int)k;
-				break;
-			}
+			if (!kconst_int(&m.k[i], "E", &k) && k >= 1 && k <= 4096)
+				g_experts = (int)k;
 		}
 	printf("%s: %d kernels (%s), seed %" PRIu64, build, m.n, m.arch, g_seed);
 	if (g_time)
-		printf(", --time: top-%d, the median of %d launches after a warm-up, no twins", g_topk, g_time_iters);
+		printf(", --time: top-%d of %d experts, the median of %d launches after a warm-up, no twins", g_topk, g_experts,
+		       g_time_iters);
 	if (g_max_rows)
 		printf(", --max-rows %ld: no case of more rows or tokens", g_max_rows);
 	printf("\n");

@@ -201,56 +201,37 @@ static void gemm_run(struct kctx *x, struct tcase *c, int which, const struct ge
 	run_case(x, c);
 }
 
-/* --time's routing (kvt_core.c): each of T tokens picks the top-K of E N(0,1) logits, +4 on
- * experts 0..7 when skewed; offsets of the rows per expert. Returns the most rows of an expert. */
+/* --time's routing: rows per expert as offsets; returns the most rows of an expert */
 static int time_offsets(int *off, int E, int K, int T, int skewed)
 {
-	int *n = xcalloc((size_t)E, sizeof *n), *pick = xcalloc((size_t)K, sizeof *pick), most = 0;
-	double *l = xcalloc((size_t)E, sizeof *l);
-	for (int t = 0; t < T; t++) {
-		for (int e = 0; e < E; e++)
-			l[e] = rnd_normal() + (skewed && e < 8 ? 4 : 0);
-		for (int k = 0; k < K && k < E; k++) { /* selection: K is small */
-			int best = -1;
-			for (int e = 0; e < E; e++)
-				if (l[e] > -1e300 && (best < 0 || l[e] > l[best]))
-					best = e;
-			pick[k] = best;
-			l[best] = -1e301;
-		}
-		for (int k = 0; k < K && k < E; k++)
-			n[pick[k]]++;
-	}
-	off[0] = 0;
+	int *pick = xcalloc((size_t)T * K, sizeof *pick), most = 0;
+	time_route(E, K, T, skewed, pick);
+	for (int e = 0; e <= E; e++)
+		off[e] = 0;
+	for (size_t p = 0; p < (size_t)T * K; p++)
+		off[pick[p] + 1]++;
 	for (int e = 0; e < E; e++) {
-		off[e + 1] = off[e] + n[e];
-		most = imax(most, n[e]);
+		most = imax(most, off[e + 1]);
+		off[e + 1] += off[e];
 	}
-	free(l);
 	free(pick);
-	free(n);
 	return most;
 }
 
 static void gemm_time(struct kctx *x, int which, const struct gemm_dims *g)
 {
-	static const int tokens[] = {4096, 32768};
-	for (size_t ti = 0; ti < sizeof tokens / sizeof tokens[0]; ti++)
-		for (int skewed = 0; skewed < 2; skewed++) {
-			char shape[64];
-			snprintf(shape, sizeof shape, "T=%d %s", tokens[ti], skewed ? "skewed" : "balanced");
-			if (g_time_case && !strstr(shape, g_time_case)) {
-				x->nskip++; /* keeps the case numbers: the others draw the same routings */
-				continue;
-			}
-			struct tcase *c = tc_new(x, "%s", shape);
-			int bo = tb_add(c, "offsets", DT_I32, (size_t)g->E + 1, R_IN);
-			const int K = imin(g_topk, (int)g->E);
-			const int most = time_offsets(tb_i32(c, bo), (int)g->E, K, tokens[ti], skewed);
-			const int rows = tokens[ti] * K;
-			snprintf(c->note, sizeof c->note, "rows %d, max/mean %.2f", rows, most * (double)g->E / rows);
-			gemm_run(x, c, which, g, bo, rows, 0);
-		}
+	for (int i = 0; i < TIME_CASES; i++) {
+		int T, skewed;
+		struct tcase *c = tc_time(x, i, &T, &skewed);
+		if (!c)
+			continue;
+		int bo = tb_add(c, "offsets", DT_I32, (size_t)g->E + 1, R_IN);
+		const int K = imin(g_topk, (int)g->E);
+		const int most = time_offsets(tb_i32(c, bo), (int)g->E, K, T, skewed);
+		const int rows = T * K;
+		snprintf(c->note, sizeof c->note, "rows %d, max/mean %.2f", rows, most * (double)g->E / rows);
+		gemm_run(x, c, which, g, bo, rows, 0);
+	}
 }
 
 static void drv_gemm(struct kctx *x, int which)

@@ -328,8 +328,13 @@ static int time_case(struct kctx *x, struct tcase *c, char *why, size_t cap)
 	}
 	qsort(ms, (size_t)n, sizeof ms[0], cmp_float);
 	const double med = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
-	printf("%-46s %-16s %9.3f ms %7.1f TFLOP/s  (min %.3f ms, %d launches; %s)\n", x->k->name, c->shape, med,
-	       med > 0 ? c->flops / (med * 1e9) : 0.0, ms[0], n, c->note);
+	/* GEMMs: TFLOP/s of their FLOPs; copies (no flops): GB/s, every buffer read or written once */
+	double bytes = 0;
+	for (int i = 0; i < c->nb; i++)
+		bytes += (double)c->b[i].n * dt_size[c->b[i].dt];
+	const double rate = med <= 0 ? 0 : c->flops > 0 ? c->flops / (med * 1e9) : bytes / (med * 1e6);
+	printf("%-46s %-16s %9.3f ms %7.1f %s  (min %.3f ms, %d launches; %s)\n", x->k->name, c->shape, med, rate,
+	       c->flops > 0 ? "TFLOP/s" : "GB/s", ms[0], n, c->note);
 	fflush(stdout);
 	return 0;
 fail:
