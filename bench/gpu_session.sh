@@ -31,11 +31,12 @@
 #                  then a table kernel x case x variant (ms, TFLOP/s) and the best variant per
 #                  kernel; OUT/tune.txt (bench/results style header), OUT/tune.log. TUNE_ARGS
 #                  adds kernel_vs_twin arguments (--iters N, --only moe_down, --case T=32768).
-#                  About 40-60 s per variant (estimated: most of it is filling and uploading
-#                  up to 3 GiB of inputs per case), 3-4 min in all
-#          profile Nsight Compute (ncu) on the six expert GEMMs as `tune` runs them, one case
-#                  (PROFILE_CASE, default "T=32768 balanced") of one variant (PROFILE_VARIANT,
-#                  default qwen30b), a warm-up and 2 launches each: per kernel its time, SM and
+#                  About 40-70 s per variant, 3-5 min in all (estimated: the launches take
+#                  under 1 s per case; the host's part, filling and uploading up to 3 GiB per
+#                  case, took 2.5-4.5 s per case on 2 cores under tests/emu's emulator)
+#          profile Nsight Compute (ncu) on the six expert GEMMs (and the four copies) as `tune`
+#                  runs them, one case (PROFILE_CASE, default "T=32768 balanced") of one variant
+#                  (PROFILE_VARIANT, default qwen30b), a warm-up and 2 launches each: per kernel its time, SM and
 #                  memory throughput (% of peak) and tensor-pipe use; OUT/ncu_moe.csv, the
 #                  table in gpu_tests.txt (about 1-2 min, estimated; SKIP where ncu is missing).
 #                  (It ran on the 3.1 B-parameter bench trainer before: ncu sat 300 s in its
@@ -67,15 +68,16 @@ usage() {
 	exit 2
 }
 
-# profile: ncu's Speed Of Light and tensor-pipe metrics of the expert GEMMs as kernel_vs_twin
-# --time launches them (one case, a warm-up and 2 timed launches per kernel: 18 launches),
+# profile: ncu's Speed Of Light and tensor-pipe metrics of the expert GEMMs (and the permute /
+# combine copies) as kernel_vs_twin --time launches them (one case, a warm-up and 2 timed
+# launches per kernel: 30 launches),
 # then one line per kernel (the sum over its launches) sorted by time
 chk_profile() { # KIT NAME CASE WORK CSV
 	local kit=$1 name=$2 case=$3 w=$4 csv=$5
 	command -v ncu >/dev/null 2>&1 || { echo "SKIP: ncu is not on the PATH"; exit 77; }
 	[ -x "$kit/kvt/$name/kernel_vs_twin" ] || { echo "SKIP: the kit has no kvt/$name"; exit 77; }
 	mkdir -p "$w"
-	ncu --csv --page raw --launch-count 18 -k 'regex:^moe_' \
+	ncu --csv --page raw --launch-count 30 -k 'regex:^moe_' \
 		--metrics gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active \
 		"$kit/kvt/$name/kernel_vs_twin" --time --only moe_ --case "$case" --iters 2 "$kit/kvt/$name/build" \
 		>"$csv" 2>"$w/ncu.err" || { tail -5 "$w/ncu.err"; tail -5 "$csv"; exit 1; }
