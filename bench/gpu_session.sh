@@ -22,14 +22,30 @@
 #                  kit's bench/mma_bT trainers (sm_90: mma.sync expert GEMMs; T 32768, balanced)
 #                  with "engines T=... : wgmma X vs mma.sync Y TFLOP/s, wgmma / mma.sync = R"
 #          bench   layer then model;  all   tests, layer, model (default: tests)
-#          profile Nsight Compute (ncu) on the MoE layer's kernels (router_*, moe_*) over one
-#                  step of the T=16k bench trainer: per kernel its time, SM and memory
-#                  throughput (% of peak) and tensor-pipe use; OUT/ncu_moe.csv, the table in
-#                  gpu_tests.txt (about 2-4 min, estimated; SKIP where ncu is missing)
+#          tune    the six expert GEMMs timed alone (kernel_vs_twin --time: T = 4096 and 32768
+#                  tokens x top-8 rows, balanced and skewed routing, the median of 20 launches;
+#                  also moe_permute, moe_combine and their backward, in GB/s)
+#                  in each tile variant of the kit (TUNE_VARIANTS, default: qwen30b = wgmma
+#                  STAGES 3, qwen30b_st4 = wgmma STAGES 4, qwen30b_sm90 = mma.sync,
+#                  qwen30b_sm90_tn128 = mma.sync TILE_N 128; scripts/gpu_kit.sh builds them),
+#                  then a table kernel x case x variant (ms, TFLOP/s) and the best variant per
+#                  kernel; OUT/tune.txt (bench/results style header), OUT/tune.log. TUNE_ARGS
+#                  adds kernel_vs_twin arguments (--iters N, --only moe_down, --case T=32768).
+#                  About 40-70 s per variant, 3-5 min in all (estimated: the launches take
+#                  under 1 s per case; the host's part, filling and uploading up to 3 GiB per
+#                  case, took 2.5-4.5 s per case on 2 cores under tests/emu's emulator)
+#          profile Nsight Compute (ncu) on the six expert GEMMs (and the four copies) as `tune`
+#                  runs them, one case (PROFILE_CASE, default "T=32768 balanced") of one variant
+#                  (PROFILE_VARIANT, default qwen30b), a warm-up and 2 launches each: per kernel its time, SM and
+#                  memory throughput (% of peak) and tensor-pipe use; OUT/ncu_moe.csv, the
+#                  table in gpu_tests.txt (about 1-2 min, estimated; SKIP where ncu is missing).
+#                  (It ran on the 3.1 B-parameter bench trainer before: ncu sat 300 s in its
+#                  start without profiling a kernel.)
 #
-# Two 10-minute calls: `tests model`, then `layer`. Everything in one call shares a time
-# budget (GPU_SESSION_BUDGET_S, default 540 s): a check that would start after it is reported
-# SKIP, and timeouts end by then, so the call ends inside 10 minutes with its results.
+# Two 10-minute calls: `tests model`, then `layer`; tuning: `tune profile` in one call.
+# Everything in one call shares a time budget (GPU_SESSION_BUDGET_S, default 540 s): a check
+# that would start after it is reported SKIP, and timeouts end by then, so the call ends
+# inside 10 minutes with its results.
 #
 # Prints one line per check, PASS / FAIL / SKIP / TIMEOUT, with its measured numbers, and
 # writes under OUT (default build/gpu_session): gpu_tests.txt (the lines, with a bench/results
@@ -48,22 +64,23 @@ cd "$(dirname "$0")/.." || exit 2
 root=$PWD
 
 usage() {
-	echo "usage: bash bench/gpu_session.sh KIT [tests|model|layer|bench|all|profile]..." >&2
+	echo "usage: bash bench/gpu_session.sh KIT [tests|model|layer|bench|all|profile|tune]..." >&2
 	exit 2
 }
 
-# profile: ncu's Speed Of Light and tensor-pipe metrics of the MoE kernels over one step,
+# profile: ncu's Speed Of Light and tensor-pipe metrics of the expert GEMMs (and the permute /
+# combine copies) as kernel_vs_twin --time launches them (one case, a warm-up and 2 timed
+# launches per kernel: 30 launches),
 # then one line per kernel (the sum over its launches) sorted by time
-chk_profile() { # KIT DATA WORK CSV
-	local kit=$1 data=$2 w=$3 csv=$4 t
+chk_profile() { # KIT NAME CASE WORK CSV
+	local kit=$1 name=$2 case=$3 w=$4 csv=$5
 	command -v ncu >/dev/null 2>&1 || { echo "SKIP: ncu is not on the PATH"; exit 77; }
-	t=$kit/bench/b16384/train
-	[ -x "$t" ] || t=$(find "$kit/bench" -name train -type f | sort | head -1)
+	[ -x "$kit/kvt/$name/kernel_vs_twin" ] || { echo "SKIP: the kit has no kvt/$name"; exit 77; }
 	mkdir -p "$w"
-	ncu --csv --page raw --launch-count 60 -k 'regex:^(moe_|router_)' \
+	ncu --csv --page raw --launch-count 30 -k 'regex:^moe_' \
 		--metrics gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active \
-		"$t" --device cuda --steps 1 --no-resume --no-save --quiet --ckpt-dir "$w/c" --metrics /dev/null --data "$data" \
-		>"$csv" 2>"$w/ncu.err" || { tail -5 "$w/ncu.err"; exit 1; }
+		"$kit/kvt/$name/kernel_vs_twin" --time --only moe_ --case "$case" --iters 2 "$kit/kvt/$name/build" \
+		>"$csv" 2>"$w/ncu.err" || { tail -5 "$w/ncu.err"; tail -5 "$csv"; exit 1; }
 	python3 - "$csv" <<'PY'
 import csv, sys, collections
 rows = list(csv.reader(open(sys.argv[1])))
@@ -151,6 +168,72 @@ worst_nmse() {
 		END {if (at != "") printf " worst NMSE %.1e (%s)", w, at; else printf " every output exact or 0"}' "$1"
 }
 
+# tune/NAME: kernel_vs_twin --time over one kvt build (its expert GEMMs at T = 4096 and 32768,
+# balanced and skewed), its lines also kept in OUTFILE for the table
+chk_tune() { # KIT NAME OUTFILE [ARGS...]
+	local kit=$1 name=$2 f=$3 rc
+	shift 3
+	"$kit/kvt/$name/kernel_vs_twin" --time "$@" "$kit/kvt/$name/build" >"$f" 2>&1
+	rc=$?
+	cat "$f"
+	return $rc
+}
+
+# the tune table from kernel_vs_twin --time listings, one file per variant (DIR/VARIANT.txt):
+# kernel x case, each variant's median ms and TFLOP/s (GB/s for the copies), the fastest; then per kernel the sum
+# over its cases and the variant with the least
+tune_table() { # DIR VARIANT...
+	local dir=$1
+	shift
+	local files=() v
+	for v in "$@"; do
+		[ -f "$dir/$v.txt" ] && files+=("$dir/$v.txt")
+	done
+	[ ${#files[@]} -gt 0 ] || { echo "no timings: every variant was skipped"; return; }
+	awk -v order="$*" '
+	FNR == 1 { v = FILENAME; sub(/.*\//, "", v); sub(/\.txt$/, "", v) }
+	$2 ~ /^T=/ && $5 == "ms" && ($7 == "TFLOP/s" || $7 == "GB/s") {
+		k = $1; sub(/_(bf16|f32)_.*/, "", k)
+		key = k " " substr($2, 3) " " $3
+		if (!(key in seen)) { seen[key] = 1; keys[++nk] = key; kk[nk] = k }
+		ms[key, v] = $4; tf[key, v] = $6; unit[key] = $7 == "GB/s" ? "GB/s" : "TF"
+		sum[k, v] += $4; cnt[k, v]++
+		if (!(k in ncase)) { kern[++nkern] = k; ncase[k] = 0 }
+		if (cnt[k, v] > ncase[k]) ncase[k] = cnt[k, v]
+	}
+	END {
+		nv = split(order, vs, " ")
+		if (!nk) { print "no timings: no variant printed a timing line (see the log)"; exit }
+		printf "%-24s %-16s", "kernel", "case"
+		for (i = 1; i <= nv; i++) printf " %24s", vs[i]
+		printf "  %s\n", "fastest"
+		for (j = 1; j <= nk; j++) {
+			split(keys[j], p, " ")
+			printf "%-24s %-16s", p[1], "T=" p[2] " " p[3]
+			best = ""
+			for (i = 1; i <= nv; i++) {
+				if ((keys[j], vs[i]) in ms) {
+					printf " %9.3f ms %5.0f %-4s", ms[keys[j], vs[i]], tf[keys[j], vs[i]], unit[keys[j]]
+					if (best == "" || ms[keys[j], vs[i]] < ms[keys[j], best]) best = vs[i]
+				} else
+					printf " %24s", "-"
+			}
+			printf "  %s\n", best
+		}
+		print ""
+		print "best variant per kernel (the sum of its cases ms; variants with every case only):"
+		for (j = 1; j <= nkern; j++) {
+			k = kern[j]; best = ""; line = ""
+			for (i = 1; i <= nv; i++) {
+				if (cnt[k, vs[i]] != ncase[k]) continue
+				line = line sprintf("  %s %.3f", vs[i], sum[k, vs[i]])
+				if (best == "" || sum[k, vs[i]] < sum[k, best]) best = vs[i]
+			}
+			printf "  %-24s %-20s (ms:%s)\n", k, best, line
+		}
+	}' "${files[@]}"
+}
+
 # compute-sanitizer memcheck over one kernel_vs_twin build (default seed)
 chk_memcheck() { # KIT NAME
 	compute-sanitizer --tool memcheck --error-exitcode 3 "$1/kvt/$2/kernel_vs_twin" "$1/kvt/$2/build" 2>&1 |
@@ -171,7 +254,7 @@ shift
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(tests)
 for p in "${parts[@]}"; do
-	case $p in tests | model | layer | bench | all | profile) ;; *) usage ;; esac
+	case $p in tests | model | layer | bench | all | profile | tune) ;; *) usage ;; esac
 done
 [ -f "$kit/kit.env" ] || { echo "gpu_session.sh: $kit/kit.env is missing: not a kit" >&2; exit 2; }
 KIT_COMMIT=unknown KIT_DATE=unknown KIT_ARCH=sm_90a KIT_BUILT_ON=unknown KIT_TOKENS=
@@ -404,8 +487,39 @@ run_profile() {
 	[ -s "$summary" ] || header "moec GPU checks (the ctest gpu label's, run from a kit)" \
 		"bash bench/gpu_session.sh $kit_arg ${parts[*]}" >"$summary"
 	echo | tee -a "$summary"
-	check profile/moe_kernels 300 '^[a-z]|SKIP' bash "$self" _check profile "$kit" "$data" "$work/profile" \
-		"$out/ncu_moe.csv"
+	check profile/moe_gemms 240 '^[a-z]|SKIP' bash "$self" _check profile "$kit" "${PROFILE_VARIANT:-qwen30b}" \
+		"${PROFILE_CASE:-T=32768 balanced}" "$work/profile" "$out/ncu_moe.csv"
+}
+
+# tune: kernel_vs_twin --time on each tile variant, then the table (tune_table)
+run_tune() {
+	summary=$out/tune.txt
+	log=$out/tune.log
+	: >"$log"
+	header "moec expert GEMMs per tile variant: kernel_vs_twin --time (Qwen3-30B-A3B: E 128, H 2048, I 768, top-8, bf16)" \
+		"bash bench/gpu_session.sh $kit_arg ${parts[*]}${TUNE_ARGS:+ (TUNE_ARGS=$TUNE_ARGS)}" | tee "$summary"
+	echo "cases:    T tokens x 8 rows; balanced: each token the top-8 of 128 N(0,1) logits; skewed: +4 on experts" | tee -a "$summary"
+	echo "          0..7's logits (MOERT_ROUTER_BIAS=0-7:4); the median of 20 launches after a warm-up" | tee -a "$summary"
+	echo "          (tests/gpu/kvt_core.c); TFLOP/s = 2 x rows x the GEMM's other two dimensions / time" | tee -a "$summary"
+	echo "variants:" | tee -a "$summary"
+	local v vs=() names
+	for v in ${TUNE_VARIANTS:-qwen30b qwen30b_st4 qwen30b_sm90 qwen30b_sm90_tn128}; do
+		[ -f "$kit/kvt/$v/build/manifest.json" ] || continue
+		# the arch and one GEMM instance name: the constants that differ from the defaults show
+		names=$(grep -o '"name": *"moe_down_fwd[^"]*"' "$kit/kvt/$v/build/manifest.json" | head -1 | sed 's/.*: *"//; s/"$//')
+		printf '  %-20s --arch %s, %s\n' "$v" "$(sed -n 's/.*"arch": *"\([^"]*\)".*/\1/p' "$kit/kvt/$v/build/manifest.json" |
+			head -1)" "$names" | tee -a "$summary"
+	done
+	echo | tee -a "$summary"
+	mkdir -p "$work/tune"
+	for v in ${TUNE_VARIANTS:-qwen30b qwen30b_st4 qwen30b_sm90 qwen30b_sm90_tn128}; do
+		[ -d "$kit/kvt/$v" ] || { result SKIP "tune/$v" 0 "the kit has no kvt/$v"; continue; }
+		# shellcheck disable=SC2086 # TUNE_ARGS is a word list
+		check "tune/$v" 150 '^(PASS|FAIL)' bash "$self" _check tune "$kit" "$v" "$work/tune/$v.txt" ${TUNE_ARGS:-}
+		vs+=("$v")
+	done
+	echo | tee -a "$summary"
+	tune_table "$work/tune" "${vs[@]}" | tee -a "$summary"
 }
 
 layer=0 model=0
@@ -413,6 +527,7 @@ for p in "${parts[@]}"; do
 	case $p in
 	tests) run_tests ;;
 	profile) run_profile ;;
+	tune) run_tune ;;
 	layer) layer=1 ;;
 	model) model=1 ;;
 	bench) layer=1 model=1 ;;

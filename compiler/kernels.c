@@ -14,6 +14,7 @@
 #include "kernels.h"
 
 #include <dirent.h>
+#include <fnmatch.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -199,7 +200,9 @@ static void kernels_check_supported(const struct spec *s)
 
 /* ---- the step's wish list ---- */
 
-#define KERNEL_MAX_OVERRIDES 4
+/* the step's own values (at most 2 here, and 2 tile sizes from kernels_tiles) plus the user's
+ * --kernel-const ones */
+#define KERNEL_MAX_OVERRIDES 12
 
 struct kernel_want {
 	const char *tmpl;
@@ -742,14 +745,130 @@ static void kernels_tiles(const struct kernel_want *w, const struct kernel_dict 
 	}
 }
 
+/* ---- --kernel-const ---- */
+
+int kernels_parse_user_const(const char *arg, struct kernel_user_consts *uc, char *err, size_t errlen)
+{
+	const char *colon = strchr(arg, ':'), *eq = colon ? strchr(colon, '=') : NULL;
+	if (!colon || !eq || colon == arg || eq == colon + 1 || !eq[1]) {
+		snprintf(err, errlen, "--kernel-const wants TEMPLATE:NAME=VALUE (e.g. 'moe_*:STAGES=4'), not '%s'", arg);
+		return -1;
+	}
+	if (uc->n == KERNEL_MAX_USER_CONSTS) {
+		snprintf(err, errlen, "too many --kernel-const options (at most %d)", KERNEL_MAX_USER_CONSTS);
+		return -1;
+	}
+	struct kernel_user_const *c = &uc->v[uc->n];
+	size_t gl = (size_t)(colon - arg), nl = (size_t)(eq - colon - 1);
+	if (gl >= sizeof c->glob || nl >= sizeof c->name || strlen(eq + 1) >= sizeof c->value ||
+	    strlen(arg) >= sizeof c->arg) {
+		snprintf(err, errlen, "--kernel-const '%s': too long", arg);
+		return -1;
+	}
+	/* tile sizes and stage counts: positive integers, spelled plainly (they name the instance) */
+	char *end;
+	long v = strtol(eq + 1, &end, 10);
+	if (*end || eq[1] < '1' || eq[1] > '9' || v < 1 || v > 65536) {
+		snprintf(err, errlen, "--kernel-const '%s': the value must be a positive integer (a tile size, a stage count)", arg);
+		return -1;
+	}
+	snprintf(c->arg, sizeof c->arg, "%s", arg);
+	snprintf(c->glob, sizeof c->glob, "%.*s", (int)gl, arg);
+	snprintf(c->name, sizeof c->name, "%.*s", (int)nl, colon + 1);
+	snprintf(c->value, sizeof c->value, "%ld", v);
+	uc->n++;
+	return 0;
+}
+
+static bool kernels_file_has_const(const struct kernel_file *f, const char *name)
+{
+	for (int i = 0; i < f->nconst; i++)
+		if (!strcmp(f->consts[i], name))
+			return true;
+	return false;
+}
+
+/* Every --kernel-const must change something: its glob matches a template of this build, and
+ * some matching template lists NAME (with a glob, the others are left alone: 'moe_*:STAGES=4'
+ * sets the GEMMs' stages and passes over moe_permute). NAME must not be a spec-wide constant:
+ * the trainer's step and buffers are written for the spec's shapes. */
+static int kernels_check_user_consts(const struct kernel_user_consts *uc, const struct kernel_files *fs,
+				     const struct kernel_dict *d)
+{
+	int errors = 0;
+	for (int u = 0; uc && u < uc->n; u++) {
+		const struct kernel_user_const *c = &uc->v[u];
+		char used[1024] = "", lacking[1024] = "";
+		int matched = 0, listing = 0;
+		for (int i = 0; i < fs->n; i++) {
+			if (!fs->cu[i])
+				continue;
+			size_t ul = strlen(used);
+			snprintf(used + ul, sizeof used - ul, "%s%s", ul ? " " : "", fs->names[i]);
+			if (fnmatch(c->glob, fs->names[i], 0))
+				continue;
+			matched++;
+			if (kernels_file_has_const(fs->cu[i], c->name)) {
+				listing++;
+				continue;
+			}
+			size_t ll = strlen(lacking);
+			snprintf(lacking + ll, sizeof lacking - ll, "%s%s (", ll ? "; " : "", fs->names[i]);
+			for (int k = 0; k < fs->cu[i]->nconst; k++) {
+				ll = strlen(lacking);
+				snprintf(lacking + ll, sizeof lacking - ll, "%s%s", k ? " " : "", fs->cu[i]->consts[k]);
+			}
+			ll = strlen(lacking);
+			snprintf(lacking + ll, sizeof lacking - ll, "%s)", fs->cu[i]->nconst ? "" : "none");
+		}
+		if (!matched) {
+			diag_at(DIAG_ERROR, NULL, 0, 0, "--kernel-const %s: no template of this build matches '%s' (its templates: %s)",
+				c->arg, c->glob, used);
+			errors++;
+		} else if (kernels_dict_get(d, c->name)) {
+			diag_at(DIAG_ERROR, NULL, 0, 0,
+				"--kernel-const %s: %s is a spec-wide constant (%s here), which the trainer's step is written for: "
+				"change the spec instead (--set); --kernel-const sets a template's own constants (tile sizes)",
+				c->arg, c->name, kernels_dict_get(d, c->name));
+			errors++;
+		} else if (!listing) {
+			diag_at(DIAG_ERROR, NULL, 0, 0, "--kernel-const %s: no template matching '%s' has a constant %s: %s", c->arg,
+				c->glob, c->name, lacking);
+			errors++;
+		}
+	}
+	return errors;
+}
+
+/* w's values plus the user's constants for its template (a later --kernel-const wins) */
+static void kernels_apply_user_consts(const struct kernel_user_consts *uc, const struct kernel_file *cu, struct kernel_want *w)
+{
+	for (int u = 0; uc && u < uc->n; u++) {
+		const struct kernel_user_const *c = &uc->v[u];
+		if (fnmatch(c->glob, w->tmpl, 0) || !kernels_file_has_const(cu, c->name))
+			continue;
+		int at = 0;
+		while (at < w->nover && strcmp(w->over[at].name, c->name))
+			at++;
+		if (at == KERNEL_MAX_OVERRIDES)
+			continue; /* cannot happen: KERNEL_MAX_OVERRIDES leaves room for every tile constant */
+		if (at == w->nover)
+			w->nover++;
+		snprintf(w->over[at].name, sizeof w->over[at].name, "%s", c->name);
+		snprintf(w->over[at].value, sizeof w->over[at].value, "%s", c->value);
+	}
+}
+
 /* Add one wanted instance, or merge it into an equal one already listed. */
-static int kernels_add(struct kernel_set *ks, struct kernel_files *fs, const struct kernel_want *wanted)
+static int kernels_add(struct kernel_set *ks, struct kernel_files *fs, const struct kernel_want *wanted,
+		       const struct kernel_user_consts *uc)
 {
 	int fi = kernels_file_index(fs, ks->dir, wanted->tmpl, wanted->why);
 	if (fi < 0)
 		return 1;
 	struct kernel_want tiled, *w = &tiled;
 	kernels_tiles(wanted, &ks->dict, &tiled);
+	kernels_apply_user_consts(uc, fs->cu[fi], &tiled);
 	struct kernel_inst k;
 	memset(&k, 0, sizeof k);
 	int errors = kernels_fill_prelude(fs->cu[fi], NULL, w, &ks->dict, &k.consts);
@@ -820,7 +939,8 @@ static void kernels_note_unused(const struct kernel_set *ks)
 	}
 }
 
-int kernels_select(const struct spec *s, const struct ir *ir, const struct plan *p, const char *dir, struct kernel_set *ks)
+int kernels_select(const struct spec *s, const struct ir *ir, const struct plan *p, const char *dir,
+		   const struct kernel_user_consts *uc, struct kernel_set *ks)
 {
 	memset(ks, 0, sizeof *ks);
 	snprintf(ks->dir, sizeof ks->dir, "%s", dir);
@@ -839,8 +959,14 @@ int kernels_select(const struct spec *s, const struct ir *ir, const struct plan 
 		goto out_free;
 	}
 	kernels_want_step(s, ir, p, w);
-	for (int i = 0; i < w->n; i++)
-		errors += kernels_add(ks, fs, &w->v[i]);
+	if (uc && uc->n) { /* the step's templates first: what the user's constants may name */
+		for (int i = 0; i < w->n; i++)
+			kernels_file_index(fs, ks->dir, w->v[i].tmpl, w->v[i].why);
+		errors += kernels_check_user_consts(uc, fs, &ks->dict);
+	}
+	const int user_errors = errors;
+	for (int i = 0; i < w->n && !user_errors; i++) /* the user's constants wrong: no instances */
+		errors += kernels_add(ks, fs, &w->v[i], uc);
 	if (!errors)
 		kernels_note_unused(ks);
 	kernels_files_free(fs);

@@ -64,12 +64,38 @@ struct kernel_set {
 	int n;
 };
 
+/* moec build --kernel-const TEMPLATE:NAME=VALUE, for tuning: constant NAME of every template
+ * of the build whose name matches the glob TEMPLATE (fnmatch: "moe_*") gets VALUE in place of
+ * its default. Only a template's own constants (tile sizes: TILE_M, STAGES...) can be set, not
+ * the spec-wide ones (H, E_LOCAL, ACT_BF16...) the trainer's step is written for. The value
+ * names the instance like any constant the emitter sets (moe_down_fwd_bf16_..._st4), so the
+ * cache key and the manifest follow. */
+#define KERNEL_MAX_USER_CONSTS 16
+
+struct kernel_user_const {
+	char arg[KERNEL_TEMPLATE_MAX + KERNEL_CONST_NAME_MAX + KERNEL_CONST_VALUE_MAX]; /* as given */
+	char glob[KERNEL_TEMPLATE_MAX];
+	char name[KERNEL_CONST_NAME_MAX];
+	char value[KERNEL_CONST_VALUE_MAX];
+};
+
+struct kernel_user_consts {
+	int n;
+	struct kernel_user_const v[KERNEL_MAX_USER_CONSTS];
+};
+
+/* Parse one TEMPLATE:NAME=VALUE (VALUE a positive decimal integer) into uc; 0, or -1 with
+ * err saying what is wrong. */
+int kernels_parse_user_const(const char *arg, struct kernel_user_consts *uc, char *err, size_t errlen);
+
 /* The kernels dir: $MOEC_KERNELS_DIR if set, else MOEC_SOURCE_DIR "/kernels". */
 const char *kernels_default_dir(void);
-/* Fill ks for the spec. Errors (unsupported features, missing templates or twins, a
- * constant without a value) go through diag.c; returns their number. ks is valid for
- * kernels_free() either way. */
-int kernels_select(const struct spec *s, const struct ir *ir, const struct plan *p, const char *dir, struct kernel_set *ks);
+/* Fill ks for the spec, with the user's constants uc (NULL: none). Errors (unsupported
+ * features, missing templates or twins, a constant without a value, a --kernel-const that
+ * matches no template or names a constant it does not have) go through diag.c; returns their
+ * number. ks is valid for kernels_free() either way. */
+int kernels_select(const struct spec *s, const struct ir *ir, const struct plan *p, const char *dir,
+		   const struct kernel_user_consts *uc, struct kernel_set *ks);
 void kernels_free(struct kernel_set *ks);
 
 /* The spec-wide dictionary alone (tests, model.h). */

@@ -98,7 +98,7 @@ static const char usage_plan[] =
 
 static const char usage_build[] =
 	"usage: moec build SPEC [-o DIR] [--arch ARCH] [-j N] [--kernels-only] [--set KEY=VALUE]...\n"
-	"                  [--cluster FILE]\n"
+	"                  [--cluster FILE] [--kernel-const TEMPLATE:NAME=VALUE]...\n"
 	"\n"
 	"Check SPEC and prove the job fits (as `moec check`), select the kernels one training\n"
 	"step needs, write them specialized to the spec (DIR/gen/: one .cu per kernel, its CPU\n"
@@ -118,6 +118,11 @@ static const char usage_build[] =
 	"                   sm_89, sm_90, sm_100, sm_120)\n"
 	"  -j N             compile N kernels at once (default: the number of CPUs)\n"
 	"  --kernels-only   stop after the kernels: no model.c, no trainer\n"
+	"  --kernel-const TEMPLATE:NAME=VALUE\n"
+	"                   tuning: constant NAME (a tile size, STAGES; one the template's\n"
+	"                   `moec: constants` line lists) of every template matching the glob\n"
+	"                   TEMPLATE gets VALUE instead of its default, e.g. 'moe_*:STAGES=4';\n"
+	"                   the instance names say so (_st4). Repeatable\n"
 	"  --set KEY=VALUE  override a value\n"
 	"  --cluster FILE   cluster file; replaces parallel.cluster\n"
 	"\n"
@@ -172,6 +177,7 @@ struct args {
 	const char *arch; /* build: --arch */
 	int jobs;         /* build: -j */
 	int kernels_only; /* build: --kernels-only */
+	struct kernel_user_consts kconsts; /* build: --kernel-const */
 };
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
@@ -202,6 +208,18 @@ static int parse_build_option(int argc, char **argv, int *i, struct args *a)
 		which = 1, v = arg + 2;
 	if (!which && !strcmp(arg, "--kernels-only")) {
 		a->kernels_only = 1;
+		return 1;
+	}
+	if (!which && (!strcmp(arg, "--kernel-const") || !strncmp(arg, "--kernel-const=", 15))) {
+		if (arg[14] == '=')
+			v = arg + 15;
+		else if (*i + 1 < argc)
+			v = argv[++*i];
+		else
+			return usage_error(usage_build, "%s needs a value", arg), -2;
+		char err[256];
+		if (kernels_parse_user_const(v, &a->kconsts, err, sizeof err))
+			return usage_error(usage_build, "%s", err), -2;
 		return 1;
 	}
 	if (!which)
@@ -458,7 +476,7 @@ static int build_run(struct job *j, const struct args *a, const char *out)
 	struct emit_context ec = {.dir = out, .spec_path = a->spec, .spec = &j->spec, .ir = j->ir, .plan = j->plan,
 				  .arch = a->arch ? a->arch : "sm_90a", .debug = debug};
 
-	if (kernels_select(&j->spec, j->ir, j->plan, kernels_default_dir(), &ks))
+	if (kernels_select(&j->spec, j->ir, j->plan, kernels_default_dir(), &a->kconsts, &ks))
 		goto out_kernels;
 	stage_done("kernels", &t);
 	int err = file_make_dirs(out);

@@ -20,7 +20,15 @@
 #                         gpu_session.sh runs it with --max-rows); with ARCH sm_90a also
 #                         bf16_sm90 and qwen30b_sm90, the same builds for plain sm_90: the expert
 #                         GEMMs on the mma.sync engine instead of wgmma (kernels/moe_gemm.cuh),
-#                         so one session checks both engines
+#                         so one session checks both engines; and for tuning (gpu_session.sh
+#                         part tune: kernel_vs_twin --time on each), qwen30b built with other
+#                         tile constants (moec build --kernel-const): qwen30b_st4 (wgmma,
+#                         'moe_*:STAGES=4': 192 KiB of stages, one barrier per K tile) and
+#                         qwen30b_sm90_tn128 (mma.sync, 'moe_*:TILE_N=128': half-width tiles,
+#                         128 threads and 96 KiB, so two CTAs fit an SM; moe_down_bwd_data's
+#                         N = I = 768 gets 6 n-tiles instead of 3). wgmma's TILE_N is fixed at
+#                         256 (m64n256k16) and its TILE_M at 128 (256 spills at 512 threads, 64
+#                         breaks the loader's swizzle phase): STAGES is its only knob
 #   bench/bT/train        bench/specs/qwen3_30b_a3b_4layers.yaml at T = 4096..32768 tokens
 #                         per step (bench/moe_gpu.sh build); with ARCH sm_90a also
 #                         bench/mma_bT/train, --arch sm_90 (the mma.sync expert GEMMs) at
@@ -146,6 +154,9 @@ kvt qwen30b bench/specs/qwen3_30b_a3b_4layers.yaml
 if [ "$arch" = sm_90a ]; then # the mma.sync expert GEMMs too (plain sm_90 has no wgmma)
 	kvt_arch=sm_90 kvt bf16_sm90 "$tiny" --set train.precision=bf16
 	kvt_arch=sm_90 kvt qwen30b_sm90 bench/specs/qwen3_30b_a3b_4layers.yaml
+	# tile variants (part tune): the same spec, other constants in the expert GEMMs
+	kvt qwen30b_st4 bench/specs/qwen3_30b_a3b_4layers.yaml --kernel-const 'moe_*:STAGES=4'
+	kvt_arch=sm_90 kvt qwen30b_sm90_tn128 bench/specs/qwen3_30b_a3b_4layers.yaml --kernel-const 'moe_*:TILE_N=128'
 fi
 
 # ---- test programs ----
@@ -196,7 +207,7 @@ dirty=$(git status --porcelain --untracked-files=no -- compiler runtime kernels 
 } >"$kit/kit.env"
 cat >"$kit/run.sh" <<'EOF'
 #!/usr/bin/env bash
-# run.sh [tests|model|layer|bench|all]... - this kit's GPU session, from the repository root:
+# run.sh [tests|model|layer|bench|all|profile|tune]... - this kit's GPU session, from the repository root:
 #   bash build/gpu_kit/run.sh tests     (same as: bash bench/gpu_session.sh build/gpu_kit tests)
 kit=$(cd "$(dirname "$0")" && pwd)
 exec bash bench/gpu_session.sh "$kit" "$@"
@@ -218,4 +229,4 @@ fi
 if [ $((size + tree)) -gt $((63 * 1048576)) ]; then
 	die "the kit and the working tree are $(mib $((size + tree))) MiB together: over run's 64 MiB"
 fi
-echo "GPU session: carry $kit; run: bash bench/gpu_session.sh $kit tests model   (then: ... layer)"
+echo "GPU session: carry $kit; run: bash bench/gpu_session.sh $kit tests model   (then: ... layer; tuning: ... tune profile)"

@@ -40,6 +40,8 @@
 #pragma weak moert_cuda_sync
 #pragma weak moert_cuda_kernel
 #pragma weak moert_cuda_launch
+#pragma weak moert_cuda_mark
+#pragma weak moert_cuda_elapsed_ms
 
 /* ---- tolerances (NMSE), by class; each output of each driver names its class ----------- */
 /* fp32 outputs of the same operations in the same order, up to the last bit of a library
@@ -69,7 +71,10 @@ extern int g_corruptions;      /* self-check: cases whose corrupted outputs the 
 extern uint64_t g_seed;        /* --seed */
 extern long g_max_rows;        /* --max-rows (0: none) */
 extern int g_threads;          /* for big random fills */
-#define MAXTHREADS 16
+extern int g_time, g_time_iters; /* --time: GPU timings, no twin; timed launches per case */
+extern const char *g_time_case; /* --case: --time's cases whose shape has it (NULL: all) */
+extern int g_topk, g_experts;  /* --time: routed experts per token (the build's K; rows = T K), of E */
+void time_route(int E, int K, int T, int skewed, int *pick); /* kvt_case.c */
 #define MAXTHREADS 16
 extern struct moert_cuda *g_dev;
 
@@ -207,6 +212,8 @@ struct tcase {
 	char vn[MAXV][16];
 	long long vv[MAXV];
 	unsigned grid[3], block[3], smem;
+	double flops; /* --time: the case's floating-point operations (its TFLOP/s) */
+	char note[64]; /* --time: printed after the timing (the routing's rows and load) */
 };
 
 typedef void (*invoke_fn)(void *fn, void **a);
@@ -233,6 +240,10 @@ struct kctx {
  * launch sizes (tv: the variables of the template's launch line; tg: the geometry the driver
  * expects, checked against that line) and run_case, which runs, compares, prints and frees. */
 struct tcase *tc_new(struct kctx *x, const char *fmt, ...);
+/* --time's case i of TIME_CASES (T = 4096 or 32768 tokens, balanced or skewed), made with its
+ * shape; NULL when --case leaves it out */
+#define TIME_CASES 4
+struct tcase *tc_time(struct kctx *x, int i, int *T, int *skewed);
 int over_max_rows(struct kctx *x, const char *what, long rows); /* 1: skip this case (printed) */
 void sentinel(struct tbuf *b);
 int tb_add(struct tcase *c, const char *name, int dt, size_t n, int role);
@@ -266,7 +277,10 @@ void tc_free(struct tcase *c);
  * variable, geometry (gx, gy, bx), run */
 int tc_run_n(struct kctx *x, struct tcase *c, const char *name, int n, long gx, long gy, long bx);
 
-/* kvt_run.c: run the case on both sides, compare, print its line; frees it. 1: failed */
+/* kvt_run.c: run the case on both sides, compare, print its line; frees it. 1: failed.
+ * Under --time: the checks of the driver's arguments and geometry, then the GPU side alone,
+ * timed (a warm-up launch, g_time_iters launches between CUDA events, the median printed with
+ * c->flops as TFLOP/s) */
 int run_case(struct kctx *x, struct tcase *c);
 void dev_free(moert_dptr p);
 
@@ -281,6 +295,7 @@ struct driver {
 	const char *tmpl, *sig;
 	void (*run)(struct kctx *);
 	invoke_fn inv_f32, inv_bf16;
+	int timed; /* the driver has --time cases (under g_time, run makes those instead) */
 };
 
 #define ACT(name) inv_##name##_float, inv_##name##_bf16

@@ -167,12 +167,21 @@ static void fill_range(struct tbuf *b, size_t j0, size_t j1, uint64_t base, doub
 	}
 }
 
-/* buffer i filled from the case's stream, two draws per element (uniform: fill_range's stand-in) */
+/* buffer i filled from the case's stream, two draws per element (uniform: fill_range's stand-in).
+ * --time: the values only need a realistic spread, not independence: the first 1M elements
+ * are drawn and the rest are copies of them (a 1 GiB input in a fraction of a second) */
 static void tb_fill(struct tcase *c, int i, double mean, double sd, int uniform)
 {
 	const uint64_t base = g_rng;
-	fill_range(&c->b[i], 0, c->b[i].n, base, mean, sd, uniform);
-	g_rng = base + 2 * GOLDEN * (uint64_t)c->b[i].n;
+	struct tbuf *b = &c->b[i];
+	const size_t block = (size_t)1 << 20;
+	fill_range(b, 0, g_time && b->n > block ? block : b->n, base, mean, sd, uniform);
+	if (g_time && b->n > block) {
+		const size_t es = dt_size[b->dt], total = b->n * es;
+		for (size_t have = block * es; have < total; have *= 2)
+			memcpy(b->init + have, b->init, total - have < have ? total - have : have);
+	}
+	g_rng = base + 2 * GOLDEN * (uint64_t)b->n;
 }
 
 void tb_normal(struct tcase *c, int i, double mean, double sd) { tb_fill(c, i, mean, sd, 0); }
@@ -285,4 +294,40 @@ int tb_copy(struct tcase *c, const char *name, int dt, size_t n, int role, const
 	const int i = tb_add(c, name, dt, n, role);
 	memcpy(c->b[i].init, src, n * dt_size[dt]);
 	return i;
+}
+
+/* --time's routing (kvt_core.c): for each of T tokens, the K experts of the top-K of E N(0,1)
+ * logits (+4 on experts 0..7 when skewed), into pick[T K], highest first */
+void time_route(int E, int K, int T, int skewed, int *pick)
+{
+	double *l = xcalloc((size_t)E, sizeof *l);
+	for (int t = 0; t < T; t++) {
+		for (int e = 0; e < E; e++)
+			l[e] = rnd_normal() + (skewed && e < 8 ? 4 : 0);
+		for (int k = 0; k < K; k++) { /* selection: K is small */
+			int best = 0;
+			for (int e = 1; e < E; e++)
+				if (l[e] > l[best])
+					best = e;
+			pick[(size_t)t * K + k] = best;
+			l[best] = -INFINITY;
+		}
+	}
+	free(l);
+}
+
+/* --time's case i of TIME_CASES: T = 4096 or 32768 tokens, balanced or skewed; NULL when --case
+ * leaves it out (it keeps its case number: the others draw the same routings) */
+struct tcase *tc_time(struct kctx *x, int i, int *T, int *skewed)
+{
+	static const int tokens[] = {4096, 32768};
+	*T = tokens[i / 2];
+	*skewed = i % 2;
+	char shape[64];
+	snprintf(shape, sizeof shape, "T=%d %s", *T, *skewed ? "skewed" : "balanced");
+	if (g_time_case && !strstr(shape, g_time_case)) {
+		x->nskip++;
+		return NULL;
+	}
+	return tc_new(x, "%s", shape);
 }

@@ -3,6 +3,8 @@
  *   kernel_vs_twin [-v] [--only SUBSTR] [--seed N] [--max-rows N] BUILD_DIR   GPU: cubins against twins
  *   kernel_vs_twin --self-check [-v] [--only SUBSTR] [--max-rows N] BUILD_DIR   no GPU: twin against twin
  *   kernel_vs_twin --probe                                          print moec's --arch for GPU 0
+ *   kernel_vs_twin --time [--only SUBSTR] [--case SUBSTR] [--iters N] BUILD_DIR
+ *                                                                   GPU: time the expert GEMMs
  *
  * BUILD_DIR is a `moec build` output directory. For every kernel instance in
  * BUILD_DIR/manifest.json the program finds the driver of its template (one per
@@ -53,6 +55,22 @@
  * most of the time, 15-20 s per case on one core whatever its rows. And freed memory stays in
  * the heap for the next case's buffers instead of being mapped and zeroed afresh.
  */
+/* --time, for tuning the expert GEMMs (bench/gpu_session.sh part tune): no twin and no
+ * comparison; the drivers that have timing cases (the six grouped GEMMs of kvt_gemm.c, and
+ * moe_permute, moe_combine and their backward in kvt_dispatch.c) make those at real sizes
+ * instead of their test shapes: T = 4096 and 32768 tokens, T x K rows
+ * (K: the build's top-k), each routed "balanced" (per token, K distinct experts of the top-K of
+ * E_LOCAL N(0,1) logits: a random-init router, rows per expert about multinomial) and "skewed"
+ * (the same with +4 on the logits of experts 0..7, as bench/moe_gpu.sh's
+ * MOERT_ROUTER_BIAS=0-7:4: those 8 experts then get most of the rows). Inputs are random (a 1M
+ * block of draws repeated, kvt_case.c). Each case: a warm-up launch, then --iters launches
+ * (default 20) between CUDA events; one line per kernel and case with the median ms and
+ * TFLOP/s (2 x rows x the GEMM's two other dimensions; the copies: GB/s, every buffer read or
+ * written once), the fastest launch, rows and max/mean load; --case SUBSTR keeps the cases whose shape has SUBSTR ("T=32768 balanced": one case per
+ * kernel, as Nsight Compute wants). The argument and geometry checks still run; nothing
+ * asserts a time. Exit 0, 1 when a
+ * launch fails, 77 without a GPU. Device memory: up to about 3 GiB per case at T = 32768 for
+ * Qwen3-30B-A3B's shapes. */
 /* The files. kvt_core.c (this one): the command line, the loop over the manifest's kernels,
  * the driver lookup. kvt.h: what the others share, and the case API the drivers use.
  * kvt_case.c: that API (buffers, fills, arguments). kvt_run.c: one case on both sides, its
@@ -94,6 +112,9 @@ uint64_t g_seed = 20240611;
 long g_max_rows; /* --max-rows (0: none) */
 static int g_nskip; /* cases not run: over --max-rows */
 int g_threads = 1;
+int g_time, g_time_iters = 20;
+const char *g_time_case;
+int g_topk = 8, g_experts = 128;
 struct moert_cuda *g_dev;
 
 void *xmalloc(size_t n)
@@ -320,6 +341,7 @@ static int open_device(void)
 static int usage(void)
 {
 	fprintf(stderr, "usage: kernel_vs_twin [--self-check] [-v] [--only SUBSTR] [--seed N] [--max-rows N] BUILD_DIR\n"
+			"       kernel_vs_twin --time [--only SUBSTR] [--case SUBSTR] [--iters N] BUILD_DIR\n"
 			"       kernel_vs_twin --probe\n");
 	return 2;
 }
@@ -331,7 +353,19 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--self-check"))
 			g_self = 1;
-		else if (!strcmp(argv[i], "--probe"))
+		else if (!strcmp(argv[i], "--time"))
+			g_time = 1;
+		else if (!strcmp(argv[i], "--case") && i + 1 < argc)
+			g_time_case = argv[++i];
+		else if (!strcmp(argv[i], "--iters") && i + 1 < argc) {
+			char *end;
+			const long n = strtol(argv[++i], &end, 10);
+			if (*end || end == argv[i] || n < 1 || n > 1000) {
+				fprintf(stderr, "kernel_vs_twin: --iters wants a count from 1 to 1000, not %s\n", argv[i]);
+				return 2;
+			}
+			g_time_iters = (int)n;
+		} else if (!strcmp(argv[i], "--probe"))
 			probe = 1;
 		else if (!strcmp(argv[i], "-v"))
 			g_verbose = 1;
@@ -352,10 +386,18 @@ int main(int argc, char **argv)
 		else
 			build = argv[i];
 	}
+	if (g_time_case && !g_time) {
+		fprintf(stderr, "kernel_vs_twin: --case selects --time's cases\n");
+		return 2;
+	}
+	if (g_time && (g_self || g_max_rows)) {
+		fprintf(stderr, "kernel_vs_twin: --time runs the GPU alone, at fixed sizes: not with --self-check or --max-rows\n");
+		return 2;
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	g_threads = ncpu < 1 ? 1 : ncpu > MAXTHREADS ? MAXTHREADS : (int)ncpu;
-	if (g_max_rows) {
+	if (g_max_rows || g_time) {
 		/* big specs: keep freed memory in the heap for the next case's buffers of the same
 		 * sizes, instead of a fresh mmap (its pages faulted in and zeroed again) per buffer */
 		mallopt(M_MMAP_MAX, 0);
@@ -409,7 +451,18 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (g_time) /* a token's rows: its routed experts, of E, as the routing kernels' K and E say */
+		for (int i = m.n - 1; i >= 0; i--) {
+			long k;
+			if (!kconst_int(&m.k[i], "K", &k) && k >= 1 && k <= 64)
+				g_topk = (int)k;
+			if (!kconst_int(&m.k[i], "E", &k) && k >= 1 && k <= 4096)
+				g_experts = (int)k;
+		}
 	printf("%s: %d kernels (%s), seed %" PRIu64, build, m.n, m.arch, g_seed);
+	if (g_time)
+		printf(", --time: top-%d of %d experts, the median of %d launches after a warm-up, no twins", g_topk, g_experts,
+		       g_time_iters);
 	if (g_max_rows)
 		printf(", --max-rows %ld: no case of more rows or tokens", g_max_rows);
 	printf("\n");
@@ -418,6 +471,11 @@ int main(int argc, char **argv)
 	for (int i = 0; i < m.n; i++) {
 		if (only && !strstr(m.k[i].name, only))
 			continue;
+		if (g_time) { /* the kernels with timing cases; the others are not listed */
+			const struct driver *d = find_driver(m.k[i].tmpl);
+			if (!d || !d->timed)
+				continue;
+		}
 		nk++;
 		const int f = test_kernel(&m.k[i], build, launch_h, &ncases, &g_nskip);
 		failed += f;
@@ -427,8 +485,8 @@ int main(int argc, char **argv)
 		printf("FAIL: no kernel matches\n");
 		failed = 1;
 	}
-	printf("%s: %d kernels, %d cases, %d failed (%d kernels with failures)", failed ? "FAIL" : "PASS", nk, ncases, failed,
-	       kfail);
+	printf("%s: %d kernels, %d cases%s, %d failed (%d kernels with failures)", failed ? "FAIL" : "PASS", nk, ncases,
+	       g_time ? " timed" : "", failed, kfail);
 	if (g_max_rows)
 		printf("; %d case%s over --max-rows %ld not run", g_nskip, g_nskip == 1 ? "" : "s", g_max_rows);
 	if (g_self)

@@ -1,6 +1,6 @@
 /* kvt_dispatch.c - drivers of the MoE dispatch pipeline: moe_count, moe_scan, moe_route,
  * moe_capacity (on host-made routings, consistent across the steps), and moe_permute,
- * moe_combine and their backward. */
+ * moe_combine and their backward (these four also have --time cases). */
 #include "kvt.h"
 
 static void inv_moe_count(void *f, void **a) { FN((const int *, int *, int))(AP(0), AP(1), AI(2)); }
@@ -351,10 +351,51 @@ static int perm_dest(struct tcase *c, const struct route *r)
  * the arguments but rows, which they all end with (and launch on: 8 tokens per block). */
 typedef void perm_body(struct kctx *x, struct tcase *c, const struct route *r, long H);
 
+/* --time (kvt_core.c): T = 4096 and 32768 tokens routed balanced or skewed over the build's
+ * experts, dropless: dest in token order within each expert, as moe_route leaves it */
+static void perm_time_run(struct kctx *x, perm_body *body, int K, long H)
+{
+	const int E = g_experts;
+	K = imin(K, E);
+	for (int i = 0; i < TIME_CASES; i++) {
+		int T, skewed;
+		struct tcase *c = tc_time(x, i, &T, &skewed);
+		if (!c)
+			continue;
+		struct route r;
+		memset(&r, 0, sizeof r);
+		r.E = E, r.K = K, r.T = T, r.P = r.R = T * K;
+		r.ids = xcalloc((size_t)r.P, sizeof(int));
+		r.w = xcalloc((size_t)r.P, sizeof(float));
+		r.counts = xcalloc((size_t)E, sizeof(int));
+		r.offsets = xcalloc((size_t)E + 1, sizeof(int));
+		r.dest = xcalloc((size_t)r.P, sizeof(int));
+		time_route(E, K, T, skewed, r.ids);
+		for (int p = 0; p < r.P; p++) {
+			r.counts[r.ids[p]]++;
+			r.w[p] = 1.0f / (float)K;
+		}
+		int *fill = xcalloc((size_t)E, sizeof *fill);
+		for (int e = 0; e < E; e++)
+			r.offsets[e + 1] = r.offsets[e] + r.counts[e];
+		for (int p = 0; p < r.P; p++)
+			r.dest[p] = r.offsets[r.ids[p]] + fill[r.ids[p]]++;
+		free(fill);
+		snprintf(c->note, sizeof c->note, "rows %d", r.P);
+		body(x, c, &r, H);
+		tc_run_n(x, c, "rows", T, ceil_div(T, 8), 1, 256);
+		route_free(&r);
+	}
+}
+
 static void perm_cases_run(struct kctx *x, perm_body *body)
 {
 	NEED(K, "K");
 	NEED(H, "H");
+	if (g_time) {
+		perm_time_run(x, body, (int)K, H);
+		return;
+	}
 	for (size_t ci = 0; ci < sizeof perm_cases / sizeof perm_cases[0]; ci++) {
 		struct route r;
 		if (over_max_rows(x, "rows", perm_cases[ci].rows))
@@ -509,14 +550,14 @@ const struct driver kvt_dispatch_drivers[] = {
 	{"moe_capacity",
 	 "const float *topk_w, const int *counts, const int *offsets, const int *pair_scratch, int *dest, int *row_src",
 	 drv_moe_capacity, NOACT(moe_capacity)},
-	{"moe_permute", "const act_t *x, const int *dest, act_t *x_perm, int rows", drv_moe_permute, ACT(moe_permute)},
+	{"moe_permute", "const act_t *x, const int *dest, act_t *x_perm, int rows", drv_moe_permute, ACT(moe_permute), 1},
 	{"ep_regroup", "const act_t *src, const int *table, act_t *dst, int rows", drv_ep_regroup, ACT(ep_regroup)},
 	{"moe_combine", "const act_t *y_perm, const int *dest, const float *topk_w, act_t *y, int rows", drv_moe_combine,
-	 ACT(moe_combine)},
+	 ACT(moe_combine), 1},
 	{"moe_combine_bwd",
 	 "const act_t *dy, const act_t *y_perm, const int *dest, const float *topk_w, act_t *dy_perm, float *dtopk_w, int rows",
-	 drv_moe_combine_bwd, ACT(moe_combine_bwd)},
+	 drv_moe_combine_bwd, ACT(moe_combine_bwd), 1},
 	{"moe_permute_bwd", "const act_t *dx_perm, const int *dest, act_t *dx, int rows", drv_moe_permute_bwd,
-	 ACT(moe_permute_bwd)},
+	 ACT(moe_permute_bwd), 1},
 	{NULL},
 };

@@ -127,22 +127,133 @@ static long gemm_tile(const struct kinst *k, const char *name, int bf)
 	return 3; /* STAGES */
 }
 
+/* the tile sizes of an instance, which its launch geometry depends on */
+struct gemm_dims {
+	long E, H, I, TM, TN, TK, ST;
+};
+
+/* One case of a GEMM over `rows` rows and the expert offsets in buffer bo: its buffers, in the
+ * kernel's argument order, the geometry, and the run (or, --time, the timing) */
+static void gemm_run(struct kctx *x, struct tcase *c, int which, const struct gemm_dims *g, int bo, int rows, int gu_null)
+{
+	const long E = g->E, H = g->H, I = g->I, TM = g->TM, TN = g->TN;
+	const size_t R = (size_t)rows;
+	const int A = x->adt;
+	long grid = 0;
+	/* the FLOPs of the GEMM: 2 x rows x its two other dimensions (the rows past offsets[E]
+	 * included: --time's routings use every row) */
+	c->flops = 2.0 * rows * H * I * (which == G_GATE_UP_FWD || which == G_GATE_UP_BWD_DATA || which == G_GATE_UP_BWD_WEIGHT ? 2 : 1);
+	if (which == G_GATE_UP_FWD) {
+		int bx = tb_add(c, "x", A, R * H, R_IN);
+		int bw = tb_add(c, "w_gate_up", A, (size_t)E * 2 * I * H, R_IN);
+		tb_normal(c, bx, 0, 1);
+		tb_weights(c, bw, 0, 1 / sqrt((double)H));
+		int bh = tb_out(c, "h", A, R * I, act_tol(x, TOL_F32_RED));
+		int bgu = gu_null ? -1 : tb_add(c, "gu", A, R * 2 * I, R_OUT);
+		if (bgu >= 0)
+			tb_nmse(c, bgu, act_tol(x, TOL_F32_RED));
+		ta_bufs(c, "x", bx, "w_gate_up", bw, "offsets", bo, "h", bh, "gu", bgu, NULL);
+		grid = (ceil_div(rows, TM) + E) * ceil_div(I, TN / 2);
+	} else if (which == G_DOWN_FWD) {
+		int bh = tb_add(c, "h", A, R * I, R_IN);
+		int bw = tb_add(c, "w_down", A, (size_t)E * H * I, R_IN);
+		tb_normal(c, bh, 0, 1);
+		tb_weights(c, bw, 0, 1 / sqrt((double)I));
+		int by = tb_out(c, "y", A, R * H, act_tol(x, TOL_F32_RED));
+		ta_bufs(c, "h", bh, "w_down", bw, "offsets", bo, "y", by, NULL);
+		grid = (ceil_div(rows, TM) + E) * ceil_div(H, TN);
+	} else if (which == G_DOWN_BWD_DATA) {
+		int bdy = tb_add(c, "dy", A, R * H, R_IN);
+		int bw = tb_add(c, "w_down", A, (size_t)E * H * I, R_IN);
+		int bgu = tb_add(c, "gu", A, R * 2 * I, R_IN);
+		tb_normal(c, bdy, 0, 1);
+		tb_weights(c, bw, 0, 1 / sqrt((double)H));
+		tb_normal(c, bgu, 0, 1.5);
+		int bdg = tb_out(c, "dgu", A, R * 2 * I, act_tol(x, TOL_F32_RED));
+		ta_bufs(c, "dy", bdy, "w_down", bw, "gu", bgu, "offsets", bo, "dgu", bdg, NULL);
+		grid = (ceil_div(rows, TM) + E) * ceil_div(I, TN);
+	} else if (which == G_GATE_UP_BWD_DATA) {
+		int bdg = tb_add(c, "dgu", A, R * 2 * I, R_IN);
+		int bw = tb_add(c, "w_gate_up", A, (size_t)E * 2 * I * H, R_IN);
+		tb_normal(c, bdg, 0, 1);
+		tb_weights(c, bw, 0, 1 / sqrt(2.0 * I));
+		int bdx = tb_out(c, "dx", A, R * H, act_tol(x, TOL_F32_RED));
+		ta_bufs(c, "dgu", bdg, "w_gate_up", bw, "offsets", bo, "dx", bdx, NULL);
+		grid = (ceil_div(rows, TM) + E) * ceil_div(H, TN);
+	} else {
+		const int down = which == G_DOWN_BWD_WEIGHT;
+		/* dw[e] += a_e^T b_e: accumulated into, fp32 (empty experts untouched) */
+		int ba = tb_add(c, down ? "dy" : "dgu", A, R * (down ? H : 2 * I), R_IN);
+		int bb = tb_add(c, down ? "h" : "x", A, R * (down ? I : H), R_IN);
+		tb_normal(c, ba, 0, 1);
+		tb_normal(c, bb, 0, 1);
+		int bdw = tb_add(c, down ? "dw_down" : "dw_gate_up", DT_F32, (size_t)E * H * 2 * I / (down ? 2 : 1), R_INOUT);
+		tb_weights(c, bdw, 0, 0.5);
+		tb_nmse(c, bdw, TOL_F32_RED);
+		ta_bufs(c, down ? "dy" : "dgu", ba, down ? "h" : "x", bb, "offsets", bo, down ? "dw_down" : "dw_gate_up", bdw,
+			NULL);
+		grid = down ? E * ceil_div(H, TM) * ceil_div(I, TN) : E * ceil_div(2 * I, TM) * ceil_div(H, TN);
+	}
+	ta_int(c, "rows", rows);
+	tv(c, "rows", rows);
+	tg(c, grid, 1, TM * TN / (x->bf ? 128 : 16));
+	c->smem = (unsigned)(x->bf ? g->ST * (TM + TN) * g->TK * 2 : g->TK * (TM + TN + 8) * 4);
+	run_case(x, c);
+}
+
+/* --time's routing: rows per expert as offsets; returns the most rows of an expert */
+static int time_offsets(int *off, int E, int K, int T, int skewed)
+{
+	int *pick = xcalloc((size_t)T * K, sizeof *pick), most = 0;
+	time_route(E, K, T, skewed, pick);
+	for (int e = 0; e <= E; e++)
+		off[e] = 0;
+	for (size_t p = 0; p < (size_t)T * K; p++)
+		off[pick[p] + 1]++;
+	for (int e = 0; e < E; e++) {
+		most = imax(most, off[e + 1]);
+		off[e + 1] += off[e];
+	}
+	free(pick);
+	return most;
+}
+
+static void gemm_time(struct kctx *x, int which, const struct gemm_dims *g)
+{
+	for (int i = 0; i < TIME_CASES; i++) {
+		int T, skewed;
+		struct tcase *c = tc_time(x, i, &T, &skewed);
+		if (!c)
+			continue;
+		int bo = tb_add(c, "offsets", DT_I32, (size_t)g->E + 1, R_IN);
+		const int K = imin(g_topk, (int)g->E);
+		const int most = time_offsets(tb_i32(c, bo), (int)g->E, K, T, skewed);
+		const int rows = T * K;
+		snprintf(c->note, sizeof c->note, "rows %d, max/mean %.2f", rows, most * (double)g->E / rows);
+		gemm_run(x, c, which, g, bo, rows, 0);
+	}
+}
+
 static void drv_gemm(struct kctx *x, int which)
 {
 	NEED(E, "E_LOCAL");
 	NEED(H, "H");
 	NEED(I, "I");
-	const long TM = gemm_tile(x->k, "TILE_M", x->bf), TN = gemm_tile(x->k, "TILE_N", x->bf),
-		   TK = gemm_tile(x->k, "TILE_K", x->bf), ST = gemm_tile(x->k, "STAGES", x->bf);
+	const struct gemm_dims g = {E, H, I, gemm_tile(x->k, "TILE_M", x->bf), gemm_tile(x->k, "TILE_N", x->bf),
+				    gemm_tile(x->k, "TILE_K", x->bf), gemm_tile(x->k, "STAGES", x->bf)};
+	if (g_time) {
+		gemm_time(x, which, &g);
+		return;
+	}
 	for (size_t ci = 0; ci < sizeof gemm_cases / sizeof gemm_cases[0]; ci++) {
 		if (gemm_cases[ci].gu_null && which != G_GATE_UP_FWD)
 			continue;
 		/* --max-rows: the tile-edge sizes for the first experts only (whole rounds of 8) */
-		const int tiles = gemm_cases[ci].pat == GP_TILES ? tiles_experts((int)E, (int)TM) : 0;
+		const int tiles = gemm_cases[ci].pat == GP_TILES ? tiles_experts((int)E, (int)g.TM) : 0;
 		if (gemm_cases[ci].pat == GP_TILES && !tiles) {
 			int r = 7;
 			for (int e = 0; e < E && e < 8; e++)
-				r += tile_size(e, (int)TM);
+				r += tile_size(e, (int)g.TM);
 			over_max_rows(x, "rows", r);
 			continue;
 		}
@@ -151,73 +262,14 @@ static void drv_gemm(struct kctx *x, int which)
 		struct tcase *c = tc_new(x, "-");
 		int bo = tb_add(c, "offsets", DT_I32, (size_t)E + 1, R_IN);
 		int rows = gemm_cases[ci].rows, empty = 0;
-		const int used = gemm_offsets(tb_i32(c, bo), (int)E, &rows, gemm_cases[ci].pat, (int)TM, tiles);
+		const int used = gemm_offsets(tb_i32(c, bo), (int)E, &rows, gemm_cases[ci].pat, (int)g.TM, tiles);
 		for (int e = 0; e < E; e++)
 			empty += tb_i32(c, bo)[e + 1] == tb_i32(c, bo)[e];
 		snprintf(c->shape, sizeof c->shape, "rows=%d %s empty=%d%s%s", rows, gemm_what[gemm_cases[ci].pat], empty,
 			 used < rows ? " used<rows" : "", gemm_cases[ci].gu_null ? " gu=NULL" : "");
 		if (tiles && tiles < E)
 			sadd(c->shape, sizeof c->shape, " (sizes for %d experts: --max-rows)", tiles);
-		const size_t R = (size_t)rows;
-		const int A = x->adt;
-		long grid = 0;
-		/* the kernel's arguments, in order */
-		if (which == G_GATE_UP_FWD) {
-			int bx = tb_add(c, "x", A, R * H, R_IN);
-			int bw = tb_add(c, "w_gate_up", A, (size_t)E * 2 * I * H, R_IN);
-			tb_normal(c, bx, 0, 1);
-			tb_weights(c, bw, 0, 1 / sqrt((double)H));
-			int bh = tb_out(c, "h", A, R * I, act_tol(x, TOL_F32_RED));
-			int bgu = gemm_cases[ci].gu_null ? -1 : tb_add(c, "gu", A, R * 2 * I, R_OUT);
-			if (bgu >= 0)
-				tb_nmse(c, bgu, act_tol(x, TOL_F32_RED));
-			ta_bufs(c, "x", bx, "w_gate_up", bw, "offsets", bo, "h", bh, "gu", bgu, NULL);
-			grid = (ceil_div(rows, TM) + E) * ceil_div(I, TN / 2);
-		} else if (which == G_DOWN_FWD) {
-			int bh = tb_add(c, "h", A, R * I, R_IN);
-			int bw = tb_add(c, "w_down", A, (size_t)E * H * I, R_IN);
-			tb_normal(c, bh, 0, 1);
-			tb_weights(c, bw, 0, 1 / sqrt((double)I));
-			int by = tb_out(c, "y", A, R * H, act_tol(x, TOL_F32_RED));
-			ta_bufs(c, "h", bh, "w_down", bw, "offsets", bo, "y", by, NULL);
-			grid = (ceil_div(rows, TM) + E) * ceil_div(H, TN);
-		} else if (which == G_DOWN_BWD_DATA) {
-			int bdy = tb_add(c, "dy", A, R * H, R_IN);
-			int bw = tb_add(c, "w_down", A, (size_t)E * H * I, R_IN);
-			int bgu = tb_add(c, "gu", A, R * 2 * I, R_IN);
-			tb_normal(c, bdy, 0, 1);
-			tb_weights(c, bw, 0, 1 / sqrt((double)H));
-			tb_normal(c, bgu, 0, 1.5);
-			int bdg = tb_out(c, "dgu", A, R * 2 * I, act_tol(x, TOL_F32_RED));
-			ta_bufs(c, "dy", bdy, "w_down", bw, "gu", bgu, "offsets", bo, "dgu", bdg, NULL);
-			grid = (ceil_div(rows, TM) + E) * ceil_div(I, TN);
-		} else if (which == G_GATE_UP_BWD_DATA) {
-			int bdg = tb_add(c, "dgu", A, R * 2 * I, R_IN);
-			int bw = tb_add(c, "w_gate_up", A, (size_t)E * 2 * I * H, R_IN);
-			tb_normal(c, bdg, 0, 1);
-			tb_weights(c, bw, 0, 1 / sqrt(2.0 * I));
-			int bdx = tb_out(c, "dx", A, R * H, act_tol(x, TOL_F32_RED));
-			ta_bufs(c, "dgu", bdg, "w_gate_up", bw, "offsets", bo, "dx", bdx, NULL);
-			grid = (ceil_div(rows, TM) + E) * ceil_div(H, TN);
-		} else {
-			const int down = which == G_DOWN_BWD_WEIGHT;
-			/* dw[e] += a_e^T b_e: accumulated into, fp32 (empty experts untouched) */
-			int ba = tb_add(c, down ? "dy" : "dgu", A, R * (down ? H : 2 * I), R_IN);
-			int bb = tb_add(c, down ? "h" : "x", A, R * (down ? I : H), R_IN);
-			tb_normal(c, ba, 0, 1);
-			tb_normal(c, bb, 0, 1);
-			int bdw = tb_add(c, down ? "dw_down" : "dw_gate_up", DT_F32, (size_t)E * H * 2 * I / (down ? 2 : 1), R_INOUT);
-			tb_weights(c, bdw, 0, 0.5);
-			tb_nmse(c, bdw, TOL_F32_RED);
-			ta_bufs(c, down ? "dy" : "dgu", ba, down ? "h" : "x", bb, "offsets", bo,
-				down ? "dw_down" : "dw_gate_up", bdw, NULL);
-			grid = down ? E * ceil_div(H, TM) * ceil_div(I, TN) : E * ceil_div(2 * I, TM) * ceil_div(H, TN);
-		}
-		ta_int(c, "rows", rows);
-		tv(c, "rows", rows);
-		tg(c, grid, 1, TM * TN / (x->bf ? 128 : 16));
-		c->smem = (unsigned)(x->bf ? ST * (TM + TN) * TK * 2 : TK * (TM + TN + 8) * 4);
-		run_case(x, c);
+		gemm_run(x, c, which, &g, bo, rows, gemm_cases[ci].gu_null);
 	}
 }
 
@@ -257,17 +309,17 @@ static void drv_swiglu_fwd(struct kctx *x)
 
 const struct driver kvt_gemm_drivers[] = {
 	{"moe_gate_up_fwd", "const act_t *x, const act_t *w_gate_up, const int *offsets, act_t *h, act_t *gu, int rows",
-	 drv_moe_gate_up_fwd, ACT(moe_gate_up_fwd)},
+	 drv_moe_gate_up_fwd, ACT(moe_gate_up_fwd), 1},
 	{"moe_down_fwd", "const act_t *h, const act_t *w_down, const int *offsets, act_t *y, int rows", drv_moe_down_fwd,
-	 ACT(moe_down_fwd)},
+	 ACT(moe_down_fwd), 1},
 	{"moe_down_bwd_data", "const act_t *dy, const act_t *w_down, const act_t *gu, const int *offsets, act_t *dgu, int rows",
-	 drv_moe_down_bwd_data, ACT(moe_down_bwd_data)},
+	 drv_moe_down_bwd_data, ACT(moe_down_bwd_data), 1},
 	{"moe_gate_up_bwd_data", "const act_t *dgu, const act_t *w_gate_up, const int *offsets, act_t *dx, int rows",
-	 drv_moe_gate_up_bwd_data, ACT(moe_gate_up_bwd_data)},
+	 drv_moe_gate_up_bwd_data, ACT(moe_gate_up_bwd_data), 1},
 	{"moe_down_bwd_weight", "const act_t *dy, const act_t *h, const int *offsets, float *dw_down, int rows",
-	 drv_moe_down_bwd_weight, ACT(moe_bwd_weight)},
+	 drv_moe_down_bwd_weight, ACT(moe_bwd_weight), 1},
 	{"moe_gate_up_bwd_weight", "const act_t *dgu, const act_t *x, const int *offsets, float *dw_gate_up, int rows",
-	 drv_moe_gate_up_bwd_weight, ACT(moe_bwd_weight)},
+	 drv_moe_gate_up_bwd_weight, ACT(moe_bwd_weight), 1},
 	{"swiglu_fwd", "const act_t *gu, const int *offsets, act_t *h, int rows", drv_swiglu_fwd, ACT(swiglu_fwd)},
 	{NULL},
 };

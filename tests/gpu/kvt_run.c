@@ -295,6 +295,53 @@ fail:
 	return -1;
 }
 
+static int cmp_float(const void *a, const void *b)
+{
+	const float u = *(const float *)a, v = *(const float *)b;
+	return u < v ? -1 : u > v;
+}
+
+/* --time: the device side alone. Upload, one warm-up launch (which also loads the module and
+ * faults nothing in later), then g_time_iters launches, each between two events; the median
+ * and the fastest are printed. Outputs accumulate or are overwritten run after run: only the
+ * time is looked at. 0, or -1 with why filled. */
+static int time_case(struct kctx *x, struct tcase *c, char *why, size_t cap)
+{
+	enum { MAXITERS = 1000 };
+	float ms[MAXITERS];
+	const int n = g_time_iters < MAXITERS ? g_time_iters : MAXITERS;
+	for (int i = 0; i < c->nb; i++)
+		if (dev_alloc(c->b[i].off + c->b[i].n * dt_size[c->b[i].dt], &c->b[i].dev))
+			goto fail;
+	if (dev_upload(c, 1) || dev_launch(x, c))
+		goto fail;
+	union av vals[MAXA];
+	void *ptrs[MAXA];
+	build_args(c, 1, vals, ptrs);
+	for (int it = 0; it < n; it++) {
+		if (moert_cuda_mark(g_dev, 0, g_err, sizeof g_err) ||
+		    moert_cuda_launch(g_dev, x->fn, c->grid, c->block, x->smem, ptrs, g_err, sizeof g_err) ||
+		    moert_cuda_mark(g_dev, 1, g_err, sizeof g_err) || moert_cuda_elapsed_ms(g_dev, 0, 1, &ms[it], g_err, sizeof g_err)) {
+			g_dev_broken = 1;
+			goto fail;
+		}
+	}
+	qsort(ms, (size_t)n, sizeof ms[0], cmp_float);
+	const double med = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+	/* GEMMs: TFLOP/s of their FLOPs; copies (no flops): GB/s, every buffer read or written once */
+	double bytes = 0;
+	for (int i = 0; i < c->nb; i++)
+		bytes += (double)c->b[i].n * dt_size[c->b[i].dt];
+	const double rate = med <= 0 ? 0 : c->flops > 0 ? c->flops / (med * 1e9) : bytes / (med * 1e6);
+	printf("%-46s %-16s %9.3f ms %7.1f %s  (min %.3f ms, %d launches; %s)\n", x->k->name, c->shape, med, rate,
+	       c->flops > 0 ? "TFLOP/s" : "GB/s", ms[0], n, c->note);
+	fflush(stdout);
+	return 0;
+fail:
+	sadd(why, cap, "device: %s; ", g_err);
+	return -1;
+}
+
 static void print_line(const struct kctx *x, const struct tcase *c, const char *det, const char *why, int fail)
 {
 	printf("%-46s %-30s %s %s\n", x->k->name, c->shape, det, fail ? "FAIL" : "PASS");
@@ -515,6 +562,14 @@ int run_case(struct kctx *x, struct tcase *c)
 	}
 	if (g_dev_broken) {
 		sadd(why, sizeof why, "not run: an earlier kernel left the device unusable");
+		fail = 1;
+		goto out;
+	}
+	if (g_time) {
+		if (!time_case(x, c, why, sizeof why)) {
+			tc_free(c);
+			return 0;
+		}
 		fail = 1;
 		goto out;
 	}

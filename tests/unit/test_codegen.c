@@ -234,7 +234,7 @@ static void test_unsupported(void)
 		EXPECT_INT(job_load(&j, specs[i], NULL, 0), 0);
 		diag_set_stream(f);
 		diag_reset_counts();
-		EXPECT(kernels_select(&j.spec, j.ir, j.plan, kernels_default_dir(), &ks) > 0);
+		EXPECT(kernels_select(&j.spec, j.ir, j.plan, kernels_default_dir(), NULL, &ks) > 0);
 		diag_set_stream(NULL);
 		fclose(f);
 		EXPECT(out && strstr(out, "not supported yet"));
