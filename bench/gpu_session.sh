@@ -15,6 +15,9 @@
 #                  for sm_90a) the other GEMM engine: gpu/kernels_bf16_sm90 (the tiny bf16 build
 #                  for plain sm_90, whose expert GEMMs run on mma.sync instead of wgmma) and
 #                  gpu/kernels_qwen30b_sm90 (its six expert GEMMs at the real shapes, --only _i768)
+#          quick   tests' checks at the tiny shapes only, one seed: device, gpu_vs_cpu, bf16,
+#                  golden, resume, gpu/kernels_* (about 1 min: a correctness pass before
+#                  benchmarks when device time is short; tests took 284 s on an H100)
 #          model   bench/moe_gpu.sh's 4-layer model vs transformers (about 2 min, estimated)
 #          layer   bench/moe_gpu.sh's MoE layer at T = 4k..32k vs torch._grouped_mm and
 #                  transformers' sparse block (about 5-7 min, estimated: each trainer start
@@ -64,7 +67,7 @@ cd "$(dirname "$0")/.." || exit 2
 root=$PWD
 
 usage() {
-	echo "usage: bash bench/gpu_session.sh KIT [tests|model|layer|bench|all|profile|tune]..." >&2
+	echo "usage: bash bench/gpu_session.sh KIT [tests|quick|model|layer|bench|all|profile|tune]..." >&2
 	exit 2
 }
 
@@ -254,7 +257,7 @@ shift
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(tests)
 for p in "${parts[@]}"; do
-	case $p in tests | model | layer | bench | all | profile | tune) ;; *) usage ;; esac
+	case $p in tests | quick | model | layer | bench | all | profile | tune) ;; *) usage ;; esac
 done
 [ -f "$kit/kit.env" ] || { echo "gpu_session.sh: $kit/kit.env is missing: not a kit" >&2; exit 2; }
 KIT_COMMIT=unknown KIT_DATE=unknown KIT_ARCH=sm_90a KIT_BUILT_ON=unknown KIT_TOKENS=
@@ -421,8 +424,15 @@ run_tests() {
 	check train/resume_gpu 240 'PASS|FAIL|note' sh tests/train/resume.sh "$work/bin/tiny_cuda" "$work/resume"
 	for v in f32 bf16 capacity capacity_late ep; do
 		[ -d "$kit/kvt/$v" ] || { result SKIP "gpu/kernels_$v" 0 "the kit has no kvt/$v"; continue; }
-		check "gpu/kernels_$v" 300 '^seed ' bash "$self" _check kvt "$kit" "$v" "$work/kvt_$v" "${KVT_SEEDS:-default 1 2}"
+		check "gpu/kernels_$v" 300 '^seed ' bash "$self" _check kvt "$kit" "$v" "$work/kvt_$v" \
+			"${KVT_SEEDS:-$([ -n "${quick:-}" ] && echo default || echo default 1 2)}"
 	done
+	if [ -n "${quick:-}" ]; then # the tiny shapes only (part quick)
+		echo | tee -a "$summary"
+		echo "checks: $n_pass passed, $n_fail failed or timed out, $n_skip skipped ($(($(date +%s) - t_start)) s; quick: the tiny shapes only)" |
+			tee -a "$summary"
+		return
+	fi
 	# the real shapes (E 128, H 2048, I 768, 32/4 heads of 128, vocab 151936): one seed, no case
 	# of more than KVT30_MAX_ROWS rows, stand-in expert weights (tests/gpu/README.md, --max-rows)
 	if [ -d "$kit/kvt/qwen30b" ]; then
@@ -526,6 +536,7 @@ layer=0 model=0
 for p in "${parts[@]}"; do
 	case $p in
 	tests) run_tests ;;
+	quick) quick=1 run_tests ;;
 	profile) run_profile ;;
 	tune) run_tune ;;
 	layer) layer=1 ;;
