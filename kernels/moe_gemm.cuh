@@ -581,21 +581,38 @@ __device__ __forceinline__ void moe_load_pair(const act_t *p, int col, float *v0
 #endif
 }
 
-// dw[col], dw[col+1] += (v0, v1) for the columns < n (fp32 weight gradients).
-__device__ __forceinline__ void moe_add_pair(float *p, int col, int n, float v0, float v1)
+// dw[col], dw[col+1] += (v0, v1) (accumulate != 0) or = (v0, v1) (accumulate == 0: the
+// gradient's first write in the optimizer step, which then needs no memset and no read) for
+// the columns < n (fp32 weight gradients).
+__device__ __forceinline__ void moe_put_pair(float *p, int col, int n, float v0, float v1, int accumulate)
 {
 #if ACT_BF16
 	if (col < n) { // col, n even: 8-byte aligned pair
-		float2 o = *(float2 *)(p + col);
-		o.x += v0;
-		o.y += v1;
+		float2 o;
+		o.x = v0;
+		o.y = v1;
+		if (accumulate) {
+			const float2 old = *(const float2 *)(p + col);
+			o.x += old.x;
+			o.y += old.y;
+		}
 		*(float2 *)(p + col) = o;
 	}
 #else
 	if (col < n)
-		p[col] += v0;
+		p[col] = accumulate ? p[col] + v0 : v0;
 	if (col + 1 < n)
-		p[col + 1] += v1;
+		p[col + 1] = accumulate ? p[col + 1] + v1 : v1;
 #endif
+}
+
+// Zeroes the rows < m, columns < n of a TILE_M x TILE_N fp32 tile at p (row stride ld), the
+// CTA's threads striding over it: a weight-gradient tile of an expert with no rows, when the
+// kernel overwrites (nothing zeroed the gradient before it).
+__device__ __forceinline__ void moe_zero_tile(float *p, long long ld, int m, int n)
+{
+	const int rows = min(m, TILE_M), cols = min(n, TILE_N);
+	for (int i = threadIdx.x; i < rows * cols; i += blockDim.x)
+		p[(long long)(i / cols) * ld + i % cols] = 0.0f;
 }
 
