@@ -691,6 +691,44 @@ static const char *step_gemm(struct step_writer *w, const char *tmpl, bool moe)
 
 #define OUT(...) fprintf(w->f, __VA_ARGS__)
 
+/* Gradients: first writes overwrite. The trainer no longer zeroes the whole gradient arena
+ * before an optimizer step (12 GB written per step at 30B shapes, then read back by every
+ * += producer); instead each gradient's first write in the step overwrites it. The generated
+ * micro-step takes `first` (1 on the optimizer step's first micro-batch) and sets
+ * acc = !first; the rule, per storage block:
+ *   - a block written whole by one producer per micro-batch (the dense GEMMs' MM_TN weight
+ *     gradients, the grouped weight-gradient kernels of the experts and the dense MLP, which
+ *     write zeros for an expert with no rows when overwriting; the LM head's, chunk by chunk
+ *     over disjoint rows) passes acc as its beta / accumulate: it overwrites on the first
+ *     micro-batch and adds on later ones. 0 + v == v in fp32, so the gradients are the ones
+ *     the memset-then-add step made, bit for bit.
+ *   - a block whose producers only add is zeroed by the trainer before the first micro-batch
+ *     (moec_zero_ranges, from step_grad_zeroed; the list is coalesced into ranges): the norm
+ *     weights (rmsnorm_bwd folds its partial rows into dw with +=; all of them lie in
+ *     [0, W_FP32_END)), and the embedding unless tied (embedding_bwd scatter-adds the rows of
+ *     the batch's ids only). A tied embedding is written whole by the LM head's GEMM first,
+ *     which overwrites, and embedding_bwd then adds to it.
+ * A producer of a zeroed block that takes a beta passes 1 (step_acc). Full recompute and
+ * expert or tensor parallelism do not add producers: each gradient is still written once per
+ * micro-batch on a rank (recompute repeats forwards only; the EP ranks' rows of an expert
+ * arrive in one grouped call; tp ranks write their own slices or partial sums, reduced in the
+ * optimizer step). */
+static bool step_grad_zeroed(const struct step_writer *w, const char *block)
+{
+	if (strstr(block, "NORM"))
+		return true;
+	return !strcmp(block, "W_EMBED") && !w->s->model.tie_embeddings;
+}
+
+/* The beta (MM_*) or accumulate flag (the weight-gradient kernels) of a write into the
+ * gradient of block fmt (with %d the layer l): acc, or 1 for a block the trainer zeroes. */
+static const char *step_acc(const struct step_writer *w, const char *fmt, int l)
+{
+	char block[48];
+	snprintf(block, sizeof block, fmt, l);
+	return step_grad_zeroed(w, block) ? "1" : "acc";
+}
+
 static void step_fwd_input_norm(struct step_writer *w, int l)
 {
 	OUT("\tCALL(%s, A(A_L%d_XN1), A(A_L%d_RSTD1), A(A_X%d), P(W_L%d_INPUT_NORM), T);\n",
@@ -868,7 +906,7 @@ static void step_head(struct step_writer *w)
 	OUT("		CALL(%s, A(A_LOGITS), %s, A(A_CE_LSE), labels, A(A_CE_TOTALS), dloss, T, c, VR0 + v0);\n",
 	    step_kernel(w, "ce_chunk_bwd", NULL, 0), dl);
 	OUT("		MM_NN(T, H, c, %s, P(%s) + (long)v0 * H, A(A_S_DXN), v0 ? 1 : 0);\n", dl, lm);
-	OUT("		MM_TN(c, H, T, %s, A(A_XF), G(%s) + (long)v0 * H, 1);\n", dl, lm);
+	OUT("		MM_TN(c, H, T, %s, A(A_XF), G(%s) + (long)v0 * H, %s);\n", dl, lm, step_acc(w, lm, 0));
 	OUT("	}\n");
 	if (w->TP > 1)
 		OUT("	TP_SUM(A(A_S_DXN), T * H); /* d xf from every tp rank's vocabulary slice */\n");
@@ -921,12 +959,12 @@ static void step_bwd_moe(struct step_writer *w, int l, int m)
 	}
 	OUT("\tCALL(%s, %s, P(W_L%d_EXPERTS_DOWN), A(A_L%d_GU), %s, A(A_S_DGU), %s);\n",
 	    step_gemm(w, "moe_down_bwd_data", true), dy, l, l, offs, rows);
-	OUT("\tCALL(%s, %s, A(A_L%d_HID), %s, G(W_L%d_EXPERTS_DOWN), %s);\n", step_gemm(w, "moe_down_bwd_weight", true), dy,
-	    l, offs, l, rows);
+	OUT("\tCALL(%s, %s, A(A_L%d_HID), %s, G(W_L%d_EXPERTS_DOWN), %s, %s);\n", step_gemm(w, "moe_down_bwd_weight", true),
+	    dy, l, offs, l, rows, step_acc(w, "W_L%d_EXPERTS_DOWN", l));
 	OUT("\tCALL(%s, A(A_S_DGU), P(W_L%d_EXPERTS_GATE_UP), %s, %s, %s);\n", step_gemm(w, "moe_gate_up_bwd_data", true), l,
 	    offs, dx, rows);
-	OUT("\tCALL(%s, A(A_S_DGU), %s, %s, G(W_L%d_EXPERTS_GATE_UP), %s);\n", step_gemm(w, "moe_gate_up_bwd_weight", true),
-	    xe, offs, l, rows);
+	OUT("\tCALL(%s, A(A_S_DGU), %s, %s, G(W_L%d_EXPERTS_GATE_UP), %s, %s);\n",
+	    step_gemm(w, "moe_gate_up_bwd_weight", true), xe, offs, l, rows, step_acc(w, "W_L%d_EXPERTS_GATE_UP", l));
 	if (w->EP > 1)
 		OUT("\tEP_COMBINE(%d, A(A_S_DXE), A(A_S_DX_PERM));\n", m);
 	OUT("\tCALL(%s, A(A_S_DX_PERM), AI(A_L%d_DEST), A(A_S_DXN), T);\n", step_kernel(w, "moe_permute_bwd", NULL, 0), l);
@@ -938,7 +976,7 @@ static void step_bwd_moe(struct step_writer *w, int l, int m)
 		dl = "A(A_S_CAST)";
 	}
 	OUT("\tMM_NN(T, H, E, %s, P(W_L%d_ROUTER), A(A_S_DXN), 1);\n", dl, l);
-	OUT("\tMM_TN(E, H, T, %s, A(A_L%d_XN2), G(W_L%d_ROUTER), 1);\n", dl, l, l);
+	OUT("\tMM_TN(E, H, T, %s, A(A_L%d_XN2), G(W_L%d_ROUTER), %s);\n", dl, l, l, step_acc(w, "W_L%d_ROUTER", l));
 }
 
 static void step_bwd_dense(struct step_writer *w, int l)
@@ -946,12 +984,12 @@ static void step_bwd_dense(struct step_writer *w, int l)
 	OUT("\t/* layer %d dense MLP backward (dx holds d x_%d) */\n", l, l + 1);
 	OUT("\tCALL(%s, A(A_S_DX), P(W_L%d_MLP_DOWN), A(A_L%d_GU), AI(A_S_DENSE_OFFSETS), A(A_S_DGU), T);\n",
 	    step_gemm(w, "moe_down_bwd_data", false), l, l);
-	OUT("\tCALL(%s, A(A_S_DX), A(A_L%d_HID), AI(A_S_DENSE_OFFSETS), G(W_L%d_MLP_DOWN), T);\n",
-	    step_gemm(w, "moe_down_bwd_weight", false), l, l);
+	OUT("\tCALL(%s, A(A_S_DX), A(A_L%d_HID), AI(A_S_DENSE_OFFSETS), G(W_L%d_MLP_DOWN), T, %s);\n",
+	    step_gemm(w, "moe_down_bwd_weight", false), l, l, step_acc(w, "W_L%d_MLP_DOWN", l));
 	OUT("\tCALL(%s, A(A_S_DGU), P(W_L%d_MLP_GATE_UP), AI(A_S_DENSE_OFFSETS), A(A_S_DXN), T);\n",
 	    step_gemm(w, "moe_gate_up_bwd_data", false), l);
-	OUT("\tCALL(%s, A(A_S_DGU), A(A_L%d_XN2), AI(A_S_DENSE_OFFSETS), G(W_L%d_MLP_GATE_UP), T);\n",
-	    step_gemm(w, "moe_gate_up_bwd_weight", false), l, l);
+	OUT("\tCALL(%s, A(A_S_DGU), A(A_L%d_XN2), AI(A_S_DENSE_OFFSETS), G(W_L%d_MLP_GATE_UP), T, %s);\n",
+	    step_gemm(w, "moe_gate_up_bwd_weight", false), l, l, step_acc(w, "W_L%d_MLP_GATE_UP", l));
 	if (w->TP > 1)
 		OUT("\tTP_SUM(A(A_S_DXN), T * H); /* d xn2 from every tp rank's slice */\n");
 }
@@ -968,7 +1006,7 @@ static void step_bwd_attention(struct step_writer *w, int l)
 	const char *norm_bwd = step_kernel(w, "rmsnorm_bwd", "DIM", w->H);
 	OUT("\t/* layer %d attention backward (dx holds d x_mid) */\n", l);
 	OUT("\tMM_NN(T, QD, H, A(A_S_DX), P(W_L%d_O), A(A_S_DATT), 0);\n", l);
-	OUT("\tMM_TN(H, QD, T, A(A_S_DX), A(A_L%d_ATT), G(W_L%d_O), 1);\n", l, l);
+	OUT("\tMM_TN(H, QD, T, A(A_S_DX), A(A_L%d_ATT), G(W_L%d_O), %s);\n", l, l, step_acc(w, "W_L%d_O", l));
 	OUT("\tCALL(%s, A(A_L%d_ATT), A(A_S_DATT), A(A_S_DELTA), T);\n", step_kernel(w, "attention_bwd_pre", NULL, 0), l);
 	OUT("\tCALL(%s, A(A_L%d_QR), A(A_L%d_KR), A(A_L%d_V), doc, A(A_S_DATT), A(A_L%d_LSE), A(A_S_DELTA),\n"
 	    "\t\tA(A_S_DQ), A(A_S_DK), A(A_S_DV), T);\n", step_kernel(w, "attention_bwd", NULL, 0), l, l, l, l);
@@ -991,9 +1029,9 @@ static void step_bwd_attention(struct step_writer *w, int l)
 	OUT("\tMM_NN(T, H, QD, A(%s), P(W_L%d_Q), A(A_S_DXN), 0);\n", dq, l);
 	OUT("\tMM_NN(T, H, KD, A(%s), P(W_L%d_K), A(A_S_DXN), 1);\n", dk, l);
 	OUT("\tMM_NN(T, H, KD, A(A_S_DV), P(W_L%d_V), A(A_S_DXN), 1);\n", l);
-	OUT("\tMM_TN(QD, H, T, A(%s), A(A_L%d_XN1), G(W_L%d_Q), 1);\n", dq, l, l);
-	OUT("\tMM_TN(KD, H, T, A(%s), A(A_L%d_XN1), G(W_L%d_K), 1);\n", dk, l, l);
-	OUT("\tMM_TN(KD, H, T, A(A_S_DV), A(A_L%d_XN1), G(W_L%d_V), 1);\n", l, l);
+	OUT("\tMM_TN(QD, H, T, A(%s), A(A_L%d_XN1), G(W_L%d_Q), %s);\n", dq, l, l, step_acc(w, "W_L%d_Q", l));
+	OUT("\tMM_TN(KD, H, T, A(%s), A(A_L%d_XN1), G(W_L%d_K), %s);\n", dk, l, l, step_acc(w, "W_L%d_K", l));
+	OUT("\tMM_TN(KD, H, T, A(A_S_DV), A(A_L%d_XN1), G(W_L%d_V), %s);\n", l, l, step_acc(w, "W_L%d_V", l));
 	if (w->TP > 1)
 		OUT("\tTP_SUM(A(A_S_DXN), T * H); /* d xn1 from every tp rank's heads */\n");
 	OUT("\tCALL(%s, A(A_S_DX), G(W_L%d_INPUT_NORM), RMS_SCRATCH, A(A_S_DXN), A(A_X%d), P(W_L%d_INPUT_NORM),\n"
@@ -1139,11 +1177,14 @@ static void step_micro_step(struct step_writer *w)
 {
 	const struct ir *ir = w->ir;
 	step_ce_merge(w);
-	OUT("/* One micro-batch: forward, loss, backward. Gradients accumulate into r->grads (the\n"
-	    " * trainer zeroes them before an optimizer step's first micro-batch); dloss scales the\n"
-	    " * whole gradient (1 / grad_accum). */\n");
-	OUT("static void STEP(moec_micro_step)(const struct moert_run *r, const struct moert_batch *b, float dloss,\n"
+	OUT("/* One micro-batch: forward, loss, backward. first: the optimizer step's first micro-batch,\n"
+	    " * whose gradient writes overwrite r->grads (acc 0), except into the blocks the trainer\n"
+	    " * zeroes before it (moec_zero_ranges), which are added to; later micro-batches add to\n"
+	    " * every gradient (compiler/step.c, step_grad_zeroed). dloss scales the whole gradient\n"
+	    " * (1 / grad_accum). */\n");
+	OUT("static void STEP(moec_micro_step)(const struct moert_run *r, const struct moert_batch *b, float dloss, int first,\n"
 	    "\t\t\t\t  struct moert_stats *st)\n{\n");
+	OUT("\tconst int acc = !first;\n");
 	OUT("\tconst int *ids, *labels, *pos, *doc;\n");
 	OUT("\tBATCH(b, ids, labels, pos, doc);\n");
 	OUT("\tfloat dprob[DPROB_FLOATS], dz_sum, totals[3];\n");
@@ -1289,6 +1330,29 @@ static int64_t step_moment_floats(const struct step_writer *w)
 		return w->param_floats;
 	int64_t experts = w->param_floats - w->experts_begin;
 	return (w->experts_begin + l->dp - 1) / l->dp + (experts + l->edp - 1) / l->edp;
+}
+
+/* The gradient ranges the trainer zeroes before an optimizer step's first micro-batch: the
+ * blocks step_grad_zeroed names (their producers only add), adjacent ones merged. The rest
+ * of the arena is overwritten by its first write (step_acc). */
+static void step_zero_ranges(struct step_writer *w)
+{
+	OUT("/* Gradient ranges {offset, floats} zeroed before an optimizer step's first micro-batch\n"
+	    " * (compiler/step.c, step_grad_zeroed): the blocks whose producers only add. */\n");
+	OUT("static const long long moec_zero_ranges[][2] = {");
+	int n = 0;
+	for (int i = 0; i < w->nblocks; i++) {
+		if (!step_grad_zeroed(w, w->blocks[i].macro))
+			continue;
+		int j = i;
+		while (j + 1 < w->nblocks && step_grad_zeroed(w, w->blocks[j + 1].macro))
+			j++;
+		OUT("\n\t{%lld, %lld}, /* %s .. %s */", (long long)w->blocks[i].off,
+		    (long long)(w->blocks[j].off + w->blocks[j].numel - w->blocks[i].off), w->blocks[i].macro, w->blocks[j].macro);
+		n++;
+		i = j;
+	}
+	OUT("%s\n};\n#define N_ZERO_RANGES %d\n\n", n ? "" : "\n\t{0, 0}, /* none */", n);
 }
 
 /* AdamW's tensor list (the storage blocks of the parameter arena, and which decay), in
@@ -1438,6 +1502,7 @@ static void step_model_struct(struct step_writer *w)
 	    lay->dp, lay->tp, lay->ep, lay->edp, (long long)w->E_LOCAL);
 	OUT("\t.split_begin = W_TP_SPLIT_BEGIN, .shard_optimizer = %d, .fp32_floats = %s,\n", step_shards(w),
 	    step_shards(w) && w->bf16 ? "W_FP32_END" : "MOEC_PARAM_FLOATS");
+	OUT("\t.n_zero_ranges = N_ZERO_RANGES, .zero_ranges = moec_zero_ranges,\n");
 	OUT("\t.micro_step = moec_micro_step_cpu,\n\t.optimizer_step = moec_optimizer_step_cpu,\n");
 	OUT("\t.micro_step_cuda = moec_micro_step_cuda,\n\t.optimizer_step_cuda = moec_optimizer_step_cuda,\n");
 	OUT("\t.setup_cuda = moec_setup_cuda,\n\t.n_kernels = MOEC_NKERNELS,\n\t.kernels = moec_kernel_images,\n};\n\n");
@@ -1788,6 +1853,7 @@ int step_write_model_c(const struct emit_context *c, const struct kernel_set *ks
 	step_prologue(&w, defs_text, tab_text);
 	step_losses(&w);
 	step_optimizer_tables(&w);
+	step_zero_ranges(&w);
 	fputs(step_backend_cpu, f);
 	step_ep_regroup_hook(&w, false);
 	fputs(step_backend_cuda, f);

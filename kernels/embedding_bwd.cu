@@ -4,7 +4,8 @@
 //
 // Shapes (tokens, v0, vocab = runtime):
 //   dtable [vocab, H]  float   accumulated into (+=): rows v0 .. v0+vocab-1 of the fp32
-//                              embedding gradient (the host zeroes it once per step)
+//                              embedding gradient (the host zeroes it once per step; a
+//                              tied one the LM head's weight-gradient GEMM wrote first)
 //   dout   [tokens, H] act_t
 //   ids    [tokens]    int     ids outside [v0, v0+vocab) contribute nothing
 //

@@ -1,4 +1,4 @@
-// moe_gate_up_bwd_weight.cu - weight gradient of the gate/up GEMM: dw_gate_up[e] += dgu_e^T @ x_e (fp32), K-grouped over each expert's rows.
+// moe_gate_up_bwd_weight.cu - weight gradient of the gate/up GEMM: dw_gate_up[e] (+)= dgu_e^T @ x_e (fp32), K-grouped over each expert's rows.
 // moec: constants E_LOCAL H I ACT_BF16 TILE_M TILE_N TILE_K STAGES
 // moec: launch grid=(E_LOCAL * ((2*I + TILE_M - 1) / TILE_M) * ((H + TILE_N - 1) / TILE_N)) block=(TILE_M*TILE_N/(ACT_BF16 ? 128 : 16)) smem=(ACT_BF16 ? STAGES*(TILE_M+TILE_N)*TILE_K*2 : TILE_K*(TILE_M+TILE_N+8)*4)
 //
@@ -6,47 +6,42 @@
 // Shapes: dgu [rows, 2I] act_t (dgate | dup, from moe_down_bwd_data),
 //         x [rows, H] act_t (the permuted expert input),
 //         offsets [E+1] int (exclusive prefix sums of rows per expert; device memory),
-//         dw_gate_up [E, 2I, H] float (rows 0..I-1 gate_proj, I..2I-1 up_proj), accumulated
-//            into (+=). An expert with no rows leaves its slice as is.
+//         dw_gate_up [E, 2I, H] float (rows 0..I-1 gate_proj, I..2I-1 up_proj): added to
+//            (+=) when accumulate != 0, where an expert with no rows leaves its slice as is;
+//            overwritten when accumulate == 0 (the gradient's first write in the optimizer
+//            step: nothing zeroes it before), where an expert with no rows writes zeros.
 //
 // Work: output tiles (expert, m-tile of 2I, n-tile of H) of dw_gate_up[e], each reducing over
 // the expert's rows (ragged last K slice zero-filled), then one read-modify-write of the fp32
-// tile: no atomics, no split-K, deterministic. tile = (e * MT + mtile) * NT + ntile, walked
-// by the CTAs with stride gridDim.x (the launch grid gives one tile per CTA; any grid size is
-// correct). Both operands MN-major (A = dgu^T, B = x): ldmatrix.trans.
-// Tiles: defaults and smem in moe_gemm.cuh.
+// tile (one write when overwriting): no atomics, no split-K, deterministic. tile = (e * MT +
+// mtile) * NT + ntile, walked by the CTAs with stride gridDim.x (the launch grid gives one
+// tile per CTA; any grid size is correct). Both operands MN-major (A = dgu^T, B = x):
+// ldmatrix.trans. Tiles: defaults and smem in moe_gemm.cuh.
 #include "moe_gemm.cuh"
 
 typedef MOE_GEMM(false, false) gemm_t;
 
 extern "C" __global__ void __launch_bounds__(gemm_t::THREADS, 1)
-MOEC_KERNEL(const act_t *dgu, const act_t *x, const int *offsets, float *dw_gate_up, int rows)
+MOEC_KERNEL(const act_t *dgu, const act_t *x, const int *offsets, float *dw_gate_up, int rows, int accumulate)
 {
 	extern __shared__ __align__(1024) unsigned char smem[];
 	constexpr int MT = (2 * I + TILE_M - 1) / TILE_M, NT = (H + TILE_N - 1) / TILE_N;
 	for (int tile = blockIdx.x; tile < E_LOCAL * MT * NT; tile += gridDim.x) {
 		const int e = tile / (MT * NT), mt = tile / NT % MT, nt = tile % NT;
 		const int r0 = min(max(offsets[e], 0), rows), r1 = min(max(offsets[e + 1], 0), rows);
-		if (r1 <= r0) // no rows: nothing to add (uniform across the CTA)
-			continue;
 		const int m0 = mt * TILE_M, n0 = nt * TILE_N;
+		float *dw = dw_gate_up + ((long long)e * 2 * I + m0) * H + n0; // this tile of the expert's gradient
+		if (r1 <= r0) { // no rows (uniform across the CTA): nothing to add, zeros to write
+			if (!accumulate)
+				moe_zero_tile(dw, H, 2 * I - m0, H - n0);
+			continue;
+		}
 
 		const moe_operand a = moe_op(dgu, 2 * I, m0, 2 * I, TILE_M / 2, r0, r1);
 		const moe_operand b = moe_op(x, H, n0, H, TILE_N / 2, r0, r1);
 		gemm_t g;
 		g.run(smem, a, b);
 
-		float *dw = dw_gate_up + (long long)e * (2 * I) * H;
-#pragma unroll
-		for (int f = 0; f < gemm_t::NFRAG; f++) {
-			int r, c;
-			float v[4];
-			g.frag(f, r, c, v);
-			if (m0 + r >= 2 * I)
-				continue;
-			float *wr = dw + (long long)(m0 + r) * H + n0;
-			moe_add_pair(wr, c, H - n0, v[0], v[1]);
-			moe_add_pair(wr, TILE_N / 2 + c, H - n0, v[2], v[3]);
-		}
+		moe_weight_grad_epilogue(g, dw, H, 2 * I - m0, H - n0, accumulate);
 	}
 }

@@ -611,21 +611,94 @@ __device__ __forceinline__ void moe_unpack_pair(moe_raw_pair u, float *v0, float
 #endif
 }
 
-// dw[col], dw[col+1] += (v0, v1) for the columns < n (fp32 weight gradients).
-__device__ __forceinline__ void moe_add_pair(float *p, int col, int n, float v0, float v1)
+// dw[col], dw[col+1] += (v0, v1) (accumulate != 0) or = (v0, v1) (accumulate == 0: the
+// gradient's first write in the optimizer step, which then needs no memset and no read) for
+// the columns < n (fp32 weight gradients).
+__device__ __forceinline__ void moe_put_pair(float *p, int col, int n, float v0, float v1, int accumulate)
 {
 #if ACT_BF16
 	if (col < n) { // col, n even: 8-byte aligned pair
-		float2 o = *(float2 *)(p + col);
-		o.x += v0;
-		o.y += v1;
+		float2 o;
+		o.x = v0;
+		o.y = v1;
+		if (accumulate) {
+			const float2 old = *(const float2 *)(p + col);
+			o.x += old.x;
+			o.y += old.y;
+		}
 		*(float2 *)(p + col) = o;
 	}
 #else
 	if (col < n)
-		p[col] += v0;
+		p[col] = accumulate ? p[col] + v0 : v0;
 	if (col + 1 < n)
-		p[col + 1] += v1;
+		p[col + 1] = accumulate ? p[col + 1] + v1 : v1;
 #endif
+}
+
+// A weight-gradient tile's epilogue: g's accumulators into the fp32 tile at dw (row stride
+// ld; rows < m and columns < n of it are real), added to it (accumulate) or written over it.
+// bf16 engines: when adding, the old values of EB fragments are loaded before any of them is
+// stored, so those loads overlap (moe_raw_pair's reason: after a store through dw, the next
+// fragment's load of dw cannot be hoisted above it). Columns: even pairs, all in or all out.
+template <class G>
+__device__ __forceinline__ void moe_weight_grad_epilogue(const G &g, float *dw, long long ld, int m, int n, int accumulate)
+{
+#if ACT_BF16
+	constexpr int EB = 8;
+#pragma unroll
+	for (int f0 = 0; f0 < G::NFRAG; f0 += EB) {
+		float2 old[EB][2] = {};
+		if (accumulate) {
+#pragma unroll
+			for (int q = 0; q < EB && f0 + q < G::NFRAG; q++) {
+				int r, c;
+				float v[4];
+				g.frag(f0 + q, r, c, v);
+#pragma unroll
+				for (int half = 0; half < 2; half++)
+					if (r < m && half * (TILE_N / 2) + c < n)
+						old[q][half] = *(const float2 *)(dw + (long long)r * ld + half * (TILE_N / 2) + c);
+			}
+		}
+#pragma unroll
+		for (int q = 0; q < EB && f0 + q < G::NFRAG; q++) {
+			int r, c;
+			float v[4];
+			g.frag(f0 + q, r, c, v);
+			if (r >= m)
+				continue;
+#pragma unroll
+			for (int half = 0; half < 2; half++) {
+				const int col = half * (TILE_N / 2) + c;
+				if (col < n)
+					*(float2 *)(dw + (long long)r * ld + col) =
+						make_float2(v[2 * half] + old[q][half].x, v[2 * half + 1] + old[q][half].y);
+			}
+		}
+	}
+#else
+#pragma unroll
+	for (int f = 0; f < G::NFRAG; f++) {
+		int r, c;
+		float v[4];
+		g.frag(f, r, c, v);
+		if (r >= m)
+			continue;
+		float *wr = dw + (long long)r * ld;
+		moe_put_pair(wr, c, n, v[0], v[1], accumulate);
+		moe_put_pair(wr, TILE_N / 2 + c, n, v[2], v[3], accumulate);
+	}
+#endif
+}
+
+// Zeroes the rows < m, columns < n of a TILE_M x TILE_N fp32 tile at p (row stride ld), the
+// CTA's threads striding over it: a weight-gradient tile of an expert with no rows, when the
+// kernel overwrites (nothing zeroed the gradient before it).
+__device__ __forceinline__ void moe_zero_tile(float *p, long long ld, int m, int n)
+{
+	const int rows = min(m, TILE_M), cols = min(n, TILE_N);
+	for (int i = threadIdx.x; i < rows * cols; i += blockDim.x)
+		p[(long long)(i / cols) * ld + i % cols] = 0.0f;
 }
 

@@ -2,10 +2,11 @@
  *
  * main (model.c) -> moert_train_main: flags -> device -> arenas -> weights (resume from the
  * newest checkpoint, else --init-from / checkpoint.init_from, else random init) -> data ->
- * steps -> checkpoints. One step = zero gradients, grad_accum micro-batches (the generated
- * forward + backward), the generated optimizer step with this step's learning rate, a log
- * line, and a checkpoint when due. SIGTERM/SIGUSR1 only set a flag: the loop saves at the
- * next step boundary and exits 0, so a preempted job resumes where it stopped.
+ * steps -> checkpoints. One step = zero the gradients that are only added to (the others'
+ * first writes overwrite), grad_accum micro-batches (the generated forward + backward), the
+ * generated optimizer step with this step's learning rate, a log line, and a checkpoint when
+ * due. SIGTERM/SIGUSR1 only set a flag: the loop saves at the next step boundary and exits
+ * 0, so a preempted job resumes where it stopped.
  */
 #define _GNU_SOURCE
 #include "trainer.h"
@@ -57,6 +58,7 @@ struct options {
 	long long seed;
 	long long stop_after;   /* 0: run to steps */
 	int save_every, keep, resume, threads, quiet, seed_set, no_save, profile;
+	int zero_all_grads;     /* the whole gradient arena zeroed, every write adding (a check) */
 };
 
 static void usage(const struct moert_model *m, FILE *f)
@@ -82,6 +84,8 @@ static void usage(const struct moert_model *m, FILE *f)
 		"  --batch FILE       train on this one batch (safetensors: input_ids, labels [B, S] as HF\n"
 		"                     takes them, unshifted) instead of the data\n"
 		"  --dump FILE        after the steps, write logits, losses, gradients and weights\n"
+		"  --zero-all-grads   zero every gradient before a step and add every write to it, as\n"
+		"                     the step did before first writes overwrote (the same gradients)\n"
 		"  --quiet            no per-step lines\n",
 		m->generated_by, m->steps, m->lr, m->ckpt_dir, m->ckpt_every, m->ckpt_keep, (unsigned long long)m->seed);
 }
@@ -109,7 +113,7 @@ static double parse_double(const char *flag, const char *v)
 static void parse_options(const struct moert_model *m, int argc, char **argv, struct options *o)
 {
 	enum { O_STEPS = 256, O_STOP_AFTER, O_LR, O_DATA, O_CKPT, O_EVERY, O_KEEP, O_NORESUME, O_NOSAVE, O_PROFILE, O_INIT, O_METRICS, O_SEED, O_DEVICE,
-	       O_THREADS, O_BATCH, O_DUMP, O_QUIET, O_HELP };
+	       O_THREADS, O_BATCH, O_DUMP, O_ZERO_ALL, O_QUIET, O_HELP };
 	static const struct option longopts[] = {
 		{"steps", required_argument, 0, O_STEPS}, {"stop-after", required_argument, 0, O_STOP_AFTER},
 		{"lr", required_argument, 0, O_LR},
@@ -121,6 +125,7 @@ static void parse_options(const struct moert_model *m, int argc, char **argv, st
 		{"metrics", required_argument, 0, O_METRICS}, {"seed", required_argument, 0, O_SEED},
 		{"device", required_argument, 0, O_DEVICE}, {"threads", required_argument, 0, O_THREADS},
 		{"batch", required_argument, 0, O_BATCH}, {"dump", required_argument, 0, O_DUMP},
+		{"zero-all-grads", no_argument, 0, O_ZERO_ALL},
 		{"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
 	*o = (struct options){.steps = m->steps, .lr = m->lr, .ckpt_dir = m->ckpt_dir, .init_from = m->init_from,
 			      .device = "auto", .seed = (long long)m->seed, .save_every = m->ckpt_every,
@@ -150,6 +155,7 @@ static void parse_options(const struct moert_model *m, int argc, char **argv, st
 		case O_THREADS: o->threads = (int)parse_ll("--threads", optarg, 1, 4096); break;
 		case O_BATCH: o->batch = optarg; break;
 		case O_DUMP: o->dump = optarg; break;
+		case O_ZERO_ALL: o->zero_all_grads = 1; break;
 		case O_QUIET: o->quiet = 1; break;
 		case 'h':
 		case O_HELP: usage(m, stdout); exit(0);
@@ -194,6 +200,24 @@ static float *alloc_floats(long long n, const char *what)
 		moert_fatal("cannot allocate %s (%.1f MiB)", what, bytes / 1048576.0);
 	memset(p, 0, bytes);
 	return p;
+}
+
+/* Before an optimizer step's first micro-batch: zero the gradients whose producers only add
+ * (m->zero_ranges); the others' first writes overwrite them (compiler/step.c). all: the whole
+ * arena, for a step whose writes all add. */
+static void zero_grads(const struct moert_model *m, const struct moert_run *host, const struct moert_run *dev,
+		       int all)
+{
+	if (dev) {
+		moert_cuda_run_zero_grads(m, dev, all);
+		return;
+	}
+	if (all) {
+		memset(host->grads, 0, (size_t)m->param_floats * sizeof(float));
+		return;
+	}
+	for (int i = 0; i < m->n_zero_ranges; i++)
+		memset(host->grads + m->zero_ranges[i][0], 0, (size_t)m->zero_ranges[i][1] * sizeof(float));
 }
 
 /* Learning rate at step (1-based): linear warmup, then cosine/linear decay to min_lr. */
@@ -426,17 +450,15 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	int prof_warmup = 0; /* the profile's first step was reset */
 	for (long long step = step0 + 1; step <= o.steps; step++) {
 		double t0 = moert_seconds();
-		if (use_cuda)
-			moert_cuda_run_zero_grads(m, &rd);
-		else
-			memset(r.grads, 0, (size_t)m->param_floats * sizeof(float));
+		zero_grads(m, &r, use_cuda ? &rd : NULL, o.zero_all_grads);
 		memset(counts, 0, (size_t)m->moe_layers * m->experts * sizeof *counts);
 		struct log_step ls = {.step = step, .steps = o.steps, .moe_layers = m->moe_layers, .experts = m->experts,
 				      .expert_count = counts};
 		for (int a = 0; a < m->grad_accum; a++) {
 			struct moert_batch b;
 			train_batches_next(&tb, &b);
-			(use_cuda ? m->micro_step_cuda : m->micro_step)(run, &b, 1.0f / m->grad_accum, &st);
+			(use_cuda ? m->micro_step_cuda : m->micro_step)(run, &b, 1.0f / m->grad_accum,
+									a == 0 && !o.zero_all_grads, &st);
 			ls.loss += st.loss / m->grad_accum;
 			ls.ce_loss += st.ce_loss / m->grad_accum;
 			ls.aux_loss += st.aux_loss / m->grad_accum;

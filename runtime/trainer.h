@@ -126,12 +126,17 @@ struct moert_model {
 	long long split_begin;           /* parameter offset where the tp-split blocks start (to experts_begin) */
 	int shard_optimizer;             /* parallel.shard_optimizer: AdamW's moments split over dp / edp (zero.h) */
 	long long fp32_floats;           /* the fp32 weights kept whole: param_floats, or a sharded bf16 step's norms */
-	/* the step, per backend */
-	void (*micro_step)(const struct moert_run *r, const struct moert_batch *b, float dloss,
+	/* gradient ranges {offset, floats} the trainer zeroes before an optimizer step's first
+	 * micro-batch: the blocks whose producers only add; every other gradient is overwritten
+	 * by its first write, in the micro-step called with first = 1 (compiler/step.c) */
+	int n_zero_ranges;
+	const long long (*zero_ranges)[2];
+	/* the step, per backend; first: the optimizer step's first micro-batch */
+	void (*micro_step)(const struct moert_run *r, const struct moert_batch *b, float dloss, int first,
 	                   struct moert_stats *st);
 	/* Global gradient norm (before clipping), then clip + AdamW with this lr at step (1-based). */
 	double (*optimizer_step)(const struct moert_run *r, double lr, int step);
-	void (*micro_step_cuda)(const struct moert_run *r, const struct moert_batch *b, float dloss,
+	void (*micro_step_cuda)(const struct moert_run *r, const struct moert_batch *b, float dloss, int first,
 	                        struct moert_stats *st);
 	double (*optimizer_step_cuda)(const struct moert_run *r, double lr, int step);
 	void (*setup_cuda)(const struct moert_run *r); /* once, after the arenas are on the device */

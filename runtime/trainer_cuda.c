@@ -209,11 +209,15 @@ void moert_cuda_run_download(const struct moert_model *m, const struct moert_run
 		moert_fatal("copying from the GPU: %s", err);
 }
 
-void moert_cuda_run_zero_grads(const struct moert_model *m, const struct moert_run *dev)
+void moert_cuda_run_zero_grads(const struct moert_model *m, const struct moert_run *dev, int all)
 {
 	char err[512];
-	if (moert_cuda_memset(dev->cuda, dptr(dev->grads), 0, (size_t)m->param_floats * sizeof(float), err, sizeof err))
-		moert_fatal("zeroing the gradients on the GPU: %s", err);
+	const long long whole[1][2] = {{0, m->param_floats}};
+	const long long (*ranges)[2] = all ? whole : m->zero_ranges;
+	for (int i = 0; i < (all ? 1 : m->n_zero_ranges); i++)
+		if (moert_cuda_memset(dev->cuda, dptr(dev->grads + ranges[i][0]), 0, (size_t)ranges[i][1] * sizeof(float), err,
+				      sizeof err))
+			moert_fatal("zeroing the gradients on the GPU: %s", err);
 }
 
 void moert_cuda_run_close(struct moert_run *dev)

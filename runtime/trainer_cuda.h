@@ -63,7 +63,8 @@ void moert_cuda_run_open(const struct moert_model *m, const struct moert_run *ho
 /* Copy weights and moments down (before a checkpoint), or gradients too (for --dump). */
 void moert_cuda_run_download(const struct moert_model *m, const struct moert_run *dev, struct moert_run *host,
 			     int with_grads);
-void moert_cuda_run_zero_grads(const struct moert_model *m, const struct moert_run *dev);
+/* Zero the gradients before an optimizer step: m->zero_ranges, or with all the whole arena. */
+void moert_cuda_run_zero_grads(const struct moert_model *m, const struct moert_run *dev, int all);
 void moert_cuda_run_close(struct moert_run *dev);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* OpenBLAS's cblas.h pulls in <complex.h> unless told not to, and <complex.h> does
  * `#undef I / #define I _Complex_I`: with moec's constant I (the expert intermediate size)
@@ -67,6 +68,19 @@ static inline const float *moe_host_f32(const act_t *p, size_t n, float *buf)
 	(void)buf;
 	return p;
 #endif
+}
+
+/* One expert's weight gradient dw [m, n] (+)= a^T b, a [k, m], b [k, n] fp32 (k = the
+ * expert's rows): added to when accumulate != 0, else overwritten (the gradient's first write
+ * in the optimizer step), zeros for an expert with no rows, as the GPU kernels write. */
+static inline void moe_host_weight_grad(int m, int n, int k, const float *a, const float *b, float *dw, int accumulate)
+{
+	if (k == 0) {
+		if (!accumulate)
+			memset(dw, 0, sizeof(float) * (size_t)m * n);
+		return;
+	}
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.f, a, m, b, n, accumulate ? 1.f : 0.f, dw, n);
 }
 
 /* dst[i] = src[i] rounded to act_t. */

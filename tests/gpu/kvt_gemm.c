@@ -25,7 +25,7 @@ INV_BOTH(INV_MOE_GATE_UP_BWD_DATA)
 #define INV_MOE_BWD_WEIGHT(T)                                                                                           \
 	static void inv_moe_bwd_weight_##T(void *f, void **a)                                                             \
 	{                                                                                                                 \
-		FN((const T *, const T *, const int *, float *, int))(AP(0), AP(1), AP(2), AP(3), AI(4));                     \
+		FN((const T *, const T *, const int *, float *, int, int))(AP(0), AP(1), AP(2), AP(3), AI(4), AI(5));         \
 	}
 INV_BOTH(INV_MOE_BWD_WEIGHT)
 #define INV_SWIGLU_FWD(T) \
@@ -106,11 +106,14 @@ static int gemm_offsets(int *off, int E, int *rows, int pat, int tile_m, int til
 /* ---- the six grouped expert GEMMs ---- */
 enum { G_GATE_UP_FWD, G_DOWN_FWD, G_DOWN_BWD_DATA, G_GATE_UP_BWD_DATA, G_DOWN_BWD_WEIGHT, G_GATE_UP_BWD_WEIGHT };
 
+/* overwrite: the weight gradients' accumulate = 0 (the others skip these cases), on the
+ * layouts with empty experts, whose slices must then be written as zeros */
 static const struct {
-	int rows, pat, gu_null;
-} gemm_cases[] = {{1, GP_RANDOM, 0},    {37, GP_RANDOM, 0}, {256, GP_RANDOM, 0}, {1000, GP_RANDOM, 0},
-		  {37, GP_ONE, 0},   {1000, GP_ONE, 0}, {300, GP_TAIL, 0},   {0, GP_TILES, 0},
-		  {256, GP_RANDOM, 1}};
+	int rows, pat, gu_null, overwrite;
+} gemm_cases[] = {{1, GP_RANDOM, 0, 0},    {37, GP_RANDOM, 0, 0}, {256, GP_RANDOM, 0, 0}, {1000, GP_RANDOM, 0, 0},
+		  {37, GP_ONE, 0, 0},      {1000, GP_ONE, 0, 0},  {300, GP_TAIL, 0, 0},    {0, GP_TILES, 0, 0},
+		  {256, GP_RANDOM, 1, 0},  {1, GP_RANDOM, 0, 1},  {1000, GP_RANDOM, 0, 1}, {37, GP_ONE, 0, 1},
+		  {300, GP_TAIL, 0, 1},    {0, GP_TILES, 0, 1}};
 static const char *const gemm_what[] = {"random", "one-expert", "tail", "tile-edges"};
 
 static long gemm_tile(const struct kinst *k, const char *name, int bf)
@@ -134,7 +137,9 @@ struct gemm_dims {
 
 /* One case of a GEMM over `rows` rows and the expert offsets in buffer bo: its buffers, in the
  * kernel's argument order, the geometry, and the run (or, --time, the timing) */
-static void gemm_run(struct kctx *x, struct tcase *c, int which, const struct gemm_dims *g, int bo, int rows, int gu_null)
+/* acc: the weight gradients' accumulate argument (1 adds into dw, 0 overwrites it) */
+static void gemm_run(struct kctx *x, struct tcase *c, int which, const struct gemm_dims *g, int bo, int rows, int gu_null,
+		     int acc)
 {
 	const long E = g->E, H = g->H, I = g->I, TM = g->TM, TN = g->TN;
 	const size_t R = (size_t)rows;
@@ -182,19 +187,29 @@ static void gemm_run(struct kctx *x, struct tcase *c, int which, const struct ge
 		grid = (ceil_div(rows, TM) + E) * ceil_div(H, TN);
 	} else {
 		const int down = which == G_DOWN_BWD_WEIGHT;
-		/* dw[e] += a_e^T b_e: accumulated into, fp32 (empty experts untouched) */
+		/* dw[e] += a_e^T b_e, fp32 (empty experts untouched), or = (overwrite: empty experts
+		 * write zeros); overwriting starts from NaN (tb_out), so an element the kernel leaves
+		 * unwritten fails */
 		int ba = tb_add(c, down ? "dy" : "dgu", A, R * (down ? H : 2 * I), R_IN);
 		int bb = tb_add(c, down ? "h" : "x", A, R * (down ? I : H), R_IN);
 		tb_normal(c, ba, 0, 1);
 		tb_normal(c, bb, 0, 1);
-		int bdw = tb_add(c, down ? "dw_down" : "dw_gate_up", DT_F32, (size_t)E * H * 2 * I / (down ? 2 : 1), R_INOUT);
-		tb_weights(c, bdw, 0, 0.5);
-		tb_nmse(c, bdw, TOL_F32_RED);
-		ta_bufs(c, down ? "dy" : "dgu", ba, down ? "h" : "x", bb, "offsets", bo, down ? "dw_down" : "dw_gate_up", bdw,
-			NULL);
+		const char *dw_name = down ? "dw_down" : "dw_gate_up";
+		const size_t ndw = (size_t)E * H * 2 * I / (down ? 2 : 1);
+		int bdw;
+		if (acc) {
+			bdw = tb_add(c, dw_name, DT_F32, ndw, R_INOUT);
+			tb_weights(c, bdw, 0, 0.5);
+			tb_nmse(c, bdw, TOL_F32_RED);
+		} else {
+			bdw = tb_out(c, dw_name, DT_F32, ndw, TOL_F32_RED);
+		}
+		ta_bufs(c, down ? "dy" : "dgu", ba, down ? "h" : "x", bb, "offsets", bo, dw_name, bdw, NULL);
 		grid = down ? E * ceil_div(H, TM) * ceil_div(I, TN) : E * ceil_div(2 * I, TM) * ceil_div(H, TN);
 	}
 	ta_int(c, "rows", rows);
+	if (which == G_DOWN_BWD_WEIGHT || which == G_GATE_UP_BWD_WEIGHT)
+		ta_int(c, "accumulate", acc);
 	tv(c, "rows", rows);
 	tg(c, grid, 1, TM * TN / (x->bf ? 128 : 16));
 	c->smem = (unsigned)(x->bf ? g->ST * (TM + TN) * g->TK * 2 : g->TK * (TM + TN + 8) * 4);
@@ -230,7 +245,7 @@ static void gemm_time(struct kctx *x, int which, const struct gemm_dims *g)
 		const int most = time_offsets(tb_i32(c, bo), (int)g->E, K, T, skewed);
 		const int rows = T * K;
 		snprintf(c->note, sizeof c->note, "rows %d, max/mean %.2f", rows, most * (double)g->E / rows);
-		gemm_run(x, c, which, g, bo, rows, 0);
+		gemm_run(x, c, which, g, bo, rows, 0, 0); /* weight gradients: a step's first write */
 	}
 }
 
@@ -245,9 +260,11 @@ static void drv_gemm(struct kctx *x, int which)
 		gemm_time(x, which, &g);
 		return;
 	}
+	const int weight = which == G_DOWN_BWD_WEIGHT || which == G_GATE_UP_BWD_WEIGHT;
 	for (size_t ci = 0; ci < sizeof gemm_cases / sizeof gemm_cases[0]; ci++) {
-		if (gemm_cases[ci].gu_null && which != G_GATE_UP_FWD)
+		if ((gemm_cases[ci].gu_null && which != G_GATE_UP_FWD) || (gemm_cases[ci].overwrite && !weight))
 			continue;
+		const int acc = !gemm_cases[ci].overwrite;
 		/* --max-rows: the tile-edge sizes for the first experts only (whole rounds of 8) */
 		const int tiles = gemm_cases[ci].pat == GP_TILES ? tiles_experts((int)E, (int)g.TM) : 0;
 		if (gemm_cases[ci].pat == GP_TILES && !tiles) {
@@ -265,11 +282,11 @@ static void drv_gemm(struct kctx *x, int which)
 		const int used = gemm_offsets(tb_i32(c, bo), (int)E, &rows, gemm_cases[ci].pat, (int)g.TM, tiles);
 		for (int e = 0; e < E; e++)
 			empty += tb_i32(c, bo)[e + 1] == tb_i32(c, bo)[e];
-		snprintf(c->shape, sizeof c->shape, "rows=%d %s empty=%d%s%s", rows, gemm_what[gemm_cases[ci].pat], empty,
-			 used < rows ? " used<rows" : "", gemm_cases[ci].gu_null ? " gu=NULL" : "");
+		snprintf(c->shape, sizeof c->shape, "rows=%d %s empty=%d%s%s%s", rows, gemm_what[gemm_cases[ci].pat], empty,
+			 used < rows ? " used<rows" : "", gemm_cases[ci].gu_null ? " gu=NULL" : "", weight ? acc ? " dw+=" : " dw=" : "");
 		if (tiles && tiles < E)
 			sadd(c->shape, sizeof c->shape, " (sizes for %d experts: --max-rows)", tiles);
-		gemm_run(x, c, which, &g, bo, rows, gemm_cases[ci].gu_null);
+		gemm_run(x, c, which, &g, bo, rows, gemm_cases[ci].gu_null, acc);
 	}
 }
 
@@ -316,9 +333,9 @@ const struct driver kvt_gemm_drivers[] = {
 	 drv_moe_down_bwd_data, ACT(moe_down_bwd_data), 1},
 	{"moe_gate_up_bwd_data", "const act_t *dgu, const act_t *w_gate_up, const int *offsets, act_t *dx, int rows",
 	 drv_moe_gate_up_bwd_data, ACT(moe_gate_up_bwd_data), 1},
-	{"moe_down_bwd_weight", "const act_t *dy, const act_t *h, const int *offsets, float *dw_down, int rows",
+	{"moe_down_bwd_weight", "const act_t *dy, const act_t *h, const int *offsets, float *dw_down, int rows, int accumulate",
 	 drv_moe_down_bwd_weight, ACT(moe_bwd_weight), 1},
-	{"moe_gate_up_bwd_weight", "const act_t *dgu, const act_t *x, const int *offsets, float *dw_gate_up, int rows",
+	{"moe_gate_up_bwd_weight", "const act_t *dgu, const act_t *x, const int *offsets, float *dw_gate_up, int rows, int accumulate",
 	 drv_moe_gate_up_bwd_weight, ACT(moe_bwd_weight), 1},
 	{"swiglu_fwd", "const act_t *gu, const int *offsets, act_t *h, int rows", drv_swiglu_fwd, ACT(swiglu_fwd)},
 	{NULL},

@@ -24,8 +24,10 @@ struct moe_twins {
 	void (*down_bwd_data)(const act_t *dy, const act_t *w_down, const act_t *gu, const int *offsets, act_t *dgu,
 	                      int rows);
 	void (*gate_up_bwd_data)(const act_t *dgu, const act_t *w_gate_up, const int *offsets, act_t *dx, int rows);
-	void (*down_bwd_weight)(const act_t *dy, const act_t *h, const int *offsets, float *dw_down, int rows);
-	void (*gate_up_bwd_weight)(const act_t *dgu, const act_t *x, const int *offsets, float *dw_gate_up, int rows);
+	void (*down_bwd_weight)(const act_t *dy, const act_t *h, const int *offsets, float *dw_down, int rows,
+	                        int accumulate);
+	void (*gate_up_bwd_weight)(const act_t *dgu, const act_t *x, const int *offsets, float *dw_gate_up, int rows,
+	                           int accumulate);
 	void (*swiglu_fwd)(const act_t *gu, const int *offsets, act_t *h, int rows);
 };
 
@@ -245,29 +247,44 @@ static void check_rows(const char *what, const char *cname, const act_t *got, co
 
 /* fp32 weight gradients: got = init + want, compared normwise (no rounding on either path);
  * experts with no rows must be bit-identical to init. */
+/* dw after a weight-gradient twin: near want, and an empty expert's slice as it was (acc 1:
+ * added to init) or zeros (acc 0: overwrote init, NaN, so an element left unwritten fails). */
 static void check_dw(const char *what, const char *cname, const float *got, const float *init, const double *want,
-                     size_t per_expert, const int *off, int E)
+                     size_t per_expert, const int *off, int E, int acc)
 {
 	double mx = 0;
 	for (size_t i = 0; i < per_expert * E; i++)
-		mx = fmax(mx, fabs(want[i] - init[i]));
+		mx = fmax(mx, fabs(want[i] - (acc ? init[i] : 0)));
 	int bad = 0, empty_bad = 0;
 	double worst = 0;
 	for (int e = 0; e < E; e++)
 		for (size_t i = per_expert * e; i < per_expert * (e + 1); i++) {
 			if (off[e + 1] == off[e]) {
-				empty_bad += memcmp(got + i, init + i, sizeof(float)) != 0;
+				empty_bad += acc ? memcmp(got + i, init + i, sizeof(float)) != 0 : got[i] != 0.0f;
 				continue;
 			}
 			const double d = fabs(got[i] - want[i]);
 			worst = fmax(worst, mx > 0 ? d / mx : d);
-			bad += !(d <= TOL_NRM * mx + 1e-7 * fabs(init[i]));
+			bad += !(d <= TOL_NRM * mx + 1e-7 * (acc ? fabs(init[i]) : 0));
 		}
 	if (bad || empty_bad)
-		fprintf(stderr, "%s [%s]: %d elements out of tolerance (worst %.3g), %d elements of empty experts changed\n",
-		        what, cname, bad, worst, empty_bad);
+		fprintf(stderr, "%s [%s, %s]: %d elements out of tolerance (worst %.3g), %d elements of empty experts wrong\n",
+		        what, cname, acc ? "+=" : "=", bad, worst, empty_bad);
 	EXPECT(bad == 0);
 	EXPECT(empty_bad == 0);
+}
+
+/* acc 1: a non-zero dw to add to; acc 0: NaN everywhere, for the twin to overwrite */
+static float *dw_init(size_t n, int acc)
+{
+	float *p = rand_f32(acc ? n : 0, 1.0);
+	if (acc)
+		return p;
+	free(p);
+	p = xalloc(n * sizeof *p);
+	for (size_t i = 0; i < n; i++)
+		p[i] = NAN;
+	return p;
 }
 
 /* ---- one case: every twin against its reference ---- */
@@ -343,29 +360,29 @@ static void run_case(const struct moe_case *cs)
 		check_rows("moe_gate_up_bwd_data dx", cs->name, dx, r, rows, H, off, E);
 		free(dx), free(r);
 	}
-	/* weight gradients accumulate into a non-zero dw */
-	{
+	/* weight gradients: added to a non-zero dw (acc 1), or overwriting one (acc 0) */
+	for (int acc = 1; acc >= 0; acc--) {
 		const size_t n = (size_t)E * H * I;
-		float *init = rand_f32(n, 1.0), *dw = xalloc(n * sizeof(float));
+		float *init = dw_init(n, acc), *dw = xalloc(n * sizeof(float));
 		double *r = xalloc(n * sizeof(double));
 		memcpy(dw, init, n * sizeof(float));
 		for (size_t i = 0; i < n; i++)
-			r[i] = init[i];
-		t->down_bwd_weight(dy, hin, off, dw, rows);
+			r[i] = acc ? init[i] : 0;
+		t->down_bwd_weight(dy, hin, off, dw, rows, acc);
 		ref_down_bwd_weight(E, H, I, off, dyd, hind, r);
-		check_dw("moe_down_bwd_weight dw", cs->name, dw, init, r, (size_t)H * I, off, E);
+		check_dw("moe_down_bwd_weight dw", cs->name, dw, init, r, (size_t)H * I, off, E, acc);
 		free(init), free(dw), free(r);
 	}
-	{
+	for (int acc = 1; acc >= 0; acc--) {
 		const size_t n = (size_t)E * 2 * I * H;
-		float *init = rand_f32(n, 1.0), *dw = xalloc(n * sizeof(float));
+		float *init = dw_init(n, acc), *dw = xalloc(n * sizeof(float));
 		double *r = xalloc(n * sizeof(double));
 		memcpy(dw, init, n * sizeof(float));
 		for (size_t i = 0; i < n; i++)
-			r[i] = init[i];
-		t->gate_up_bwd_weight(dguin, x, off, dw, rows);
+			r[i] = acc ? init[i] : 0;
+		t->gate_up_bwd_weight(dguin, x, off, dw, rows, acc);
 		ref_gate_up_bwd_weight(E, H, I, off, dguind, xd, r);
-		check_dw("moe_gate_up_bwd_weight dw", cs->name, dw, init, r, (size_t)2 * I * H, off, E);
+		check_dw("moe_gate_up_bwd_weight dw", cs->name, dw, init, r, (size_t)2 * I * H, off, E, acc);
 		free(init), free(dw), free(r);
 	}
 
@@ -451,8 +468,8 @@ static void run_fd(const struct moe_case *cs)
 	t->gate_up_fwd(x, wgu, off, h, gu, rows);
 	t->down_bwd_data(R, wd, gu, off, dgu, rows);
 	t->gate_up_bwd_data(dgu, wgu, off, dx, rows);
-	t->down_bwd_weight(R, h, off, dwd, rows);
-	t->gate_up_bwd_weight(dgu, x, off, dwgu, rows);
+	t->down_bwd_weight(R, h, off, dwd, rows, 0);
+	t->gate_up_bwd_weight(dgu, x, off, dwgu, rows, 0);
 
 	double *xd = to_double(x, nx), *wgud = to_double(wgu, nwgu), *wdd = to_double(wd, nwd);
 	double *Rd = to_double(R, nx), *gud = to_double(gu, ngu);
@@ -572,7 +589,8 @@ static void run_fd(const struct moe_case *cs)
 }
 #endif
 
-/* All experts empty: nothing is written anywhere. */
+/* All experts empty: nothing is written anywhere, except the weight gradient when it is
+ * overwritten (accumulate 0): zeros, there being nothing to add. */
 static void run_empty(const struct moe_twins *t)
 {
 	const int E = t->e, H = t->h, I = t->i, rows = 5;
@@ -583,11 +601,16 @@ static void run_empty(const struct moe_twins *t)
 	memcpy(dw0, dw, sizeof(float) * E * 2 * I * H);
 	t->gate_up_fwd(x, w, off, h, gu, rows);
 	t->swiglu_fwd(gu, off, h, rows);
-	t->gate_up_bwd_weight(gu, x, off, dw, rows);
+	t->gate_up_bwd_weight(gu, x, off, dw, rows, 1);
 	int bad = 0;
 	for (size_t i = 0; i < (size_t)rows * I; i++)
 		bad += act_load(h + i) != -768.0f;
 	EXPECT(bad == 0);
 	EXPECT(memcmp(dw, dw0, sizeof(float) * E * 2 * I * H) == 0);
+	t->gate_up_bwd_weight(gu, x, off, dw, rows, 0);
+	int nonzero = 0;
+	for (size_t i = 0; i < (size_t)E * 2 * I * H; i++)
+		nonzero += dw[i] != 0.0f;
+	EXPECT(nonzero == 0);
 	free(x), free(w), free(h), free(gu), free(dw), free(dw0);
 }

@@ -117,7 +117,7 @@ struct barrier {
 };
 
 inline thread *cur;
-inline dim block, grid_dim;
+inline dim block, grid_dim, block_dim;
 inline std::vector<thread> threads;
 inline ucontext_t sched;
 inline barrier cta_bar;
@@ -268,6 +268,7 @@ inline void launch(unsigned grid, int n, size_t smem_bytes, const std::function<
 	if (n % 32)
 		fail("block size not a multiple of 32");
 	grid_dim = dim{grid, 1, 1};
+	block_dim = dim{(unsigned)n, 1, 1};
 	for (unsigned b = 0; b < grid; b++) {
 		block = dim{b, 0, 0};
 		memset(smem, 0xff, smem_bytes); // bf16 NaN / fp32 NaN everywhere until written
@@ -352,6 +353,7 @@ inline void launch(unsigned grid, int n, size_t smem_bytes, const std::function<
 #define threadIdx (emu::cur->tid)
 #define blockIdx (emu::block)
 #define gridDim (emu::grid_dim)
+#define blockDim (emu::block_dim)
 
 inline void __syncthreads()
 {

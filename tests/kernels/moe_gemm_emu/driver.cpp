@@ -19,8 +19,8 @@ DECL(moe_gate_up_fwd, const raw *, const raw *, const int *, raw *, raw *, int)
 DECL(moe_down_fwd, const raw *, const raw *, const int *, raw *, int)
 DECL(moe_down_bwd_data, const raw *, const raw *, const raw *, const int *, raw *, int)
 DECL(moe_gate_up_bwd_data, const raw *, const raw *, const int *, raw *, int)
-DECL(moe_down_bwd_weight, const raw *, const raw *, const int *, float *, int)
-DECL(moe_gate_up_bwd_weight, const raw *, const raw *, const int *, float *, int)
+DECL(moe_down_bwd_weight, const raw *, const raw *, const int *, float *, int, int)
+DECL(moe_gate_up_bwd_weight, const raw *, const raw *, const int *, float *, int, int)
 }
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
@@ -188,27 +188,30 @@ static void run(const char *label, const int *off, int rows)
 		twin_moe_gate_up_bwd_data(dgu.data(), wgu.data(), offv.data(), d2.data(), rows);
 		compare("moe_gate_up_bwd_data dx", d1, d2);
 	}
-	{
-		std::vector<float> init((size_t)E * H * I);
+	// the weight gradients added to a non-zero dw (acc 1), and overwriting one that starts as
+	// NaN (acc 0): compared with the product added to zeros, so an element left unwritten (an
+	// empty expert's) fails
+	for (int acc = 1; acc >= 0; acc--) {
+		std::vector<float> init((size_t)E * H * I), zero(init.size());
 		for (auto &v : init)
-			v = rnd();
+			v = acc ? rnd() : NAN;
 		std::vector<float> w1 = init, w2 = init;
 		emu::globals.clear(), reg(dy), reg(hin), reg(offv);
 		emu::launch(capped(E * ((H + TILE_M - 1) / TILE_M) * ((I + TILE_N - 1) / TILE_N)), THREADS, SMEM,
-		            [&] { emu_moe_down_bwd_weight(dy.data(), hin.data(), offv.data(), w1.data(), rows); });
-		twin_moe_down_bwd_weight(dy.data(), hin.data(), offv.data(), w2.data(), rows);
-		compare_f("moe_down_bwd_weight dw", w1, w2, init);
+		            [&] { emu_moe_down_bwd_weight(dy.data(), hin.data(), offv.data(), w1.data(), rows, acc); });
+		twin_moe_down_bwd_weight(dy.data(), hin.data(), offv.data(), w2.data(), rows, acc);
+		compare_f(acc ? "moe_down_bwd_weight dw +=" : "moe_down_bwd_weight dw =", w1, w2, acc ? init : zero);
 	}
-	{
-		std::vector<float> init((size_t)E * 2 * I * H);
+	for (int acc = 1; acc >= 0; acc--) {
+		std::vector<float> init((size_t)E * 2 * I * H), zero(init.size());
 		for (auto &v : init)
-			v = rnd();
+			v = acc ? rnd() : NAN;
 		std::vector<float> w1 = init, w2 = init;
 		emu::globals.clear(), reg(dgu), reg(x), reg(offv);
 		emu::launch(capped(E * ((2 * I + TILE_M - 1) / TILE_M) * ((H + TILE_N - 1) / TILE_N)), THREADS, SMEM,
-		            [&] { emu_moe_gate_up_bwd_weight(dgu.data(), x.data(), offv.data(), w1.data(), rows); });
-		twin_moe_gate_up_bwd_weight(dgu.data(), x.data(), offv.data(), w2.data(), rows);
-		compare_f("moe_gate_up_bwd_weight dw", w1, w2, init);
+		            [&] { emu_moe_gate_up_bwd_weight(dgu.data(), x.data(), offv.data(), w1.data(), rows, acc); });
+		twin_moe_gate_up_bwd_weight(dgu.data(), x.data(), offv.data(), w2.data(), rows, acc);
+		compare_f(acc ? "moe_gate_up_bwd_weight dw +=" : "moe_gate_up_bwd_weight dw =", w1, w2, acc ? init : zero);
 	}
 }
 
