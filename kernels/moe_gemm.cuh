@@ -645,21 +645,35 @@ template <class G>
 __device__ __forceinline__ void moe_weight_grad_epilogue(const G &g, float *dw, long long ld, int m, int n, int accumulate)
 {
 #if ACT_BF16
-	constexpr int EB = 8;
+	if (!accumulate) { // stores only
+#pragma unroll
+		for (int f = 0; f < G::NFRAG; f++) {
+			int r, c;
+			float v[4];
+			g.frag(f, r, c, v);
+			if (r >= m)
+				continue;
+#pragma unroll
+			for (int half = 0; half < 2; half++)
+				if (half * (TILE_N / 2) + c < n)
+					*(float2 *)(dw + r * ld + half * (TILE_N / 2) + c) = make_float2(v[2 * half], v[2 * half + 1]);
+		}
+		return;
+	}
+	constexpr int EB = 4;
 #pragma unroll
 	for (int f0 = 0; f0 < G::NFRAG; f0 += EB) {
-		float2 old[EB][2] = {};
-		if (accumulate) {
+		float2 old[EB][2];
 #pragma unroll
-			for (int q = 0; q < EB && f0 + q < G::NFRAG; q++) {
-				int r, c;
-				float v[4];
-				g.frag(f0 + q, r, c, v);
+		for (int q = 0; q < EB && f0 + q < G::NFRAG; q++) {
+			int r, c;
+			float v[4];
+			g.frag(f0 + q, r, c, v);
 #pragma unroll
-				for (int half = 0; half < 2; half++)
-					if (r < m && half * (TILE_N / 2) + c < n)
-						old[q][half] = *(const float2 *)(dw + (long long)r * ld + half * (TILE_N / 2) + c);
-			}
+			for (int half = 0; half < 2; half++)
+				old[q][half] = r < m && half * (TILE_N / 2) + c < n
+						       ? *(const float2 *)(dw + r * ld + half * (TILE_N / 2) + c)
+						       : make_float2(0.0f, 0.0f);
 		}
 #pragma unroll
 		for (int q = 0; q < EB && f0 + q < G::NFRAG; q++) {
@@ -669,12 +683,10 @@ __device__ __forceinline__ void moe_weight_grad_epilogue(const G &g, float *dw, 
 			if (r >= m)
 				continue;
 #pragma unroll
-			for (int half = 0; half < 2; half++) {
-				const int col = half * (TILE_N / 2) + c;
-				if (col < n)
-					*(float2 *)(dw + (long long)r * ld + col) =
+			for (int half = 0; half < 2; half++)
+				if (half * (TILE_N / 2) + c < n)
+					*(float2 *)(dw + r * ld + half * (TILE_N / 2) + c) =
 						make_float2(v[2 * half] + old[q][half].x, v[2 * half + 1] + old[q][half].y);
-			}
 		}
 	}
 #else

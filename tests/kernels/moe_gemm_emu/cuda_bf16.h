@@ -82,6 +82,7 @@ inline float __expf(float x) { return expf(x); }
 struct float2 {
 	float x, y;
 };
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
 using std::max;
 using std::min;
 
