@@ -52,18 +52,12 @@ MOEC_KERNEL(const act_t *dy, const act_t *w_down, const act_t *gu, const int *of
 		gemm_t g;
 		g.run(smem, a, b);
 
-		// The epilogue reads the saved gate/up of every output pair: a batch of EB fragments'
-		// pairs is loaded first, then turned into dgu and stored (see moe_raw_pair), so the
-		// loads of a batch overlap instead of costing a global-memory latency per fragment.
-		constexpr int EB = 8;
-#pragma unroll
-		for (int f0 = 0; f0 < gemm_t::NFRAG; f0 += EB) {
-			moe_raw_pair gq[EB][2] = {}, uq[EB][2] = {};
-#pragma unroll
-			for (int q = 0; q < EB && f0 + q < gemm_t::NFRAG; q++) {
-				int r, c;
-				float v[4];
-				g.frag(f0 + q, r, c, v);
+		// The epilogue reads the saved gate/up of every output pair: loaded a batch of
+		// fragments ahead of the batch's dgu stores (moe_epilogue_batched).
+		moe_raw_pair gq[MOE_EPI_BATCH][2], uq[MOE_EPI_BATCH][2];
+		moe_epilogue_batched(
+			g,
+			[&](int q, int r, int c) {
 				const int row = t.row0 + r;
 				const act_t *gr = gu + (long long)row * (2 * I);
 #pragma unroll
@@ -74,15 +68,11 @@ MOEC_KERNEL(const act_t *dy, const act_t *w_down, const act_t *gu, const int *of
 						uq[q][half] = moe_load_raw_pair(gr + I, j);
 					}
 				}
-			}
-#pragma unroll
-			for (int q = 0; q < EB && f0 + q < gemm_t::NFRAG; q++) {
-				int r, c;
-				float v[4];
-				g.frag(f0 + q, r, c, v);
+			},
+			[&](int q, int r, int c, const float *v) {
 				const int row = t.row0 + r;
 				if (row >= t.row_end)
-					continue;
+					return;
 				act_t *dr = dgu + (long long)row * (2 * I);
 #pragma unroll
 				for (int half = 0; half < 2; half++) {
@@ -97,7 +87,6 @@ MOEC_KERNEL(const act_t *dy, const act_t *w_down, const act_t *gu, const int *of
 					moe_store_pair(dr, j, I, dg0, dg1);
 					moe_store_pair(dr + I, j, I, du0, du1);
 				}
-			}
-		}
+			});
 	}
 }

@@ -636,59 +636,65 @@ __device__ __forceinline__ void moe_put_pair(float *p, int col, int n, float v0,
 #endif
 }
 
+// A tile's epilogue in batches of MOE_EPI_BATCH fragments: load(q, r, c) for every fragment q
+// of a batch (the global reads the results need), then store(q, r, c, v) for each. Reads of
+// a batch are in flight together: interleaved with stores through another pointer they would
+// each wait a global-memory latency, since the compiler cannot move a load above a store
+// that may alias it. (r, c): the fragment's row and first column (moe_mma's frag()).
+#define MOE_EPI_BATCH 4
+template <class G, class Load, class Store>
+__device__ __forceinline__ void moe_epilogue_batched(const G &g, Load &&load, Store &&store)
+{
+#pragma unroll
+	for (int f0 = 0; f0 < G::NFRAG; f0 += MOE_EPI_BATCH) {
+#pragma unroll
+		for (int q = 0; q < MOE_EPI_BATCH && f0 + q < G::NFRAG; q++) {
+			int r, c;
+			float v[4];
+			g.frag(f0 + q, r, c, v);
+			load(q, r, c);
+		}
+#pragma unroll
+		for (int q = 0; q < MOE_EPI_BATCH && f0 + q < G::NFRAG; q++) {
+			int r, c;
+			float v[4];
+			g.frag(f0 + q, r, c, v);
+			store(q, r, c, v);
+		}
+	}
+}
+
 // A weight-gradient tile's epilogue: g's accumulators into the fp32 tile at dw (row stride
 // ld; rows < m and columns < n of it are real), added to it (accumulate) or written over it.
-// bf16 engines: when adding, the old values of EB fragments are loaded before any of them is
-// stored, so those loads overlap (moe_raw_pair's reason: after a store through dw, the next
-// fragment's load of dw cannot be hoisted above it). Columns: even pairs, all in or all out.
+// bf16 engines: batched (moe_epilogue_batched), the old values read only when adding.
+// Columns: even pairs, all in or all out.
 template <class G>
 __device__ __forceinline__ void moe_weight_grad_epilogue(const G &g, float *dw, long long ld, int m, int n, int accumulate)
 {
 #if ACT_BF16
-	if (!accumulate) { // stores only
+	float2 old[MOE_EPI_BATCH][2];
+	moe_epilogue_batched(
+		g,
+		[&](int q, int r, int c) {
 #pragma unroll
-		for (int f = 0; f < G::NFRAG; f++) {
-			int r, c;
-			float v[4];
-			g.frag(f, r, c, v);
+			for (int half = 0; half < 2; half++) {
+				const int col = half * (TILE_N / 2) + c;
+				old[q][half] = accumulate && r < m && col < n ? *(const float2 *)(dw + r * ld + col)
+									     : make_float2(0.0f, 0.0f);
+			}
+		},
+		[&](int q, int r, int c, const float *v) {
 			if (r >= m)
-				continue;
+				return;
 #pragma unroll
-			for (int half = 0; half < 2; half++)
-				if (half * (TILE_N / 2) + c < n)
-					*(float2 *)(dw + r * ld + half * (TILE_N / 2) + c) = make_float2(v[2 * half], v[2 * half + 1]);
-		}
-		return;
-	}
-	constexpr int EB = 4;
-#pragma unroll
-	for (int f0 = 0; f0 < G::NFRAG; f0 += EB) {
-		float2 old[EB][2];
-#pragma unroll
-		for (int q = 0; q < EB && f0 + q < G::NFRAG; q++) {
-			int r, c;
-			float v[4];
-			g.frag(f0 + q, r, c, v);
-#pragma unroll
-			for (int half = 0; half < 2; half++)
-				old[q][half] = r < m && half * (TILE_N / 2) + c < n
-						       ? *(const float2 *)(dw + r * ld + half * (TILE_N / 2) + c)
-						       : make_float2(0.0f, 0.0f);
-		}
-#pragma unroll
-		for (int q = 0; q < EB && f0 + q < G::NFRAG; q++) {
-			int r, c;
-			float v[4];
-			g.frag(f0 + q, r, c, v);
-			if (r >= m)
-				continue;
-#pragma unroll
-			for (int half = 0; half < 2; half++)
-				if (half * (TILE_N / 2) + c < n)
-					*(float2 *)(dw + r * ld + half * (TILE_N / 2) + c) =
-						make_float2(v[2 * half] + old[q][half].x, v[2 * half + 1] + old[q][half].y);
-		}
-	}
+			for (int half = 0; half < 2; half++) {
+				const int col = half * (TILE_N / 2) + c;
+				if (col < n) // overwriting stores v itself (a -0 stays -0, as the twin's beta 0)
+					*(float2 *)(dw + r * ld + col) =
+						accumulate ? make_float2(v[2 * half] + old[q][half].x, v[2 * half + 1] + old[q][half].y)
+							   : make_float2(v[2 * half], v[2 * half + 1]);
+			}
+		});
 #else
 #pragma unroll
 	for (int f = 0; f < G::NFRAG; f++) {
