@@ -45,6 +45,9 @@
 #                  (It ran on the 3.1 B-parameter bench trainer before: ncu sat 300 s in its
 #                  start without profiling a kernel.)
 #
+# GPU_SESSION_TOKENS: the benchmark trainers' T (default the kit's, KIT_TOKENS); with
+# MOE_GPU_ROUTES / MOE_GPU_MMA_ROUTES (bench/moe_gpu.sh) it fits layer and model into a
+# short call, e.g. GPU_SESSION_TOKENS=32768 MOE_GPU_ROUTES=balanced MOE_GPU_MMA_ROUTES= ... layer.
 # Two 10-minute calls: `tests model`, then `layer`; tuning: `tune profile` in one call.
 # Everything in one call shares a time budget (GPU_SESSION_BUDGET_S, default 540 s): a check
 # that would start after it is reported SKIP, and timeouts end by then, so the call ends
@@ -474,7 +477,7 @@ run_bench() { # run_bench layer|model|all
 	fi
 	# the kit's libraries for the trainers only: python and torch keep the machine's
 	LD_LIBRARY_PATH=$orig_ld MOE_GPU_LIBS=$kit_ld MOE_GPU_DEADLINE=$deadline MOE_GPU_COMMIT="$KIT_COMMIT" \
-		MOE_GPU_TOKENS="${KIT_TOKENS:-4096 8192 16384 32768}" REPORT=$summary \
+		MOE_GPU_TOKENS="${GPU_SESSION_TOKENS:-${KIT_TOKENS:-4096 8192 16384 32768}}" REPORT=$summary \
 		MOE_GPU_BUILT="trainers built by scripts/gpu_kit.sh ($KIT_DATE, moec build --arch $KIT_ARCH, on $KIT_BUILT_ON), run from the kit" \
 		MOE_GPU_COMMAND="bash bench/gpu_session.sh $kit_arg ${parts[*]}" \
 		bash bench/moe_gpu.sh run "$kit/bench" "$1" 2>&1 | tee -a "$out/moe_gpu.log"

@@ -202,7 +202,7 @@ dirty=$(git status --porcelain --untracked-files=no -- compiler runtime kernels 
 	echo "KIT_DATE='$(date -u +%Y-%m-%dT%H:%MZ)'"
 	echo "KIT_ARCH='$arch'"
 	echo "KIT_BUILT_ON='$(uname -m), $(nproc) cores, $("$moec" --version 2>/dev/null | head -1)'"
-	echo "KIT_TOKENS='$(find "$kit/bench" -mindepth 1 -maxdepth 1 -name 'b*' -printf '%f\n' | sed 's/^b//' | sort -n |
+	echo "KIT_TOKENS='$(find "$kit/bench" -mindepth 1 -maxdepth 1 -name 'b*' -printf '%f\n' | sed -n 's/^b\([0-9]*\)$/\1/p' | sort -n |
 		tr '\n' ' ' | sed 's/ $//')'"
 } >"$kit/kit.env"
 cat >"$kit/run.sh" <<'EOF'
