@@ -142,6 +142,7 @@ run() { # run DIR [layer|model|all]
 				# AdamW state: the baselines' peak is one layer's)
 				tps=$(echo "$moe" | sed -n 's/.*: \([0-9.]*\) ms per layer.*/\1/p' | awk -v t="$T" '$1 > 0 {printf ", %.0f tokens/s", t / ($1 * 1e-3)}')
 				mem=$(sed -n 's/^device: .*, \([0-9.]*\) GiB allocated.*/, trainer arenas \1 GiB/p' "$tmp/out$T.txt" | head -1)
+				mem=$mem$(sed -n 's/^ready in \([0-9.]*\) s: \(.*\)/, trainer start \1 s (\2)/p' "$tmp/out$T.txt" | head -1)
 				if [ -n "$moe" ]; then
 					echo "moec T=$T $route: ${moe#"${moe%%[! ]*}"}$tps$load$mem" | tee "$tmp/moec$T$route.txt"
 				else

@@ -392,6 +392,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 			  m->fp32_floats);
 
 	/* Weights and optimizer state: resume > init_from > random. */
+	const double t_weights = moert_seconds(); /* the start's phases, logged as "ready" */
 	long long step0 = 0;
 	struct data_cursor cursor = {0, 0};
 	if (!o.batch && o.resume && train_state_resume(&ts, &r, &step0, &cursor, lg))
@@ -401,6 +402,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	else
 		train_state_init_random(&ts, &r, (uint64_t)o.seed);
 
+	const double t_copies = moert_seconds();
 	if (m->act_bf16) { /* the bf16 copies the step reads; AdamW keeps them current from here on */
 		r.params16 = alloc_floats((m->param_floats + 1) / 2, "the bf16 weights");
 		for (long long i = 0; i < m->param_floats; i++)
@@ -420,6 +422,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	 * where checkpoints are written from. */
 	struct moert_run rd = {0}, *run = &r;
 	char device[256] = "cpu";
+	const double t_device = moert_seconds();
 	if (use_cuda) {
 		moert_cuda_run_open(m, &r, &rd, gpu);
 		free(r.params16); /* the device keeps them current; checkpoints hold the fp32 masters */
@@ -429,6 +432,11 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 		run = &rd;
 	}
 	log_event(lg, "device", "device: %s", device);
+	/* where a long start's time goes (a 3 B-parameter trainer takes most of a minute) */
+	const double t_ready = moert_seconds();
+	if (t_ready - t_weights >= 1.0)
+		log_event(lg, "ready", "ready in %.1f s: weights %.1f s, host copies %.1f s, device setup %.1f s",
+			  t_ready - t_weights, t_copies - t_weights, t_device - t_copies, t_ready - t_device);
 	if (o.profile)
 		run->prof = moert_prof_new(m);
 
