@@ -373,6 +373,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	/* The host arenas. On the GPU the step runs on device copies, and the host keeps what
 	 * checkpoints are made of (weights, AdamW's moments); gradients only for --dump (or to
 	 * name a non-finite one), activations not at all. */
+	const double t_arenas = moert_seconds(); /* the start's phases, logged as "ready" */
 	r.params = alloc_floats(m->param_floats, "the weights"); /* whole to start; see r.master below */
 	moert_zero_init(&r.zero, m, r.comm); /* this rank's part of AdamW's moments */
 	r.exp_avg = alloc_floats(r.zero.floats, "AdamW's first moments");
@@ -392,7 +393,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 			  m->fp32_floats);
 
 	/* Weights and optimizer state: resume > init_from > random. */
-	const double t_weights = moert_seconds(); /* the start's phases, logged as "ready" */
+	const double t_weights = moert_seconds();
 	long long step0 = 0;
 	struct data_cursor cursor = {0, 0};
 	if (!o.batch && o.resume && train_state_resume(&ts, &r, &step0, &cursor, lg))
@@ -434,9 +435,9 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	log_event(lg, "device", "device: %s", device);
 	/* where a long start's time goes (a 3 B-parameter trainer takes most of a minute) */
 	const double t_ready = moert_seconds();
-	if (t_ready - t_weights >= 1.0)
-		log_event(lg, "ready", "ready in %.1f s: weights %.1f s, host copies %.1f s, device setup %.1f s",
-			  t_ready - t_weights, t_copies - t_weights, t_device - t_copies, t_ready - t_device);
+	if (t_ready - t_arenas >= 1.0)
+		log_event(lg, "ready", "ready in %.1f s: host arenas %.1f s, weights %.1f s, host copies %.1f s, device setup %.1f s",
+			  t_ready - t_arenas, t_weights - t_arenas, t_copies - t_weights, t_device - t_copies, t_ready - t_device);
 	if (o.profile)
 		run->prof = moert_prof_new(m);
 
