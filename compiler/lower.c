@@ -797,6 +797,36 @@ bool ir_tensor_is_matmul(const struct ir_tensor *t, const struct ir *ir)
 	}
 }
 
+enum ir_grad_group ir_grad_group_of(const struct ir *ir, const struct ir_tensor *t, int64_t tp, bool kv_split)
+{
+	if (t->shard == IR_SHARD_EP)
+		return IR_GRAD_EXPERT;
+	if (tp <= 1)
+		return IR_GRAD_SAME;
+	switch (t->role) {
+	case IR_ROLE_EMBED:
+	case IR_ROLE_LM_HEAD:
+	case IR_ROLE_Q:
+	case IR_ROLE_O:
+	case IR_ROLE_MLP_GATE:
+	case IR_ROLE_MLP_UP:
+	case IR_ROLE_MLP_DOWN:
+		return IR_GRAD_SPLIT;
+	case IR_ROLE_K:
+	case IR_ROLE_V:
+		return kv_split ? IR_GRAD_SPLIT : IR_GRAD_PARTIAL;
+	case IR_ROLE_POST_ATTN_NORM: /* partial where the MoE runs on a token slice */
+		return t->layer >= 0 && t->layer < ir->nlayers && ir->layers[t->layer].moe ? IR_GRAD_PARTIAL
+												: IR_GRAD_SAME;
+	case IR_ROLE_Q_NORM:
+	case IR_ROLE_K_NORM:
+	case IR_ROLE_ROUTER:
+		return IR_GRAD_PARTIAL;
+	default:
+		return IR_GRAD_SAME;
+	}
+}
+
 bool ir_tensor_is_param(const struct ir_tensor *t)
 {
 	return t->train != IR_TRAIN_BUFFER && t->role != IR_ROLE_LORA_A && t->role != IR_ROLE_LORA_B;

@@ -201,6 +201,21 @@ bool ir_tensor_trainable(const struct ir_tensor *t);
 bool ir_tensor_is_matmul(const struct ir_tensor *t, const struct ir *ir);
 /* Counted as a model parameter (buffers and LoRA adapters are not). */
 bool ir_tensor_is_param(const struct ir_tensor *t);
+
+/* How tensor parallelism treats a weight's gradient (one rule for the step, which stores
+ * the weights grouped by it, and for moec plan, which counts the all-reduce bytes by it):
+ *   IR_GRAD_SAME     every tp rank computes the whole gradient (the input and final norms:
+ *                    inputs every tp rank has in full)                    -> summed over dp
+ *   IR_GRAD_PARTIAL  replicated, but each tp rank sees part of the rows or heads (q/k norms,
+ *                    the post-attention norm and the router on an MoE layer's token slice,
+ *                    k/v when there are fewer kv heads than tp ranks)   -> over dp and tp
+ *   IR_GRAD_SPLIT    a slice per tp rank: q/k/v rows (heads), o columns, a dense MLP's
+ *                    gate/up rows and down columns, the embedding's and LM head's
+ *                    vocabulary rows                                       -> over dp
+ *   IR_GRAD_EXPERT   E / ep experts per rank                               -> over edp
+ * With tp 1 there is no PARTIAL or SPLIT. kv_split: the kv heads divide over the tp ranks. */
+enum ir_grad_group { IR_GRAD_SAME, IR_GRAD_PARTIAL, IR_GRAD_SPLIT, IR_GRAD_EXPERT };
+enum ir_grad_group ir_grad_group_of(const struct ir *ir, const struct ir_tensor *t, int64_t tp, bool kv_split);
 /* Bytes to store n elements of dtype d; nf4 = 4 bits + one fp32 absmax per 64 elements. */
 int64_t ir_dtype_bytes(int d, int64_t n);
 /* HF name of expert e of a stacked tensor ("{e}" replaced); the name itself when none. */

@@ -598,32 +598,9 @@ static void plan_comm_tp(const struct spec *s, const struct ir *ir, const struct
 	c->tp_s = c->tp_bytes / ((l->tp_groups.all_in_domain ? c->intra_gbps : c->inter_gbps) * 1e9);
 }
 
-/* With tensor parallelism some replicated weights see only part of the work on each tp
- * rank (their rows or heads): the q/k norms, the router and an MoE layer's post-attention
- * norm (the MoE runs on a token slice), and a single kv head replicated over tp. Their
- * gradients are summed over the whole world (dp x tp), the others over dp (compiler/step.c's
- * PARTIAL class). */
-static bool plan_tp_partial(const struct ir_tensor *t, const struct ir *ir, const struct plan_knobs *k)
-{
-	if (k->tp <= 1)
-		return false;
-	switch (t->role) {
-	case IR_ROLE_Q_NORM:
-	case IR_ROLE_K_NORM:
-	case IR_ROLE_ROUTER:
-		return true;
-	case IR_ROLE_K:
-	case IR_ROLE_V:
-		return k->kv_heads > 0 && k->kv_heads < k->tp;
-	case IR_ROLE_POST_ATTN_NORM:
-		return t->layer >= 0 && t->layer < ir->nlayers && ir->layers[t->layer].moe;
-	default:
-		return false;
-	}
-}
-
 /* Gradients, once per step, in fp32 (the gradient buffers' dtype): ring all-reduce of the
- * dense shard over dp (the tp-partial ones over the world) and of the expert shard over
+ * dense shard over dp (the tp-partial ones, lower.h's IR_GRAD_PARTIAL, over the world: each
+ * tp rank saw part of their rows or heads) and of the expert shard over
  * edp. With shard_optimizer the step then all-gathers the updated weights the forward reads,
  * each rank's range to its dp (dense) or edp (expert) group: a ring all-gather of the
  * weights in their storage dtype, except a bf16 step's norms, which it reads (and gathers)
@@ -642,7 +619,7 @@ static void plan_comm_grads(const struct ir *ir, const struct plan_layout *l, co
 		double gathered = norm ? b : (double)ir_dtype_bytes(t->dtype, plan_shard_numel(t, k));
 		if (t->shard == IR_SHARD_EP)
 			expert += b, gather_expert += gathered;
-		else if (plan_tp_partial(t, ir, k))
+		else if (ir_grad_group_of(ir, t, k->tp, !(k->kv_heads > 0 && k->kv_heads < k->tp)) == IR_GRAD_PARTIAL)
 			partial += b, gather_dense += gathered;
 		else
 			dense += b, gather_dense += gathered;

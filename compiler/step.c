@@ -163,47 +163,17 @@ static bool step_is_expert(const struct ir_tensor *t)
 	return t->role == IR_ROLE_EXPERT_GATE || t->role == IR_ROLE_EXPERT_UP || t->role == IR_ROLE_EXPERT_DOWN;
 }
 
-/* How tensor parallelism treats a weight, which decides where it is stored and how its
- * gradient is summed:
- *   SAME     every tp rank computes the whole gradient (the input and final norms: inputs
- *            every tp rank has in full)                         -> summed over dp
- *   PARTIAL  replicated, but each tp rank sees part of the rows or heads (q/k norms, the
- *            post-attention norm and the router on its token slice, replicated k/v)
- *                                                              -> summed over dp and tp
- *   SPLIT    a slice per tp rank: q/k/v rows (heads), o columns, a dense MLP's gate/up
- *            rows and down columns, the embedding's and LM head's vocabulary rows
- *                                                              -> summed over dp
- *   EXPERT   E / ep experts per rank                            -> summed over edp
- * With tp 1 there is no PARTIAL or SPLIT. */
-enum step_class { STEP_SAME, STEP_PARTIAL, STEP_SPLIT, STEP_EXPERT };
+/* How tensor parallelism treats a weight decides where it is stored and how its gradient
+ * is summed: lower.h's IR_GRAD_* groups (the rule moec plan counts by), in this order. The
+ * grouped GEMMs' experts (gate, up, down) are the EXPERT class. */
+enum step_class { STEP_SAME = IR_GRAD_SAME, STEP_PARTIAL = IR_GRAD_PARTIAL, STEP_SPLIT = IR_GRAD_SPLIT,
+		  STEP_EXPERT = IR_GRAD_EXPERT };
 
 static enum step_class step_class_of(const struct step_writer *w, const struct ir_tensor *t)
 {
 	if (step_is_expert(t))
 		return STEP_EXPERT;
-	if (w->TP == 1)
-		return STEP_SAME;
-	switch (t->role) {
-	case IR_ROLE_EMBED:
-	case IR_ROLE_LM_HEAD:
-	case IR_ROLE_Q:
-	case IR_ROLE_O:
-	case IR_ROLE_MLP_GATE:
-	case IR_ROLE_MLP_UP:
-	case IR_ROLE_MLP_DOWN:
-		return STEP_SPLIT;
-	case IR_ROLE_K:
-	case IR_ROLE_V:
-		return w->kv_split ? STEP_SPLIT : STEP_PARTIAL;
-	case IR_ROLE_POST_ATTN_NORM: /* partial where the MoE runs on a token slice */
-		return w->ir->layers[t->layer].moe ? STEP_PARTIAL : STEP_SAME;
-	case IR_ROLE_Q_NORM:
-	case IR_ROLE_K_NORM:
-	case IR_ROLE_ROUTER:
-		return STEP_PARTIAL;
-	default:
-		return STEP_SAME;
-	}
+	return (enum step_class)ir_grad_group_of(w->ir, t, w->TP, w->kv_split);
 }
 
 /* Place IR tensor t: its storage block (made on first use), and its table rows. A rank
