@@ -27,9 +27,10 @@ static void link_write_makefile(FILE *f, const struct emit_context *c, const str
 		   "# gen/cubins.S (the cubins, embedded) and moec's runtime, with OpenBLAS. The CUDA driver\n"
 		   "# and cuBLASLt are loaded at run time. `make -C <this dir>` re-links after a change.\n"
 		   "# -ffp-contract=off: no fused multiply-adds the twins did not write, so results do not\n"
-		   "# depend on the compiler's mood (AdamW is torch-exact only without them).\n\n");
+		   "# depend on the compiler's mood (AdamW is torch-exact only without them).\n"
+		   "# -Werror=overflow: offsets past 2^31 floats in int arithmetic would wrap silently.\n\n");
 	fprintf(f, "MOEC_SOURCE := %s\n", MOEC_SOURCE_DIR);
-	fprintf(f, "CFLAGS := -std=gnu11 -O2 -g -march=native -ffp-contract=off -fno-strict-aliasing -Wall -Wno-unused-function -Werror=incompatible-pointer-types"
+	fprintf(f, "CFLAGS := -std=gnu11 -O2 -g -march=native -ffp-contract=off -fno-strict-aliasing -Wall -Wno-unused-function -Werror=incompatible-pointer-types -Werror=overflow"
 		   " $(MOEC_TRAIN_CFLAGS)\n");
 	/* the CUDA headers for types only: the runtime dlopens the driver and cuBLASLt */
 	fprintf(f, "CPPFLAGS := -Igen -I$(MOEC_SOURCE)/kernels/cpu -I$(MOEC_SOURCE)/runtime -I%s %s -MMD -MP\n",

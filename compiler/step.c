@@ -150,7 +150,8 @@ static void step_table_row(struct step_writer *w, FILE *tab, const struct ir_ten
 	for (int d = 0; d < ndim; d++)
 		n += snprintf(shape_text + n, sizeof shape_text - (size_t)n, "%s%lld", d ? ", " : "", (long long)shape[d]);
 	bool norm = step_is_norm(t);
-	fprintf(tab, "\t{\"%s\", %s + %lld, %d, {%s}, %d, %d, %s, %d, %d},\n", name, macro, (long long)delta, ndim,
+	/* LL: a block below 2^31 floats is an int literal, and its last experts lie past 2^31 */
+	fprintf(tab, "\t{\"%s\", %s + %lldLL, %d, {%s}, %d, %d, %s, %d, %d},\n", name, macro, (long long)delta, ndim,
 		shape_text, t->layer, ndim >= 2, norm ? "MOERT_INIT_ONES" : "MOERT_INIT_NORMAL", expert, tp_dim);
 	snprintf(hash_text, sizeof hash_text, "%s[%s];", name, shape_text);
 	w->model_hash = step_fnv(w->model_hash, hash_text);

@@ -236,6 +236,41 @@ static double lr_at(const struct moert_model *m, double peak, long long step, lo
 	return min_lr + (peak - min_lr) * 0.5 * (1 + cos(M_PI * progress));
 }
 
+static int cmp_tensor_offset(const void *a, const void *b)
+{
+	const struct moert_tensor *x = *(const struct moert_tensor *const *)a, *y = *(const struct moert_tensor *const *)b;
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* The generated tensor table, before anything is written through it: every tensor inside
+ * the parameter arena and, on one rank, none overlapping another (a table whose offsets
+ * wrapped at 2^31 would initialize, load and save other memory: the AdamW moments, say).
+ * Under tp or ep a rank's table also lists the slices and experts other ranks hold, at its
+ * own storage, so there only the starts are checked. */
+static void check_tensor_table(const struct moert_model *m)
+{
+	const struct moert_tensor **byoff = malloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1) * sizeof *byoff);
+	if (!byoff)
+		moert_fatal("out of memory");
+	for (int i = 0; i < m->n_tensors; i++)
+		byoff[i] = &m->tensors[i];
+	qsort(byoff, (size_t)m->n_tensors, sizeof *byoff, cmp_tensor_offset);
+	const int one_rank = m->layout.tp <= 1 && m->layout.ep <= 1;
+	long long end = 0; /* one rank: where the previous tensor ends */
+	for (int i = 0; i < m->n_tensors; i++) {
+		const struct moert_tensor *t = byoff[i];
+		long long n = 1;
+		for (int d = 0; d < t->ndim; d++)
+			n *= (long long)t->shape[d];
+		if (t->offset < 0 || t->offset >= m->param_floats || (one_rank && (t->offset + n > m->param_floats || t->offset < end)))
+			moert_fatal("the trainer's tensor table is corrupt: %s at float offset %lld (%lld floats; the arena "
+				    "holds %lld%s): rebuild the trainer with this moec (moec build)",
+				    t->name, t->offset, n, m->param_floats, one_rank && t->offset < end ? ", overlapping another" : "");
+		end = t->offset + n;
+	}
+	free(byoff);
+}
+
 /* The first tensor with a non-finite value in arena a of n floats (NULL when all are finite;
  * the fp32 weights of a bf16 step with sharded masters are the norms only). */
 static const struct moert_tensor *first_non_finite(const struct moert_model *m, const float *a, long long floats)
@@ -321,6 +356,7 @@ int moert_train_main(const struct moert_model *m, int argc, char **argv)
 	const int rank0 = comm.rank == 0;
 	struct options o;
 	parse_options(m, argc, argv, &o);
+	check_tensor_table(m);
 	if (!rank0) /* one rank speaks and writes the metrics */
 		o.quiet = 1;
 	struct train_state ts;
