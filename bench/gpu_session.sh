@@ -29,12 +29,16 @@
 #                  tokens x top-8 rows, balanced and skewed routing, the median of 20 launches;
 #                  also moe_permute, moe_combine and their backward, in GB/s)
 #                  in each tile variant of the kit (TUNE_VARIANTS, default: qwen30b = wgmma
-#                  STAGES 3, qwen30b_st4 = wgmma STAGES 4, qwen30b_sm90 = mma.sync,
+#                  STAGES 3, qwen30b_st4 = wgmma STAGES 4, qwen30b_persist(_st4) = wgmma
+#                  PERSIST 132 (persistent CTAs, next tile's prologue during the epilogue:
+#                  kernels/moe_gemm.cuh) at 3 (4) stages, qwen30b_sm90 = mma.sync,
 #                  qwen30b_sm90_tn128 = mma.sync TILE_N 128; scripts/gpu_kit.sh builds them),
 #                  then a table kernel x case x variant (ms, TFLOP/s) and the best variant per
 #                  kernel; OUT/tune.txt (bench/results style header), OUT/tune.log. TUNE_ARGS
 #                  adds kernel_vs_twin arguments (--iters N, --only moe_down, --case T=32768).
-#                  About 40-70 s per variant, 3-5 min in all (estimated: the launches take
+#                  The persistent variants' six expert GEMMs are first checked against their
+#                  twins at the real shapes (gpu/kernels_qwen30b_persist*, --max-rows, ~1 min each).
+#                  About 40-70 s per variant, 4-7 min in all (estimated: the launches take
 #                  under 1 s per case; the host's part, filling and uploading up to 3 GiB per
 #                  case, took 2.5-4.5 s per case on 2 cores under tests/emu's emulator)
 #          profile Nsight Compute (ncu) on the six expert GEMMs (and the four copies) as `tune`
@@ -516,7 +520,7 @@ run_tune() {
 	echo "          (tests/gpu/kvt_core.c); TFLOP/s = 2 x rows x the GEMM's other two dimensions / time" | tee -a "$summary"
 	echo "variants:" | tee -a "$summary"
 	local v vs=() names
-	for v in ${TUNE_VARIANTS:-qwen30b qwen30b_st4 qwen30b_sm90 qwen30b_sm90_tn128}; do
+	for v in ${TUNE_VARIANTS:-qwen30b qwen30b_st4 qwen30b_persist qwen30b_persist_st4 qwen30b_sm90 qwen30b_sm90_tn128}; do
 		[ -f "$kit/kvt/$v/build/manifest.json" ] || continue
 		# the arch and one GEMM instance name: the constants that differ from the defaults show
 		names=$(grep -o '"name": *"moe_down_fwd[^"]*"' "$kit/kvt/$v/build/manifest.json" | head -1 | sed 's/.*: *"//; s/"$//')
@@ -524,8 +528,17 @@ run_tune() {
 			head -1)" "$names" | tee -a "$summary"
 	done
 	echo | tee -a "$summary"
+	# the persistent variants (PERSIST, kernels/moe_gemm.cuh) are new to a GPU: their six expert
+	# GEMMs against the twins first (real shapes, --max-rows: 132 CTAs then walk several tiles
+	# each), so that a time is not taken of a wrong kernel
+	for v in qwen30b_persist qwen30b_persist_st4; do
+		case " ${TUNE_VARIANTS:-qwen30b_persist qwen30b_persist_st4} " in *" $v "*) ;; *) continue ;; esac
+		[ -d "$kit/kvt/$v" ] || continue
+		check "gpu/kernels_$v" 180 '^seed ' bash "$self" _check kvt "$kit" "$v" "$work/kvt_$v" default \
+			--max-rows "${KVT30_MAX_ROWS:-1000}" --only _i768
+	done
 	mkdir -p "$work/tune"
-	for v in ${TUNE_VARIANTS:-qwen30b qwen30b_st4 qwen30b_sm90 qwen30b_sm90_tn128}; do
+	for v in ${TUNE_VARIANTS:-qwen30b qwen30b_st4 qwen30b_persist qwen30b_persist_st4 qwen30b_sm90 qwen30b_sm90_tn128}; do
 		[ -d "$kit/kvt/$v" ] || { result SKIP "tune/$v" 0 "the kit has no kvt/$v"; continue; }
 		# shellcheck disable=SC2086 # TUNE_ARGS is a word list
 		check "tune/$v" 150 '^(PASS|FAIL)' bash "$self" _check tune "$kit" "$v" "$work/tune/$v.txt" ${TUNE_ARGS:-}

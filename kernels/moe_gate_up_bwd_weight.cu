@@ -1,6 +1,6 @@
 // moe_gate_up_bwd_weight.cu - weight gradient of the gate/up GEMM: dw_gate_up[e] (+)= dgu_e^T @ x_e (fp32), K-grouped over each expert's rows.
-// moec: constants E_LOCAL H I ACT_BF16 TILE_M TILE_N TILE_K STAGES
-// moec: launch grid=(E_LOCAL * ((2*I + TILE_M - 1) / TILE_M) * ((H + TILE_N - 1) / TILE_N)) block=(TILE_M*TILE_N/(ACT_BF16 ? 128 : 16)) smem=(ACT_BF16 ? STAGES*(TILE_M+TILE_N)*TILE_K*2 : TILE_K*(TILE_M+TILE_N+8)*4)
+// moec: constants E_LOCAL H I ACT_BF16 TILE_M TILE_N TILE_K STAGES PERSIST
+// moec: launch grid=(min(E_LOCAL * ((2*I + TILE_M - 1) / TILE_M) * ((H + TILE_N - 1) / TILE_N), PERSIST ? PERSIST : 2147483647)) block=(TILE_M*TILE_N/(ACT_BF16 ? 128 : 16)) smem=(ACT_BF16 ? STAGES*(TILE_M+TILE_N)*TILE_K*2 : TILE_K*(TILE_M+TILE_N+8)*4)
 //
 // E = E_LOCAL experts on this rank, rows = rows of the permuted buffer (>= offsets[E]).
 // Shapes: dgu [rows, 2I] act_t (dgate | dup, from moe_down_bwd_data),
@@ -15,8 +15,11 @@
 // the expert's rows (ragged last K slice zero-filled), then one read-modify-write of the fp32
 // tile (one write when overwriting): no atomics, no split-K, deterministic. tile = (e * MT +
 // mtile) * NT + ntile, walked by the CTAs with stride gridDim.x (the launch grid gives one
-// tile per CTA; any grid size is correct). Both operands MN-major (A = dgu^T, B = x):
-// ldmatrix.trans. Tiles: defaults and smem in moe_gemm.cuh.
+// tile per CTA; any grid size is correct). With PERSIST > 0 (moe_gemm.cuh, off by default)
+// the grid is capped at PERSIST CTAs, and each issues its next tile's first K stages right
+// after a tile's K loop, so they load during the epilogue (moe_gemm_tile); tiles of experts
+// without rows in between are skipped with those loads in flight. Both operands MN-major
+// (A = dgu^T, B = x): ldmatrix.trans. Tiles: defaults and smem in moe_gemm.cuh.
 #include "moe_gemm.cuh"
 
 typedef MOE_GEMM(false, false) gemm_t;
@@ -26,22 +29,27 @@ MOEC_KERNEL(const act_t *dgu, const act_t *x, const int *offsets, float *dw_gate
 {
 	extern __shared__ __align__(1024) unsigned char smem[];
 	constexpr int MT = (2 * I + TILE_M - 1) / TILE_M, NT = (H + TILE_N - 1) / TILE_N;
+	// A tile's operands; false when its expert has no rows (nothing to multiply).
+	auto operands = [&](int tile, moe_operand &a, moe_operand &b) {
+		const moe_wtile t = moe_wtile_at<MT, NT>(tile, offsets, rows);
+		a = moe_op(dgu, 2 * I, t.m0, 2 * I, TILE_M / 2, t.r0, t.r1);
+		b = moe_op(x, H, t.n0, H, TILE_N / 2, t.r0, t.r1);
+		return t.r1 > t.r0;
+	};
+	gemm_t g;
+	int ready = -1; // PERSIST: the tile whose prologue is in flight (moe_gemm_tile)
 	for (int tile = blockIdx.x; tile < E_LOCAL * MT * NT; tile += gridDim.x) {
-		const int e = tile / (MT * NT), mt = tile / NT % MT, nt = tile % NT;
-		const int r0 = min(max(offsets[e], 0), rows), r1 = min(max(offsets[e + 1], 0), rows);
-		const int m0 = mt * TILE_M, n0 = nt * TILE_N;
-		float *dw = dw_gate_up + ((long long)e * 2 * I + m0) * H + n0; // this tile of the expert's gradient
-		if (r1 <= r0) { // no rows (uniform across the CTA): nothing to add, zeros to write
+		const moe_wtile t = moe_wtile_at<MT, NT>(tile, offsets, rows);
+		float *dw = dw_gate_up + ((long long)t.e * 2 * I + t.m0) * H + t.n0; // this tile of the expert's gradient
+		if (t.r1 <= t.r0) { // no rows (uniform across the CTA): nothing to add, zeros to write
 			if (!accumulate)
-				moe_zero_tile(dw, H, 2 * I - m0, H - n0);
+				moe_zero_tile(dw, H, 2 * I - t.m0, H - t.n0);
 			continue;
 		}
+		moe_operand a, b;
+		operands(tile, a, b);
+		moe_gemm_tile(g, smem, a, b, tile, E_LOCAL * MT * NT, ready, operands);
 
-		const moe_operand a = moe_op(dgu, 2 * I, m0, 2 * I, TILE_M / 2, r0, r1);
-		const moe_operand b = moe_op(x, H, n0, H, TILE_N / 2, r0, r1);
-		gemm_t g;
-		g.run(smem, a, b);
-
-		moe_weight_grad_epilogue(g, dw, H, 2 * I - m0, H - n0, accumulate);
+		moe_weight_grad_epilogue(g, dw, H, 2 * I - t.m0, H - t.n0, accumulate);
 	}
 }

@@ -1,6 +1,6 @@
 // moe_gate_up_fwd.cu - grouped expert gate/up GEMM with SwiGLU fused: h = silu(x w_g^T) * (x w_u^T).
-// moec: constants E_LOCAL H I ACT_BF16 TILE_M TILE_N TILE_K STAGES
-// moec: launch grid=(((rows + TILE_M - 1) / TILE_M + E_LOCAL) * ((I + TILE_N/2 - 1) / (TILE_N/2))) block=(TILE_M*TILE_N/(ACT_BF16 ? 128 : 16)) smem=(ACT_BF16 ? STAGES*(TILE_M+TILE_N)*TILE_K*2 : TILE_K*(TILE_M+TILE_N+8)*4)
+// moec: constants E_LOCAL H I ACT_BF16 TILE_M TILE_N TILE_K STAGES PERSIST
+// moec: launch grid=(min(((rows + TILE_M - 1) / TILE_M + E_LOCAL) * ((I + TILE_N/2 - 1) / (TILE_N/2)), PERSIST ? PERSIST : 2147483647)) block=(TILE_M*TILE_N/(ACT_BF16 ? 128 : 16)) smem=(ACT_BF16 ? STAGES*(TILE_M+TILE_N)*TILE_K*2 : TILE_K*(TILE_M+TILE_N+8)*4)
 //
 // E = E_LOCAL experts on this rank, rows = rows of the permuted buffer (>= offsets[E]).
 // Shapes: x [rows, H] act_t (expert-contiguous: expert e owns rows offsets[e]..offsets[e+1]),
@@ -16,7 +16,9 @@
 // run together share x rows and one expert's weights in L2), walked by the CTAs with stride
 // gridDim.x. m-tiles are numbered expert by expert from a table each CTA builds from offsets
 // (moe_mtile_table): no host sync on counts. The launch line's grid is the bound (one tile
-// per CTA); any smaller grid is also correct (see moe_gemm.cuh).
+// per CTA); any smaller grid is also correct (see moe_gemm.cuh). With PERSIST > 0 (moe_gemm.cuh, off by
+// default) the grid is capped at PERSIST CTAs, and each issues its next tile's first K stages
+// right after a tile's K loop, so they load during the epilogue (moe_gemm_tile).
 // Epilogue: each thread holds gate(m, j) and up(m, j) in fp32 registers, writes gu rounded
 // to act_t and h = silu(gate) * up computed from gate and up rounded to act_t (swiglu.cuh):
 // h is a function of the stored gu, so swiglu_fwd rebuilds it from a saved gu bit for bit.
@@ -35,13 +37,9 @@ MOEC_KERNEL(const act_t *x, const act_t *w_gate_up, const int *offsets, act_t *h
 	constexpr int NT = (I + JT - 1) / JT; // n-tiles
 	const int tiles = moe_mtile_table<E_LOCAL, TILE_M, gemm_t::THREADS>(offsets, rows, s_off, s_pre) * NT;
 
-	for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-		const moe_mtile t = moe_mtile_at<E_LOCAL, TILE_M>(tile / NT, s_off, s_pre);
-		const int j0 = tile % NT * JT;
-
-		// A = x rows of the tile; B = gate rows j0.. in the first half, up rows I+j0.. in the second.
-		const moe_operand a = moe_op(x, H, t.row0, t.row_end, TILE_M / 2, 0, H);
-		moe_operand b;
+	// A = x rows of the tile; B = gate rows j0.. in the first half, up rows I+j0.. in the second.
+	auto ops_of = [&](const moe_mtile &t, int j0, moe_operand &a, moe_operand &b) {
+		a = moe_op(x, H, t.row0, t.row_end, TILE_M / 2, 0, H);
 		b.p = w_gate_up + (long long)t.e * (2 * I) * H;
 		b.ld = H;
 		b.r0 = j0;
@@ -49,9 +47,16 @@ MOEC_KERNEL(const act_t *x, const act_t *w_gate_up, const int *offsets, act_t *h
 		b.rv0 = b.rv1 = I - j0;
 		b.k0 = 0;
 		b.kend = H;
-
-		gemm_t g;
-		g.run(smem, a, b);
+	};
+	const auto operands = moe_mtile_operands<E_LOCAL, TILE_M, NT, JT>(s_off, s_pre, ops_of);
+	gemm_t g;
+	int ready = -1; // PERSIST: the tile whose prologue is in flight (moe_gemm_tile)
+	for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+		const moe_mtile t = moe_mtile_at<E_LOCAL, TILE_M>(tile / NT, s_off, s_pre);
+		const int j0 = tile % NT * JT;
+		moe_operand a, b;
+		ops_of(t, j0, a, b);
+		moe_gemm_tile(g, smem, a, b, tile, tiles, ready, operands);
 
 #pragma unroll
 		for (int f = 0; f < gemm_t::NFRAG; f++) {

@@ -6,7 +6,7 @@
 //
 // and the template's own epilogue stores it. Included after the constant prelude, like
 // moec_device.cuh; it reads ACT_BF16, H, I and the tile constants TILE_M TILE_N TILE_K
-// STAGES (defaults below when the emitter leaves them out).
+// STAGES PERSIST (defaults below when the emitter leaves them out).
 //
 // Legend: E = E_LOCAL experts on this rank, rows = runtime row count of the permuted
 // (expert-contiguous) buffer, offsets [E+1] = exclusive prefix sums of rows per expert.
@@ -22,7 +22,8 @@
 // c even), and four values: (r, c), (r, c+1) of the first half, (r, BN/2+c), (r, BN/2+c+1)
 // of the second.
 //
-// Two engines with the same interface (run(), NFRAG, frag()):
+// Three engines with the same interface (run(), NFRAG, frag(); run() = prefetch() then
+// compute(), which a persistent kernel splits around its epilogue: PERSIST below):
 //   moe_mma  (ACT_BF16=1): bf16 tensor cores, mma.sync.m16n8k16 (sm_80+), fp32 accumulators,
 //            cp.async multi-stage pipeline (STAGES buffers of A and B tiles), XOR-swizzled
 //            shared memory read with ldmatrix (.trans for MN-major operands), no bank
@@ -60,6 +61,24 @@
 #endif
 #ifndef STAGES
 #define STAGES 3
+#endif
+// PERSIST (tuning, off by default): 0 = one output tile per CTA (the launch lines' grid is
+// the tile bound), each tile's run() filling its pipeline, multiplying, then storing; nothing
+// overlaps the prologue or the epilogue on that SM (1 CTA per SM at 144 KB of stages). N > 0 =
+// a persistent schedule: the grid is capped at N CTAs (the SM count, e.g. 132 on an H100) and
+// each CTA walks its tiles with stride gridDim.x, issuing its next tile's prologue (the first
+// stages' cp.async) right after the K loop, before the epilogue, so those loads fly while the
+// epilogue stores (moe_gemm_tile). Worth most where K is short: moe_down_fwd's K = I = 768 is
+// 12 K tiles of 64, and it ran at 440 TFLOP/s against 541-559 for the long-K GEMMs on an H100.
+// Set with moec build --kernel-const 'moe_*:PERSIST=132'; measured by bench/gpu_session.sh's
+// part tune (kit variants qwen30b_persist, qwen30b_persist_st4). Both bf16 engines split
+// their run() for it (moe_wgmma, moe_mma: prefetch() = the barrier that frees the stages and
+// the prologue, compute() = the K loop); moe_simt loads each K slice synchronously, so with
+// PERSIST it only gets the capped grid. PERSIST = 0 keeps the tile walk, the pipeline and
+// the order of every sum (run() keeps its loaders in locals, as before the split); NVRTC 13's
+// registers on the 30B shapes: wgmma the same as before, mma.sync within -10..+3.
+#ifndef PERSIST
+#define PERSIST 0
 #endif
 
 // MOE_WGMMA: 1 where wgmma exists, i.e. the instance is compiled for sm_90a (NVRTC
@@ -190,9 +209,78 @@ __device__ __forceinline__ moe_mtile moe_mtile_at(int mt, const int *s_off, cons
 	return t;
 }
 
+// One output tile's product into g's accumulators, for a kernel whose CTAs walk tiles
+// blockIdx.x, + gridDim.x, ... < tiles; call it from every thread (barriers), for the tiles
+// that have a product. a, b: this tile's operands; operands(tile, a, b) sets another tile's
+// and returns false for a tile with nothing to multiply (a weight-gradient tile of an empty
+// expert; the kernel's loop handles those without calling here). ready: the tile whose
+// prologue is in flight, -1 before the CTA's first tile; the kernel keeps it (and g) across
+// its loop. PERSIST == 0: g.run(smem, a, b), the one-tile-per-CTA schedule. PERSIST > 0:
+// the tile's prologue was issued before the previous tile's epilogue (or is issued now, for
+// the CTA's first tile); after compute() the prologue of the CTA's next tile with a product
+// is issued (prefetch(): a barrier, then cp.async into the stages the K loop just finished
+// with), so it lands while the caller's epilogue, which reads only acc[] and global memory,
+// runs. Empty tiles in between are skipped here and handled by the kernel's loop (global
+// stores only): the prologue stays in flight across them. The conditions are uniform across
+// the CTA (tile indices, the shared m-tile table, offsets), as the barriers need.
+template <class G, class F>
+__device__ __forceinline__ void moe_gemm_tile(G &g, void *smem, const moe_operand &a, const moe_operand &b, int tile,
+                                              int tiles, int &ready, F operands)
+{
+#if PERSIST > 0
+	if (tile != ready)
+		g.prefetch(smem, a, b);
+	g.compute(smem);
+	ready = -1;
+	moe_operand na, nb;
+	for (int next = tile + (int)gridDim.x; next < tiles; next += gridDim.x)
+		if (operands(next, na, nb)) {
+			g.prefetch(smem, na, nb);
+			ready = next;
+			break;
+		}
+#else
+	(void)tile;
+	(void)tiles;
+	(void)ready;
+	(void)operands;
+	g.run(smem, a, b);
+#endif
+}
+
 // K-grouped GEMMs (weight gradients) need no table: output tile (e, m-tile, n-tile) reduces
 // over the expert's rows [offsets[e], offsets[e+1]) and is skipped when that range is empty;
 // CTAs walk the E * MT * NT tiles with stride gridDim.x.
+struct moe_wtile {
+	int e;      // expert
+	int r0, r1; // the expert's rows [r0, r1), clamped to [0, rows] (the twins clamp the same way)
+	int m0, n0; // the tile's first row and column in the expert's gradient
+};
+
+// Weight-gradient tile `tile` = (e * MT + m-tile) * NT + n-tile.
+template <int MT, int NT>
+__device__ __forceinline__ moe_wtile moe_wtile_at(int tile, const int *offsets, int rows)
+{
+	moe_wtile t;
+	t.e = tile / (MT * NT);
+	t.r0 = min(max(offsets[t.e], 0), rows);
+	t.r1 = min(max(offsets[t.e + 1], 0), rows);
+	t.m0 = tile / NT % MT * TILE_M;
+	t.n0 = tile % NT * TILE_N;
+	return t;
+}
+
+// operands(tile, a, b) for moe_gemm_tile in an M-grouped kernel (forward, data gradients):
+// the tile's m-tile from the table and its n-tile's first column (TN per n-tile, NT n-tiles)
+// handed to ops_of(m-tile, n0, a, b). Every tile of the table has rows: always true.
+template <int NE, int BM, int NT, int TN, class F>
+__device__ __forceinline__ auto moe_mtile_operands(const int *s_off, const int *s_pre, F ops_of)
+{
+	return [=](int tile, moe_operand &a, moe_operand &b) {
+		ops_of(moe_mtile_at<NE, BM>(tile / NT, s_off, s_pre), tile % NT * TN, a, b);
+		return true;
+	};
+}
 
 // ---------------------------------------------------------------------------------------
 // Engine 1: bf16 tensor cores (mma.sync m16n8k16, cp.async, ldmatrix)
@@ -339,6 +427,28 @@ struct moe_loader_bf16 {
 	}
 };
 
+// The prologue of the bf16 engines' cp.async pipelines: initializes the loaders ra, rb on a
+// and b and issues tiles 0 .. DIST-1 of the nk K tiles into stages 0 .. DIST-1 (stage s of A
+// at sA + s * A_ELEMS, of B at sB + s * B_ELEMS), one cp.async group per tile, empty past
+// nk, so that wait_group<DIST-1> in the K loop always means "tile kt landed". The caller has
+// freed those stages (a barrier after every reader of the previous tile).
+template <int DIST, int A_ELEMS, int B_ELEMS, class LA, class LB>
+__device__ __forceinline__ void moe_prologue(bf16 *sA, bf16 *sB, const moe_operand &a, const moe_operand &b, int nk,
+                                             LA &ra, LB &rb)
+{
+	const int tid = threadIdx.x;
+	ra.init(a, tid);
+	rb.init(b, tid);
+#pragma unroll
+	for (int s = 0; s < DIST; s++) {
+		if (s < nk) {
+			ra.load(sA + s * A_ELEMS);
+			rb.load(sB + s * B_ELEMS);
+		}
+		moe_cp_async_commit();
+	}
+}
+
 template <int BM, int BN, int BK, int NSTAGE, bool A_KMAJOR, bool B_KMAJOR>
 struct moe_mma {
 	static constexpr int WM = 64, WN = 64; // warp tile: 8 ldmatrix.x4 per 32 mma per k16
@@ -364,11 +474,49 @@ struct moe_mma {
 	}
 
 	// Accumulates over the whole K range of a (b has the same length). smem: SMEM_BYTES.
+	// prefetch() then compute(), the loaders kept in locals here as they were before the
+	// split (the default, one-tile-per-CTA path).
 	__device__ __forceinline__ void run(void *smem, const moe_operand &a, const moe_operand &b)
 	{
-		bf16 *sA = (bf16 *)smem, *sB = sA + NSTAGE * A_ELEMS;
-		const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-		const int wm = warp / WARPS_N, wn = warp % WARPS_N;
+		zero();
+		const int klen = a.kend - a.k0;
+		const int kt = klen > 0 ? (klen + BK - 1) / BK : 0;
+		__syncthreads(); // a CTA's previous tile may still be reading the stages refilled below
+		moe_loader_bf16<BM, BK, THREADS, A_KMAJOR> ra;
+		moe_loader_bf16<BN, BK, THREADS, B_KMAJOR> rb;
+		prologue(smem, a, b, kt, ra, rb);
+		kloop(smem, kt, ra, rb);
+	}
+
+	// The pipeline state prefetch() leaves for compute(): the loaders, NSTAGE-1 tiles along
+	// K, and the tile count.
+	moe_loader_bf16<BM, BK, THREADS, A_KMAJOR> la;
+	moe_loader_bf16<BN, BK, THREADS, B_KMAJOR> lb;
+	int ktiles;
+
+	// The prologue of a tile for a persistent kernel (PERSIST): tiles 0 .. NSTAGE-2 of a and
+	// b in flight, the loaders kept for compute(). Touches no accumulator, so the kernel
+	// issues its next tile's prologue between compute() and the epilogue. Every thread of
+	// the CTA must call it: its barrier is what lets every warp's ldmatrix of the previous
+	// tile finish before a stage is refilled.
+	__device__ __forceinline__ void prefetch(void *smem, const moe_operand &a, const moe_operand &b)
+	{
+		const int klen = a.kend - a.k0;
+		ktiles = klen > 0 ? (klen + BK - 1) / BK : 0;
+		__syncthreads(); // the CTA's previous tile may still be reading the stages refilled below
+		prologue(smem, a, b, ktiles, la, lb);
+	}
+
+	// The K loop over the tiles prefetch() issued: acc = the tile's product. Returns after
+	// cp.async.wait_group 0.
+	__device__ __forceinline__ void compute(void *smem)
+	{
+		zero();
+		kloop(smem, ktiles, la, lb);
+	}
+
+	__device__ __forceinline__ void zero(void)
+	{
 #pragma unroll
 		for (int i = 0; i < MI; i++)
 #pragma unroll
@@ -376,36 +524,35 @@ struct moe_mma {
 #pragma unroll
 				for (int q = 0; q < 4; q++)
 					acc[i][j][q] = 0.f;
+	}
 
-		const int klen = a.kend - a.k0;
-		const int ktiles = klen > 0 ? (klen + BK - 1) / BK : 0;
-		__syncthreads(); // a CTA's previous tile may still be reading the stages refilled below
-		moe_loader_bf16<BM, BK, THREADS, A_KMAJOR> la;
-		moe_loader_bf16<BN, BK, THREADS, B_KMAJOR> lb;
-		la.init(a, tid);
-		lb.init(b, tid);
+	// Pipeline: tile kt lives in stage kt % NSTAGE; NSTAGE-1 tiles are in flight while one is
+	// being multiplied (moe_prologue issues the first NSTAGE-1).
+	template <class LA, class LB>
+	__device__ __forceinline__ static void prologue(void *smem, const moe_operand &a, const moe_operand &b, int nk,
+	                                                LA &ra, LB &rb)
+	{
+		bf16 *sA = (bf16 *)smem;
+		moe_prologue<NSTAGE - 1, A_ELEMS, B_ELEMS>(sA, sA + NSTAGE * A_ELEMS, a, b, nk, ra, rb);
+	}
 
-		// Pipeline: tile kt lives in stage kt % NSTAGE; NSTAGE-1 tiles are in flight while
-		// one is being multiplied. One commit group per tile (empty past the end), so
-		// wait_group<NSTAGE-2> always means "tile kt has landed".
-#pragma unroll
-		for (int s = 0; s < NSTAGE - 1; s++) {
-			if (s < ktiles) {
-				la.load(sA + s * A_ELEMS);
-				lb.load(sB + s * B_ELEMS);
-			}
-			moe_cp_async_commit();
-		}
+	// The K loop over nk tiles, the first NSTAGE-1 issued by prologue(); acc zeroed before.
+	template <class LA, class LB>
+	__device__ __forceinline__ void kloop(void *smem, const int nk, LA &ra, LB &rb)
+	{
+		bf16 *sA = (bf16 *)smem, *sB = sA + NSTAGE * A_ELEMS;
+		const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+		const int wm = warp / WARPS_N, wn = warp % WARPS_N;
 		int ld_stage = NSTAGE - 1, rd_stage = 0;
 		// Not unrolled: with a short constant K (small H or I) full unrolling overlaps
 		// iterations and spills; the body is large enough that the loop costs nothing.
 #pragma unroll 1
-		for (int kt = 0; kt < ktiles; kt++) {
+		for (int kt = 0; kt < nk; kt++) {
 			moe_cp_async_wait<NSTAGE - 2>();
 			__syncthreads(); // tile kt visible to all; everyone is done with tile kt-1's stage
-			if (kt + NSTAGE - 1 < ktiles) {
-				la.load(sA + ld_stage * A_ELEMS);
-				lb.load(sB + ld_stage * B_ELEMS);
+			if (kt + NSTAGE - 1 < nk) {
+				ra.load(sA + ld_stage * A_ELEMS);
+				rb.load(sB + ld_stage * B_ELEMS);
 			}
 			moe_cp_async_commit();
 			ld_stage = ld_stage == NSTAGE - 1 ? 0 : ld_stage + 1;
@@ -502,6 +649,17 @@ struct moe_simt {
 	              "fp32 tiles give TILE_M*TILE_N/16 threads: at most 1024 (use e.g. 64x64x16, not the bf16 tiles)");
 
 	float acc[4][4]; // [row ty + TY*i][first-half pair, second-half pair]
+	moe_operand pa, pb; // the operands prefetch() was given
+
+	// The interface of the pipelined engines (PERSIST): this engine loads each K slice
+	// synchronously inside its loop, so there is no prologue to issue ahead; prefetch() keeps
+	// the operands and compute() runs the tile. A persistent fp32 kernel only caps its grid.
+	__device__ __forceinline__ void prefetch(void *, const moe_operand &a, const moe_operand &b)
+	{
+		pa = a;
+		pb = b;
+	}
+	__device__ __forceinline__ void compute(void *smem) { run(smem, pa, pb); }
 
 	__device__ __forceinline__ void run(void *smem, const moe_operand &a, const moe_operand &b)
 	{

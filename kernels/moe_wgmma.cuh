@@ -28,8 +28,8 @@
 //   R4 wgmmas of the same shape accumulating into the same registers are ordered by the
 //      hardware (no wait between them); any other access to the accumulators needs the
 //      groups retired (wait_group 0) and wgmma.fence before the next wgmma. So nothing may
-//      touch acc[] while a group is in flight: run() zeroes them before its first
-//      wgmma.fence and returns only after wait_group 0, and the loop between reads no
+//      touch acc[] while a group is in flight: run() (and compute()) zeroes them before its
+//      first wgmma.fence and returns only after wait_group 0, and the loop between reads no
 //      accumulator.
 // With one group in flight (wait_group 1 after issuing tile kt: tile kt-1 retired, kt
 // running), tile kt-1's stage stays busy until every warpgroup has waited past it, so the
@@ -70,10 +70,20 @@
 // it; so no wait of the refill is ordered behind a fence. (The PTX ISA does not order
 // in-flight cp.async by a fence; whether the fence's MEMBAR.ALL.CTA in SASS stalls on them
 // is for a GPU profile to show.)
+// Persistent schedule (PERSIST > 0, moe_gemm.cuh's moe_gemm_tile): run() splits into
+// prefetch() (barrier (P), then the prologue) and compute() (the loop above, then the waits),
+// and a CTA calls prefetch() of its next tile between compute() and the epilogue. The epilogue
+// reads acc[] (retired by wait_group 0) and global memory only; the prologue writes stages
+// 0 .. DIST-1, which the tile's last wgmma groups read: (P) comes after every warpgroup's
+// wait_group 0 (R3) and every thread's cp.async.wait_group 0 (R1), so no wgmma still reads a
+// stage when the first copy is issued. The next compute() starts at cp.async.wait_group and
+// (A), as after run()'s own prologue: the prefetched copies are fenced there (R2). The
+// emulator configuration wgmma_persist fails with "cp.async overwrites shared memory that a
+// wgmma in flight reads" when (P) is dropped (30 of its 40 checks fail).
 // Checked on the CPU emulator (tests/kernels/moe_gemm_emu: wgmma_default, wgmma_256x256,
-// wgmma_4stage), which runs each wgmma when its group retires and fails a cp.async into
-// bytes a wgmma of any warpgroup still has in flight ("cp.async overwrites shared memory
-// that a wgmma in flight reads"). It flags each broken variant tried: the 3-stage schedule
+// wgmma_4stage, wgmma_persist), which runs each wgmma when its group retires and fails a
+// cp.async into bytes a wgmma of any warpgroup still has in flight ("cp.async overwrites
+// shared memory that a wgmma in flight reads"). It flags each broken variant tried: the 3-stage schedule
 // without (B); the previous one-barrier, distance NSTAGE-1 schedule with wait_group 1 in
 // place of 0; the 4-stage one-barrier schedule refilling kt-1's stage instead of kt-2's.
 // In SASS (sm_90a, NVRTC 13) the loop is DEPBAR.LE SB0 (cp.async), MEMBAR.ALL.CTA +
@@ -240,43 +250,91 @@ struct moe_wgmma {
 	}
 
 	// Accumulates over the whole K range of a (b has the same length). smem: SMEM_BYTES,
-	// 1024-aligned.
+	// 1024-aligned. prefetch() then compute(), the loaders kept in locals here as they were
+	// before the split (the default, one-tile-per-CTA path).
 	__device__ __forceinline__ void run(void *smem, const moe_operand &a, const moe_operand &b)
 	{
-		bf16 *sA = (bf16 *)smem, *sB = sA + NSTAGE * A_ELEMS;
-		const int tid = threadIdx.x, wg = tid / 128;
-		const unsigned sa0 = moe_smem_addr(sA), sb0 = moe_smem_addr(sB);
-		if (sa0 % SW_ATOM) // the swizzle would not match the hardware's: fail loudly, not wrongly
+		bf16 *sA = (bf16 *)smem;
+		if (moe_smem_addr(sA) % SW_ATOM) // the swizzle would not match the hardware's: fail loudly, not wrongly
 			moe_trap();
+		zero();
+		const int klen = a.kend - a.k0;
+		const int kt = klen > 0 ? (klen + BK - 1) / BK : 0;
+		__syncthreads(); // a CTA's previous tile may still be reading the stages refilled below
+		moe_loader_bf16<BM, BK, THREADS, A_KMAJOR, true> ra;
+		moe_loader_bf16<BN, BK, THREADS, B_KMAJOR, true> rb;
+		prologue(smem, a, b, kt, ra, rb);
+		kloop(smem, kt, ra, rb);
+	}
+
+	// The pipeline state prefetch() leaves for compute(): the loaders, DIST tiles along K,
+	// and the tile count.
+	moe_loader_bf16<BM, BK, THREADS, A_KMAJOR, true> la;
+	moe_loader_bf16<BN, BK, THREADS, B_KMAJOR, true> lb;
+	int ktiles;
+
+	// The prologue of a tile for a persistent kernel (PERSIST, moe_gemm.cuh): issues tiles
+	// 0 .. DIST-1 of a and b (one cp.async group each) into stages 0 .. DIST-1 and keeps the
+	// loaders for compute(). Reads and writes no accumulator, so the kernel calls it for its
+	// next tile between compute() and the epilogue that reads acc[]: the copies fly while the
+	// epilogue stores. Every thread of the CTA must call it (a barrier).
+	__device__ __forceinline__ void prefetch(void *smem, const moe_operand &a, const moe_operand &b)
+	{
+		if (moe_smem_addr(smem) % SW_ATOM)
+			moe_trap();
+		const int klen = a.kend - a.k0;
+		ktiles = klen > 0 ? (klen + BK - 1) / BK : 0;
+		// (P) The previous tile's last wgmma groups read the stages refilled below: compute()
+		// returned after this warpgroup's wgmma.wait_group 0, and this barrier waits for every
+		// warpgroup's (R3), so no wgmma of any warpgroup still reads a stage when the first
+		// cp.async below is issued.
+		__syncthreads();
+		prologue(smem, a, b, ktiles, la, lb);
+	}
+
+	// The K loop over the tiles prefetch() issued (landed or not): acc[] = the tile's
+	// product. Returns after wgmma.wait_group 0 and cp.async.wait_group 0: acc[] is readable
+	// and no copy of this thread is in flight.
+	__device__ __forceinline__ void compute(void *smem)
+	{
+		zero();
+		kloop(smem, ktiles, la, lb);
+	}
+
+	__device__ __forceinline__ void zero(void)
+	{
 #pragma unroll
 		for (int i = 0; i < NACC; i++)
 			acc[i] = 0.f;
+	}
 
-		const int klen = a.kend - a.k0;
-		const int ktiles = klen > 0 ? (klen + BK - 1) / BK : 0;
-		__syncthreads(); // a CTA's previous tile may still be reading the stages refilled below
-		moe_loader_bf16<BM, BK, THREADS, A_KMAJOR, true> la;
-		moe_loader_bf16<BN, BK, THREADS, B_KMAJOR, true> lb;
-		la.init(a, tid);
-		lb.init(b, tid);
+	// Tiles 0 .. DIST-1 into stages 0 .. DIST-1 (DIST as in kloop()), after the barrier
+	// that frees the stages.
+	template <class LA, class LB>
+	__device__ __forceinline__ static void prologue(void *smem, const moe_operand &a, const moe_operand &b, int nk,
+	                                                LA &ra, LB &rb)
+	{
+		bf16 *sA = (bf16 *)smem;
+		moe_prologue<NSTAGE >= 4 ? NSTAGE - 2 : NSTAGE - 1, A_ELEMS, B_ELEMS>(sA, sA + NSTAGE * A_ELEMS, a, b, nk, ra, rb);
+	}
 
+	// The K loop over nk tiles, the first DIST issued by prologue(); acc[] zeroed before
+	// (R4: before the first wgmma.fence).
+	template <class LA, class LB>
+	__device__ __forceinline__ void kloop(void *smem, const int nk, LA &ra, LB &rb)
+	{
+		bf16 *sA = (bf16 *)smem, *sB = sA + NSTAGE * A_ELEMS;
+		const int wg = threadIdx.x / 128;
+		const unsigned sa0 = moe_smem_addr(sA), sb0 = moe_smem_addr(sB);
 		// Two schedules (see the file header): NSTAGE >= 4 refills tile kt-2's stage behind
 		// the one barrier per tile, prefetch distance NSTAGE-2; NSTAGE 2 and 3 refill tile
 		// kt-1's stage behind a second barrier, prefetch distance NSTAGE-1. One cp.async group
 		// per tile in both (empty past the end), so wait_group<DIST-1> means "tile kt landed".
 		constexpr bool ONE_BAR = NSTAGE >= 4;
 		constexpr int DIST = ONE_BAR ? NSTAGE - 2 : NSTAGE - 1; // tiles loaded ahead of kt
-#pragma unroll
-		for (int s = 0; s < DIST; s++) {
-			if (s < ktiles) {
-				la.load(sA + s * A_ELEMS);
-				lb.load(sB + s * B_ELEMS);
-			}
-			moe_cp_async_commit();
-		}
 		int ld_stage = DIST, rd_stage = 0; // the stages of tiles kt+DIST and kt
 #pragma unroll 1
-		for (int kt = 0; kt < ktiles; kt++) {
+		for (int kt = 0; kt < nk; kt++) {
 			moe_cp_async_wait<DIST - 1>(); // this thread's copies of tile kt landed ...
 			moe_fence_proxy_async();       // ... and are visible to the async proxy (wgmma)
 			// (A) tile kt landed and fenced by every thread. Also: every warpgroup has passed
@@ -300,9 +358,9 @@ struct moe_wgmma {
 			// fence: wgmma.wait_group already ordered the async-proxy reads of that stage
 			// before this point, and these generic-proxy writes are fenced at (A) of the
 			// iteration that reads them.
-			if (kt + DIST < ktiles) {
-				la.load(sA + ld_stage * A_ELEMS);
-				lb.load(sB + ld_stage * B_ELEMS);
+			if (kt + DIST < nk) {
+				ra.load(sA + ld_stage * A_ELEMS);
+				rb.load(sB + ld_stage * B_ELEMS);
 			}
 			moe_cp_async_commit();
 			ld_stage = ld_stage == NSTAGE - 1 ? 0 : ld_stage + 1;

@@ -23,7 +23,10 @@
 #                         so one session checks both engines; and for tuning (gpu_session.sh
 #                         part tune: kernel_vs_twin --time on each), qwen30b built with other
 #                         tile constants (moec build --kernel-const): qwen30b_st4 (wgmma,
-#                         'moe_*:STAGES=4': 192 KiB of stages, one barrier per K tile) and
+#                         'moe_*:STAGES=4': 192 KiB of stages, one barrier per K tile),
+#                         qwen30b_persist and qwen30b_persist_st4 (wgmma, 'moe_*:PERSIST=132':
+#                         132 persistent CTAs, each tile's first stages loaded during the
+#                         previous tile's epilogue; kernels/moe_gemm.cuh), and
 #                         qwen30b_sm90_tn128 (mma.sync, 'moe_*:TILE_N=128': half-width tiles,
 #                         128 threads and 96 KiB, so two CTAs fit an SM; moe_down_bwd_data's
 #                         N = I = 768 gets 6 n-tiles instead of 3). wgmma's TILE_N is fixed at
@@ -156,6 +159,11 @@ if [ "$arch" = sm_90a ]; then # the mma.sync expert GEMMs too (plain sm_90 has n
 	kvt_arch=sm_90 kvt qwen30b_sm90 bench/specs/qwen3_30b_a3b_4layers.yaml
 	# tile variants (part tune): the same spec, other constants in the expert GEMMs
 	kvt qwen30b_st4 bench/specs/qwen3_30b_a3b_4layers.yaml --kernel-const 'moe_*:STAGES=4'
+	# the persistent schedule (moe_gemm.cuh PERSIST: 132 CTAs = the H100's SMs, each tile's
+	# prologue issued during the previous tile's epilogue), at 3 and 4 stages
+	kvt qwen30b_persist bench/specs/qwen3_30b_a3b_4layers.yaml --kernel-const 'moe_*:PERSIST=132'
+	kvt qwen30b_persist_st4 bench/specs/qwen3_30b_a3b_4layers.yaml --kernel-const 'moe_*:PERSIST=132' \
+		--kernel-const 'moe_*:STAGES=4'
 	kvt_arch=sm_90 kvt qwen30b_sm90_tn128 bench/specs/qwen3_30b_a3b_4layers.yaml --kernel-const 'moe_*:TILE_N=128'
 fi
 

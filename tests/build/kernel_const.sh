@@ -5,6 +5,7 @@
 # other moe_* templates, which have no STAGES, alone; wrong uses fail with a message naming
 # what is wrong: a glob that matches no template, a constant no matching template has (the
 # message lists the templates' constants), a spec-wide constant, a malformed argument.
+# 'moe_*:PERSIST=3' names the instances _persist3 and caps their launch grids at 3 CTAs.
 moec=$1 out=$2
 spec=examples/tiny_qwen3_moe.yaml
 gemms="moe_gate_up_fwd moe_down_fwd moe_down_bwd_data moe_gate_up_bwd_data moe_down_bwd_weight moe_gate_up_bwd_weight"
@@ -48,6 +49,16 @@ n=$(grep -c '_st4"' "$m")
 # the trainer's launch of it: the dynamic smem of 4 stages
 grep -q 'MOEC_SMEM_moe_down_fwd_bf16_e8_h128_i128_st4 ((unsigned)((1) ? (4)\*' "$out/st4/gen/launch.h" ||
 	bad "gen/launch.h: moe_down_fwd_bf16_e8_h128_i128_st4's smem is not computed with STAGES 4"
+# PERSIST (moe_gemm.cuh's persistent schedule): the instance says so and the trainer's grid
+# is capped at PERSIST CTAs, where the default build's is the one-tile-per-CTA bound
+build "$out/persist" --kernel-const 'moe_*:PERSIST=3' || { cat "$out/persist.log"; bad "the build with 'moe_*:PERSIST=3'"; }
+for g in $gemms; do
+	[ -f "$out/persist/cubin/${g}_bf16_e8_h128_i128_persist3.sm_90a.cubin" ] || bad "$g: no cubin for the persist3 instance"
+done
+n=$(grep -c 'MOEC_MIN(.*(3) ? (3) : 2147483647)' "$out/persist/gen/launch.h")
+[ "$n" -eq 6 ] || bad "gen/launch.h: $n of the 6 expert GEMMs' grids capped at PERSIST 3"
+n=$(grep -c 'MOEC_MIN(.*(0) ? (0) : 2147483647)' "$out/default/gen/launch.h")
+[ "$n" -eq 6 ] || bad "gen/launch.h (default): $n of the 6 expert GEMMs' grids with PERSIST 0"
 
 # expect_error LABEL EXIT PATTERN ARGS...: the build fails with EXIT and says PATTERN
 expect_error() {
@@ -64,7 +75,7 @@ expect_error() {
 }
 expect_error "unknown template" 1 "no template of this build matches 'nope_\*'" --kernel-const 'nope_*:STAGES=4'
 expect_error "a constant the template lacks" 1 "moe_permute (K H ACT_BF16)" --kernel-const 'moe_permute:STAGES=4'
-expect_error "an unknown constant" 1 "no template matching 'moe_down_\*' has a constant STAGE: moe_down_fwd (E_LOCAL H I ACT_BF16 TILE_M TILE_N TILE_K STAGES)" \
+expect_error "an unknown constant" 1 "no template matching 'moe_down_\*' has a constant STAGE: moe_down_fwd (E_LOCAL H I ACT_BF16 TILE_M TILE_N TILE_K STAGES PERSIST)" \
 	--kernel-const 'moe_down_*:STAGE=4'
 expect_error "a spec-wide constant" 1 "H is a spec-wide constant" --kernel-const 'moe_*:H=256'
 expect_error "no value" 2 "wants TEMPLATE:NAME=VALUE" --kernel-const 'moe_*:STAGES'

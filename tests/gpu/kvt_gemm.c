@@ -127,12 +127,15 @@ static long gemm_tile(const struct kinst *k, const char *name, int bf)
 		return bf ? 256 : 64;
 	if (!strcmp(name, "TILE_K"))
 		return bf ? 64 : 16;
+	if (!strcmp(name, "PERSIST"))
+		return 0;
 	return 3; /* STAGES */
 }
 
-/* the tile sizes of an instance, which its launch geometry depends on */
+/* the tile sizes of an instance, which its launch geometry depends on; PS: PERSIST (0, or the
+ * grid's cap: moe_gemm.cuh) */
 struct gemm_dims {
-	long E, H, I, TM, TN, TK, ST;
+	long E, H, I, TM, TN, TK, ST, PS;
 };
 
 /* One case of a GEMM over `rows` rows and the expert offsets in buffer bo: its buffers, in the
@@ -211,6 +214,8 @@ static void gemm_run(struct kctx *x, struct tcase *c, int which, const struct ge
 	if (which == G_DOWN_BWD_WEIGHT || which == G_GATE_UP_BWD_WEIGHT)
 		ta_int(c, "accumulate", acc);
 	tv(c, "rows", rows);
+	if (g->PS > 0 && grid > g->PS)
+		grid = g->PS;
 	tg(c, grid, 1, TM * TN / (x->bf ? 128 : 16));
 	c->smem = (unsigned)(x->bf ? g->ST * (TM + TN) * g->TK * 2 : g->TK * (TM + TN + 8) * 4);
 	run_case(x, c);
@@ -255,7 +260,8 @@ static void drv_gemm(struct kctx *x, int which)
 	NEED(H, "H");
 	NEED(I, "I");
 	const struct gemm_dims g = {E, H, I, gemm_tile(x->k, "TILE_M", x->bf), gemm_tile(x->k, "TILE_N", x->bf),
-				    gemm_tile(x->k, "TILE_K", x->bf), gemm_tile(x->k, "STAGES", x->bf)};
+				    gemm_tile(x->k, "TILE_K", x->bf), gemm_tile(x->k, "STAGES", x->bf),
+				    gemm_tile(x->k, "PERSIST", x->bf)};
 	if (g_time) {
 		gemm_time(x, which, &g);
 		return;

@@ -5,7 +5,7 @@
 /* Integer arithmetic as C evaluates it, except that inside ceil(...) '/' is exact division
  * (the texts write ceil(rows/64) for the rounded-up quotient and (a + b - 1) / b for the same
  * in C). Names: the case's runtime sizes, the instance's integer constants, and the tile
- * defaults of moe_gemm.cuh (TILE_M, TILE_N, TILE_K, STAGES) where the manifest has none. */
+ * defaults of moe_gemm.cuh (TILE_M, TILE_N, TILE_K, STAGES, PERSIST) where the manifest has none. */
 struct ev {
 	const char *p;
 	const struct kinst *k;
@@ -313,6 +313,8 @@ static int ev_lookup(struct ev *e, const char *name, double *v)
 		*v = bf ? 64 : 16;
 	else if (!strcmp(name, "STAGES"))
 		*v = 3;
+	else if (!strcmp(name, "PERSIST"))
+		*v = 0;
 	else
 		return -1;
 	return 0;

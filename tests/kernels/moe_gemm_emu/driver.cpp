@@ -133,15 +133,25 @@ static const int THREADS = TILE_M * TILE_N / (ACT_BF16 ? 128 : 16);
 static const size_t SMEM = ACT_BF16 ? (size_t)STAGES * (TILE_M + TILE_N) * TILE_K * 2
                                     : (size_t)TILE_K * (TILE_M + TILE_N + 8) * 4;
 
-// The launch lines' grids give one tile per CTA; the kernels walk their tiles with stride
-// gridDim.x, so a capped grid (a persistent launch) must give the same result.
+// The launch lines' grids give one tile per CTA, or with PERSIST = N > 0 (moe_gemm.cuh) at
+// most N CTAs; the kernels walk their tiles with stride gridDim.x, so a capped grid must give
+// the same result.
+#ifndef PERSIST
+#define PERSIST 0
+#endif
 static unsigned grid_cap = ~0u;
-static unsigned capped(unsigned grid) { return grid < grid_cap ? grid : grid_cap; }
+static unsigned capped(unsigned grid)
+{
+	if (PERSIST > 0 && grid > (unsigned)PERSIST)
+		grid = PERSIST;
+	return grid < grid_cap ? grid : grid_cap;
+}
 
 static void run(const char *label, const int *off, int rows)
 {
-	printf("case %s: rows %d, E %d H %d I %d, tiles %dx%dx%d stages %d, %d threads, %zu B smem, grid cap %d\n",
-	       label, rows, E_LOCAL, H, I, TILE_M, TILE_N, TILE_K, STAGES, THREADS, SMEM, (int)grid_cap);
+	printf("case %s: rows %d, E %d H %d I %d, tiles %dx%dx%d stages %d, %d threads, %zu B smem, grid cap %d, "
+	       "persist %d\n",
+	       label, rows, E_LOCAL, H, I, TILE_M, TILE_N, TILE_K, STAGES, THREADS, SMEM, (int)grid_cap, PERSIST);
 	const int E = E_LOCAL;
 	auto x = rand_raw((size_t)rows * H, 1.f), wgu = rand_raw((size_t)E * 2 * I * H, 0.2f);
 	auto wd = rand_raw((size_t)E * H * I, 0.2f), hin = rand_raw((size_t)rows * I, 1.f);

@@ -2,8 +2,9 @@
 # run.sh - checks the expert-GEMM templates (kernels/moe_*.cu) without a GPU: each is built
 # as C++ against the emulator in this folder and compared with its CPU twin, for several
 # tile configurations chosen so that every code path runs (ragged and empty experts, M/N/K
-# tails, 1..8 warps, 2..4 stages, all three engines: mma.sync, wgmma with MOE_WGMMA=1, SIMT).
-# ctest runs the two default bf16 configurations (kernels/moe_gemm_emu_*, ~30 s each); run
+# tails, 1..8 warps, 2..4 stages, all three engines: mma.sync, wgmma with MOE_WGMMA=1, SIMT;
+# the persistent schedule, PERSIST, on both bf16 engines). ctest runs the two default bf16
+# configurations and wgmma_persist (kernels/moe_gemm_emu_*, 1-2 min each on 2 busy cores); run
 # all of them by hand after touching moe_gemm.cuh, moe_wgmma.cuh or a moe_* template:
 #   tests/kernels/moe_gemm_emu/run.sh        (ONLY=<configuration name> runs one)
 set -e
@@ -59,6 +60,16 @@ cfg wgmma_256x256 -DMOE_WGMMA=1 -DACT_BF16=1 -DE_LOCAL=3 -DH=264 -DI=136 -DTILE_
 # NSTAGE >= 4: refill tile kt-2's stage, prefetch distance 2), long K (up to 10 tiles).
 cfg wgmma_4stage -DMOE_WGMMA=1 -DACT_BF16=1 -DE_LOCAL=2 -DH=640 -DI=136 -DTILE_M=128 -DTILE_N=256 -DTILE_K=64 \
 	-DSTAGES=4 '-DCOUNTS={200,330}' -DEXTRA=3
+# wgmma engine, persistent (PERSIST=3, moe_gemm.cuh): at most 3 CTAs, each walking 2-10
+# tiles and issuing its next tile's prologue before the epilogue (moe_gemm_tile): ragged
+# experts, an empty one (the weight gradients skip its tiles with the next prologue in
+# flight, and write zeros there when overwriting), M/N/K tails; 5 experts so that the tile
+# counts are not multiples of 3.
+cfg wgmma_persist -DMOE_WGMMA=1 -DACT_BF16=1 -DE_LOCAL=5 -DH=320 -DI=200 -DTILE_M=128 -DTILE_N=256 -DTILE_K=64 \
+	-DSTAGES=3 -DPERSIST=3 '-DCOUNTS={130,0,1,300,70}' -DEXTRA=5
+# mma.sync engine, persistent, 4 stages (PERSIST=5).
+cfg bf16_persist -DACT_BF16=1 -DE_LOCAL=4 -DH=200 -DI=136 -DTILE_M=128 -DTILE_N=128 -DTILE_K=64 -DSTAGES=4 \
+	-DPERSIST=5 '-DCOUNTS={0,140,3,257}' -DEXTRA=2
 # fp32 SIMT, the default 64x64x16.
 cfg f32_default -DACT_BF16=0 -DE_LOCAL=3 -DH=72 -DI=40 -DTILE_M=64 -DTILE_N=64 -DTILE_K=16 -DSTAGES=3 \
 	'-DCOUNTS={65,0,130}' -DEXTRA=2
