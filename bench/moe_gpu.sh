@@ -124,7 +124,7 @@ run() { # run DIR [layer|model|all]
 		echo "\"balanced\" is the routing of a random init (max/mean load printed), \"skewed\" adds +4 to"
 		echo "experts 0..7's router logits (MOERT_ROUTER_BIAS=0-7:4), as the baselines' skew does"
 		# moec first (its numbers matter most where the time budget runs short)
-		local moe ours base route load bias tps mem torch_routes=both
+		local moe ours base route load bias tps trainer torch_routes=both
 		case $routes in balanced | skewed) torch_routes=$routes ;; esac
 		for T in $tokens; do
 			for route in $routes; do
@@ -141,10 +141,10 @@ run() { # run DIR [layer|model|all]
 				# tokens/s of the layer alone; the whole trainer's device memory (4 layers, LM head,
 				# AdamW state: the baselines' peak is one layer's)
 				tps=$(echo "$moe" | sed -n 's/.*: \([0-9.]*\) ms per layer.*/\1/p' | awk -v t="$T" '$1 > 0 {printf ", %.0f tokens/s", t / ($1 * 1e-3)}')
-				mem=$(sed -n 's/^device: .*, \([0-9.]*\) GiB allocated.*/, trainer arenas \1 GiB/p' "$tmp/out$T.txt" | head -1)
-				mem=$mem$(sed -n 's/^ready in \([0-9.]*\) s: \(.*\)/, trainer start \1 s (\2)/p' "$tmp/out$T.txt" | head -1)
+				trainer=$(sed -n 's/^device: .*, \([0-9.]*\) GiB allocated.*/, trainer arenas \1 GiB/p' "$tmp/out$T.txt" | head -1)
+				trainer=$trainer$(sed -n 's/^ready in \([0-9.]*\) s: \(.*\)/, trainer start \1 s (\2)/p' "$tmp/out$T.txt" | head -1)
 				if [ -n "$moe" ]; then
-					echo "moec T=$T $route: ${moe#"${moe%%[! ]*}"}$tps$load$mem" | tee "$tmp/moec$T$route.txt"
+					echo "moec T=$T $route: ${moe#"${moe%%[! ]*}"}$tps$load$trainer" | tee "$tmp/moec$T$route.txt"
 				else
 					echo "moec T=$T $route: failed: $(tail -3 "$tmp/err$T.txt" 2>/dev/null | tr '\n' ' ')"
 				fi

@@ -726,19 +726,6 @@ __device__ __forceinline__ void moe_store_pair(act_t *p, int col, int n, float v
 #endif
 }
 
-// Loads p[col], p[col+1] (the caller knows both are in range).
-__device__ __forceinline__ void moe_load_pair(const act_t *p, int col, float *v0, float *v1)
-{
-#if ACT_BF16
-	const unsigned u = *(const unsigned *)(p + col);
-	*v0 = __uint_as_float(u << 16);
-	*v1 = __uint_as_float(u & 0xffff0000u);
-#else
-	*v0 = p[col];
-	*v1 = p[col + 1];
-#endif
-}
-
 // A pair p[col], p[col+1] as loaded, unconverted: epilogues that read saved activations load
 // a batch of pairs first and convert them after (moe_unpack_pair), so the batch's loads are in
 // flight together rather than one global-memory latency per fragment (a load after a store
@@ -771,27 +758,14 @@ __device__ __forceinline__ void moe_unpack_pair(moe_raw_pair u, float *v0, float
 
 // dw[col], dw[col+1] += (v0, v1) (accumulate != 0) or = (v0, v1) (accumulate == 0: the
 // gradient's first write in the optimizer step, which then needs no memset and no read) for
-// the columns < n (fp32 weight gradients).
+// the columns < n: the fp32 engine's weight gradients (any n; bf16 tiles go through
+// moe_weight_grad_epilogue's batched path).
 __device__ __forceinline__ void moe_put_pair(float *p, int col, int n, float v0, float v1, int accumulate)
 {
-#if ACT_BF16
-	if (col < n) { // col, n even: 8-byte aligned pair
-		float2 o;
-		o.x = v0;
-		o.y = v1;
-		if (accumulate) {
-			const float2 old = *(const float2 *)(p + col);
-			o.x += old.x;
-			o.y += old.y;
-		}
-		*(float2 *)(p + col) = o;
-	}
-#else
 	if (col < n)
 		p[col] = accumulate ? p[col] + v0 : v0;
 	if (col + 1 < n)
 		p[col + 1] = accumulate ? p[col + 1] + v1 : v1;
-#endif
 }
 
 // A tile's epilogue in batches of MOE_EPI_BATCH fragments: load(q, r, c) for every fragment q

@@ -256,21 +256,6 @@ static int cu_fail(const struct cu_api *cu, CUresult r, char *err, size_t errlen
 	return -1;
 }
 
-/* Adds to a message already in err. */
-static void append_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void append_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	size_t len = strnlen(err, errlen);
-	if (len + 1 >= errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err + len, errlen - len, fmt, ap);
-	va_end(ap);
-}
-
 static int lt_fail(const struct lt_api *lt, cublasStatus_t s, char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 static int lt_fail(const struct lt_api *lt, cublasStatus_t s, char *err, size_t errlen, const char *fmt, ...)
@@ -733,7 +718,7 @@ static int module_get(struct moert_cuda *d, const void *image, size_t size, cons
 		moert_cuda_fmt_bytes(size, sz, sizeof sz);
 		snprintf(what, sizeof what, "kernel %s: cuModuleLoadData(%s image) on %s", kernel, sz, d->desc);
 		cu_fail(&d->cu, r, err, errlen, "%s", what);
-		append_err(err, errlen, "%s", module_load_hint(d, r, hint, sizeof hint));
+		moert_adderr(err, errlen, "%s", module_load_hint(d, r, hint, sizeof hint));
 		return -1;
 	}
 	d->mods[d->nmods++] = (struct module){image, mod};
@@ -820,7 +805,7 @@ int moert_cuda_kernel(struct moert_cuda *d, const void *cubin, size_t size, cons
 	if (r != CUDA_SUCCESS) {
 		cu_fail(&d->cu, r, err, errlen, "kernel %s: cuModuleGetFunction", name);
 		if (r == CUDA_ERROR_NOT_FOUND)
-			append_err(err, errlen,
+			moert_adderr(err, errlen,
 				   "; the kernel is not in its cubin: the trainer's kernel table and cubins disagree, "
 				   "rebuild with moec build");
 		return -1;
@@ -1212,7 +1197,7 @@ int moert_cuda_mm_init(struct moert_cuda *d, char *err, size_t errlen)
 	cublasStatus_t s = d->lt.cublasLtCreate(&h);
 	if (s != CUBLAS_STATUS_SUCCESS) {
 		lt_fail(&d->lt, s, err, errlen, "cublasLtCreate (%s, version %zu)", d->ltpath, d->lt.cublasLtGetVersion());
-		append_err(err, errlen, "; cuBLASLt 13 needs a driver for CUDA 13 or newer, this one is for CUDA %d.%d",
+		moert_adderr(err, errlen, "; cuBLASLt 13 needs a driver for CUDA 13 or newer, this one is for CUDA %d.%d",
 			   d->driver_version / 1000, d->driver_version % 1000 / 10);
 		return -1;
 	}

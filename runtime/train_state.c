@@ -17,7 +17,7 @@
 #include "moert.h"
 #include "safetensors.h"
 
-static long long tensor_numel(const struct moert_tensor *t)
+long long moert_tensor_numel(const struct moert_tensor *t)
 {
 	long long n = 1;
 	for (int d = 0; d < t->ndim; d++)
@@ -79,7 +79,7 @@ static double uniform01(uint64_t *s)
  * (tp_dim 0) or, of a matrix, its columns [k*C/tp, ...) (tp_dim 1). */
 static void slice_copy(const struct moert_tensor *t, int tp, int k, float *full, float *local, int to_local)
 {
-	long long n = tensor_numel(t);
+	long long n = moert_tensor_numel(t);
 	if (t->tp_dim == 0) {
 		long long part = n / tp;
 		if (to_local)
@@ -99,7 +99,7 @@ static void slice_copy(const struct moert_tensor *t, int tp, int k, float *full,
 
 static float *full_buffer(const struct moert_tensor *t)
 {
-	float *b = malloc((size_t)tensor_numel(t) * sizeof *b);
+	float *b = malloc((size_t)moert_tensor_numel(t) * sizeof *b);
 	if (!b)
 		moert_fatal("out of memory");
 	return b;
@@ -109,7 +109,7 @@ static float *full_buffer(const struct moert_tensor *t)
 static void store_local(const struct train_state *ts, const struct moert_tensor *t, float *full, float *arena)
 {
 	if (t->tp_dim < 0)
-		memcpy(arena + t->offset, full, (size_t)tensor_numel(t) * sizeof *full);
+		memcpy(arena + t->offset, full, (size_t)moert_tensor_numel(t) * sizeof *full);
 	else
 		slice_copy(t, ts->m->layout.tp, ts->comm->index[MOERT_TP], full, arena + t->offset, 1);
 }
@@ -118,7 +118,7 @@ static void store_local(const struct train_state *ts, const struct moert_tensor 
  * the seed and the tensor's name, so every layout draws the same full tensor. */
 static void init_tensor(const struct train_state *ts, const struct moert_tensor *t, float *params, uint64_t seed)
 {
-	long long n = tensor_numel(t);
+	long long n = moert_tensor_numel(t);
 	float *p = t->tp_dim < 0 ? params + t->offset : full_buffer(t);
 	uint64_t s = seed ^ 0xcbf29ce484222325ull;
 	for (const char *c = t->name; *c; c++)

@@ -259,9 +259,7 @@ static void check_tensor_table(const struct moert_model *m)
 	long long end = 0; /* one rank: where the previous tensor ends */
 	for (int i = 0; i < m->n_tensors; i++) {
 		const struct moert_tensor *t = byoff[i];
-		long long n = 1;
-		for (int d = 0; d < t->ndim; d++)
-			n *= (long long)t->shape[d];
+		const long long n = moert_tensor_numel(t);
 		if (t->offset < 0 || t->offset >= m->param_floats || (one_rank && (t->offset + n > m->param_floats || t->offset < end)))
 			moert_fatal("the trainer's tensor table is corrupt: %s at float offset %lld (%lld floats; the arena "
 				    "holds %lld%s): rebuild the trainer with this moec (moec build)",
@@ -277,9 +275,7 @@ static const struct moert_tensor *first_non_finite(const struct moert_model *m, 
 {
 	for (int i = 0; i < m->n_tensors; i++) {
 		const struct moert_tensor *t = &m->tensors[i];
-		long long n = 1;
-		for (int d = 0; d < t->ndim; d++)
-			n *= (long long)t->shape[d];
+		const long long n = moert_tensor_numel(t);
 		if (t->offset + n > floats)
 			continue;
 		for (long long j = 0; j < n; j++)

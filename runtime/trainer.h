@@ -42,6 +42,9 @@ struct moert_tensor {
 	int tp_dim;                    /* split over tp ranks along this dimension (a rank holds slice tp_index), or -1 */
 };
 
+/* Elements of the whole (unsplit) tensor. */
+long long moert_tensor_numel(const struct moert_tensor *t);
+
 /* What one micro-step measured (filled by the generated step). */
 struct moert_stats {
 	double ce_loss;                /* mean cross-entropy over counted targets */

@@ -24,6 +24,7 @@
 #include "moec_host.h" /* kernels/cpu: bf16, float_to_bf16, bf16_to_float - the twins' own */
 #undef ACT_BF16
 #include "device_cuda.h"
+#include "moert.h" /* moert_adderr: appends to a fixed buffer, truncating */
 
 /* The CUDA backend may be missing from libmoert (runtime/device_cuda.c not there yet, or a
  * libmoert built without it): weak references resolve to NULL then, and GPU mode reports
@@ -81,7 +82,6 @@ extern struct moert_cuda *g_dev;
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t s);
 char *xstrdup(const char *s);
-void sadd(char *buf, size_t cap, const char *fmt, ...); /* appends to a fixed buffer, truncating */
 char *read_text(const char *path, size_t *size, char *err, size_t errlen);
 static inline int imax(int a, int b) { return a > b ? a : b; }
 static inline int imin(int a, int b) { return a < b ? a : b; }

@@ -145,18 +145,6 @@ char *xstrdup(const char *s)
 	return p;
 }
 
-/* appends to a fixed buffer, truncating */
-void sadd(char *buf, size_t cap, const char *fmt, ...)
-{
-	size_t n = strlen(buf);
-	if (n + 1 >= cap)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf + n, cap - n, fmt, ap);
-	va_end(ap);
-}
-
 char *read_text(const char *path, size_t *size, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "rb");

@@ -211,9 +211,9 @@ static void route_shape(struct tcase *c, const struct route *r, int cap)
 	int empty = 0;
 	for (int e = 0; e < r->E; e++)
 		empty += r->counts[e] == 0;
-	sadd(c->shape, sizeof c->shape, " empty=%d", empty);
+	moert_adderr(c->shape, sizeof c->shape, " empty=%d", empty);
 	if (cap > 0)
-		sadd(c->shape, sizeof c->shape, " dropped=%d", r->ndrop);
+		moert_adderr(c->shape, sizeof c->shape, " dropped=%d", r->ndrop);
 }
 
 /* The loop of the routing drivers: every routing shape (route_case) with its routing
@@ -338,7 +338,7 @@ static struct tcase *perm_case(struct kctx *x, size_t ci, long K, struct route *
 	struct tcase *c = tc_new(x, "rows=%d %s%s", T, route_what[perm_cases[ci].pat], cap ? " drops" : "");
 	route_make(r, Er, (int)K, T, perm_cases[ci].pat, cap, 2);
 	if (cap)
-		sadd(c->shape, sizeof c->shape, "=%d", r->ndrop);
+		moert_adderr(c->shape, sizeof c->shape, "=%d", r->ndrop);
 	return c;
 }
 

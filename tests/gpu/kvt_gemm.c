@@ -291,7 +291,7 @@ static void drv_gemm(struct kctx *x, int which)
 		snprintf(c->shape, sizeof c->shape, "rows=%d %s empty=%d%s%s%s", rows, gemm_what[gemm_cases[ci].pat], empty,
 			 used < rows ? " used<rows" : "", gemm_cases[ci].gu_null ? " gu=NULL" : "", weight ? acc ? " dw+=" : " dw=" : "");
 		if (tiles && tiles < E)
-			sadd(c->shape, sizeof c->shape, " (sizes for %d experts: --max-rows)", tiles);
+			moert_adderr(c->shape, sizeof c->shape, " (sizes for %d experts: --max-rows)", tiles);
 		gemm_run(x, c, which, &g, bo, rows, gemm_cases[ci].gu_null, acc);
 	}
 }

@@ -568,7 +568,7 @@ void params_str(const struct params *p, char *out, size_t cap)
 {
 	out[0] = 0;
 	for (int i = 0; i < p->n; i++)
-		sadd(out, cap, "%s%s%s%s", i ? ", " : "", p->type[i], p->type[i][strlen(p->type[i]) - 1] == '*' ? "" : " ",
+		moert_adderr(out, cap, "%s%s%s%s", i ? ", " : "", p->type[i], p->type[i][strlen(p->type[i]) - 1] == '*' ? "" : " ",
 		     p->name[i]);
 }
 

@@ -58,12 +58,16 @@ static int tl_offsets(struct tcase *c, const struct tlist *L)
 	return b;
 }
 
+/* The tensor-list kernels' grid (grad_sumsq, scale, adamw: their launch lines), blocks of
+ * 2048 elements up to 1024 */
+static int list_grid(long total) { return imax(1, imin((int)ceil_div(total, 2048), 1024)); }
+
 static void drv_grad_sumsq(struct kctx *x)
 {
 	for (size_t li = 0; li < sizeof tlists / sizeof tlists[0]; li++) {
 		const struct tlist *L = &tlists[li];
 		const long total = tl_total(L);
-		const int nblk = imax(1, imin((int)ceil_div(total, 2048), 1024)); /* grad_sumsq.cu's launch line */
+		const int nblk = list_grid(total);
 		struct tcase *c = tc_new(x, "total=%ld %s", total, L->what);
 		int bs = tb_add(c, "sumsq", DT_F32, 1, R_INOUT);
 		tb_f32(c, bs)[0] = 0.25f; /* accumulated into */
@@ -113,7 +117,7 @@ static void drv_scale(struct kctx *x)
 		ta_buf(c, "sumsq", bs);
 		ta_float(c, "max_norm", cs[ci].max_norm);
 		tv(c, "total", total);
-		tg(c, imax(1, imin((int)ceil_div(total, 2048), 1024)), 1, 256);
+		tg(c, list_grid(total), 1, 256);
 		run_case(x, c);
 	}
 }
@@ -191,7 +195,7 @@ static void drv_adamw(struct kctx *x)
 		ta_buf(c, "sumsq", bs);
 		ta_float(c, "max_norm", cs[ci].max_norm);
 		tv(c, "total", total);
-		tg(c, imax(1, imin((int)ceil_div(total, 2048), 1024)), 1, 256);
+		tg(c, list_grid(total), 1, 256);
 		run_case(x, c);
 	}
 }

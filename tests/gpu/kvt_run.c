@@ -291,7 +291,7 @@ static int dev_run(struct kctx *x, struct tcase *c, char *why, size_t cap)
 		goto fail;
 	return 0;
 fail:
-	sadd(why, cap, "device: %s; ", g_err);
+	moert_adderr(why, cap, "device: %s; ", g_err);
 	return -1;
 }
 
@@ -338,7 +338,7 @@ static int time_case(struct kctx *x, struct tcase *c, char *why, size_t cap)
 	fflush(stdout);
 	return 0;
 fail:
-	sadd(why, cap, "device: %s; ", g_err);
+	moert_adderr(why, cap, "device: %s; ", g_err);
 	return -1;
 }
 
@@ -369,7 +369,7 @@ static int compare_all(struct tcase *c, char *det, size_t dcap, char *why, size_
 		const size_t es = dt_size[b->dt], bytes = b->n * es;
 		if (b->role == R_IN) {
 			if (memcmp(b->got, b->init, bytes)) {
-				sadd(why, wcap, "the kernel changed its input %s; ", b->name);
+				moert_adderr(why, wcap, "the kernel changed its input %s; ", b->name);
 				fail = 1;
 			}
 			continue;
@@ -403,10 +403,10 @@ static int compare_all(struct tcase *c, char *det, size_t dcap, char *why, size_
 			a->n += n;
 			if (bad) {
 				if (dt_float(b->dt))
-					sadd(why, wcap, "%s: %zu/%zu differ, [%zu] gpu %.9g, %s %.9g; ", b->name, bad, n, first,
+					moert_adderr(why, wcap, "%s: %zu/%zu differ, [%zu] gpu %.9g, %s %.9g; ", b->name, bad, n, first,
 					     elem_d(b->got, b->dt, first), b->role == R_SCRATCH ? "must be" : "twin", elem_d(ref, b->dt, first));
 				else
-					sadd(why, wcap, "%s: %zu/%zu differ, [%zu] gpu %.0f, %s %.0f; ", b->name, bad, n, first,
+					moert_adderr(why, wcap, "%s: %zu/%zu differ, [%zu] gpu %.0f, %s %.0f; ", b->name, bad, n, first,
 					     elem_d(b->got, b->dt, first), b->role == R_SCRATCH ? "must be" : "twin", elem_d(ref, b->dt, first));
 				fail = 1;
 			}
@@ -423,38 +423,38 @@ static int compare_all(struct tcase *c, char *det, size_t dcap, char *why, size_
 					     flips <= (n / 1000 > 2 ? n / 1000 : 2);
 			if (nonfinite) {
 				a->nonfinite = 1;
-				sadd(why, wcap, "%s: %zu non-finite differences, [%zu] gpu %.9g twin %.9g; ", b->name, nonfinite,
+				moert_adderr(why, wcap, "%s: %zu non-finite differences, [%zu] gpu %.9g twin %.9g; ", b->name, nonfinite,
 				     first, elem_d(b->got, b->dt, first), elem_d(ref, b->dt, first));
 				fail = 1;
 			} else if (!(e <= b->tol) && !flips_ok) {
-				sadd(why, wcap, "%s: NMSE %.3g over %.0e (%zu one-ulp flips%s); ", b->name, e, b->tol, flips,
+				moert_adderr(why, wcap, "%s: NMSE %.3g over %.0e (%zu one-ulp flips%s); ", b->name, e, b->tol, flips,
 				     hard ? " and larger differences" : "");
 				fail = 1;
 			} else if (!(e <= b->tol)) {
 				a->flips += flips; /* passed on the flip rule */
 			}
 			if (b->dt == DT_BF16 && flips)
-				sadd(info, icap, "%s: %zu one-ulp flips; ", b->name, flips);
+				moert_adderr(info, icap, "%s: %zu one-ulp flips; ", b->name, flips);
 			if (!(e <= a->worst))
 				a->worst = e;
 			if (!br)
-				sadd(info, icap, "%s rms %.3g; ", b->name, rms);
+				moert_adderr(info, icap, "%s rms %.3g; ", b->name, rms);
 		}
 	}
 	for (int k = 0; k < nag; k++) {
 		const struct agg *a = &ag[k];
 		if (a->exact)
-			a->bad ? sadd(det, dcap, "%s=%zu/%zu-differ ", a->base, a->bad, a->n) : sadd(det, dcap, "%s=exact ", a->base);
+			a->bad ? moert_adderr(det, dcap, "%s=%zu/%zu-differ ", a->base, a->bad, a->n) : moert_adderr(det, dcap, "%s=exact ", a->base);
 		else if (a->nonfinite)
-			sadd(det, dcap, "%s=nonfinite ", a->base);
+			moert_adderr(det, dcap, "%s=nonfinite ", a->base);
 		else if (a->worst == 0)
-			sadd(det, dcap, "%s=0 ", a->base);
+			moert_adderr(det, dcap, "%s=0 ", a->base);
 		else if (a->flips)
-			sadd(det, dcap, "%s=%.1e(%zu-flips) ", a->base, a->worst, a->flips);
+			moert_adderr(det, dcap, "%s=%.1e(%zu-flips) ", a->base, a->worst, a->flips);
 		else
-			sadd(det, dcap, "%s=%.1e ", a->base, a->worst);
+			moert_adderr(det, dcap, "%s=%.1e ", a->base, a->worst);
 		if (g_verbose && a->untouched)
-			sadd(det, dcap, "(untouched) ");
+			moert_adderr(det, dcap, "(untouched) ");
 	}
 	return fail;
 }
@@ -521,47 +521,47 @@ int run_case(struct kctx *x, struct tcase *c)
 
 	/* the driver against the kernel's parameters (gen/launch.h) */
 	if (c->na != x->par.n)
-		sadd(why, sizeof why, "driver passes %d arguments, the kernel has %d; ", c->na, x->par.n);
+		moert_adderr(why, sizeof why, "driver passes %d arguments, the kernel has %d; ", c->na, x->par.n);
 	for (int i = 0; i < c->na && i < x->par.n; i++) {
 		const struct targ *a = &c->a[i];
 		if (strcmp(a->name, x->par.name[i]))
-			sadd(why, sizeof why, "argument %d is %s, the kernel's is %s; ", i, a->name, x->par.name[i]);
+			moert_adderr(why, sizeof why, "argument %d is %s, the kernel's is %s; ", i, a->name, x->par.name[i]);
 		else if (!param_kind_ok(x->par.type[i], a->kind))
-			sadd(why, sizeof why, "argument %s: wrong kind for %s; ", a->name, x->par.type[i]);
+			moert_adderr(why, sizeof why, "argument %s: wrong kind for %s; ", a->name, x->par.type[i]);
 		else if (a->kind == A_BUF) {
 			const struct tbuf *b = &c->b[a->buf];
 			size_t es = param_elem(x->par.type[i]);
 			if (!es && strstr(x->par.type[i], "act_t"))
 				es = x->bf ? 2 : 4;
 			if (es && es != dt_size[b->dt])
-				sadd(why, sizeof why, "argument %s (%s) gets %zu-byte elements; ", a->name, x->par.type[i],
+				moert_adderr(why, sizeof why, "argument %s (%s) gets %zu-byte elements; ", a->name, x->par.type[i],
 				     dt_size[b->dt]);
 			if (strstr(x->par.type[i], "act_t") && b->dt != x->adt)
-				sadd(why, sizeof why, "argument %s is act_t, the buffer is not; ", a->name);
+				moert_adderr(why, sizeof why, "argument %s is act_t, the buffer is not; ", a->name);
 		}
 	}
 	for (int i = 0; i < c->nb; i++)
 		if (c->b[i].cmp == C_UNSET)
-			sadd(why, sizeof why, "driver: output %s has no comparison; ", c->b[i].name);
+			moert_adderr(why, sizeof why, "driver: output %s has no comparison; ", c->b[i].name);
 	/* the geometry against the launch text */
 	unsigned g[3], bl[3], sm;
 	char err[400];
 	if (launch_eval(x->k, c, 0, g, bl, &sm, err, sizeof err))
-		sadd(why, sizeof why, "%s; ", err);
+		moert_adderr(why, sizeof why, "%s; ", err);
 	else if (memcmp(g, c->grid, sizeof g) || memcmp(bl, c->block, sizeof bl) || sm != c->smem || sm != x->smem)
-		sadd(why, sizeof why,
+		moert_adderr(why, sizeof why,
 		     "launch text gives grid=(%u,%u,%u) block=(%u,%u,%u) smem=%u (at load: %u), the driver "
 		     "grid=(%u,%u,%u) block=(%u,%u,%u) smem=%u; ",
 		     g[0], g[1], g[2], bl[0], bl[1], bl[2], sm, x->smem, c->grid[0], c->grid[1], c->grid[2], c->block[0],
 		     c->block[1], c->block[2], c->smem);
 	if (!c->grid[0] || !c->grid[1] || !c->grid[2])
-		sadd(why, sizeof why, "driver: an empty grid (the host skips such a launch); ");
+		moert_adderr(why, sizeof why, "driver: an empty grid (the host skips such a launch); ");
 	if (why[0]) {
 		fail = 1;
 		goto out;
 	}
 	if (g_dev_broken) {
-		sadd(why, sizeof why, "not run: an earlier kernel left the device unusable");
+		moert_adderr(why, sizeof why, "not run: an earlier kernel left the device unusable");
 		fail = 1;
 		goto out;
 	}
@@ -599,7 +599,7 @@ int run_case(struct kctx *x, struct tcase *c)
 	for (int i = 0; i < c->nb; i++) {
 		const struct tbuf *b = &c->b[i];
 		if (b->role == R_IN && b->dt != DT_PTR && memcmp(b->twin + b->off, b->init, b->n * dt_size[b->dt]))
-			sadd(why, sizeof why, "the twin changed its input %s; ", b->name);
+			moert_adderr(why, sizeof why, "the twin changed its input %s; ", b->name);
 	}
 
 	/* the device */
@@ -616,7 +616,7 @@ int run_case(struct kctx *x, struct tcase *c)
 			continue;
 		const size_t bytes = (b->role == R_SCRATCH ? b->ncmp : b->n) * dt_size[b->dt];
 		if (memcmp(b->got, b->got2, bytes)) {
-			sadd(why, sizeof why, "%s: a second launch gives other bits; ", b->name);
+			moert_adderr(why, sizeof why, "%s: a second launch gives other bits; ", b->name);
 			fail = 1;
 		}
 	}
@@ -624,14 +624,14 @@ int run_case(struct kctx *x, struct tcase *c)
 	if (g_self && !fail && flip_outputs(c)) {
 		char d2[1024] = "", w2[2048] = "", i2[1024] = "";
 		if (compare_all(c, d2, sizeof d2, w2, sizeof w2, i2, sizeof i2))
-			sadd(why, sizeof why, "a one-ulp flip of a bf16 output failed the comparison: %s", w2);
+			moert_adderr(why, sizeof why, "a one-ulp flip of a bf16 output failed the comparison: %s", w2);
 	}
 	if (g_self && !fail && corrupt_outputs(c)) {
 		char d2[1024] = "", w2[2048] = "", i2[1024] = "";
 		if (compare_all(c, d2, sizeof d2, w2, sizeof w2, i2, sizeof i2))
 			g_corruptions++;
 		else
-			sadd(why, sizeof why, "an output corrupted on the device side went unnoticed: the comparisons cannot fail");
+			moert_adderr(why, sizeof why, "an output corrupted on the device side went unnoticed: the comparisons cannot fail");
 	}
 out:
 	if (why[0])
